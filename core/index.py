@@ -1,0 +1,406 @@
+"""The index interface and :class:`ExactIndex`, the brute-force oracle every other index is tested against.
+
+An index maps string document ids to token matrices (and a JSON metadata dict per document) and
+answers MaxSim top-k queries, optionally restricted by an exact-match metadata filter. Filters pick
+the candidate subset *before* scoring, so a filtered query returns the best ``k`` matching
+documents, never fewer because better non-matching ones were cut.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, overload
+
+import numpy as np
+import torch
+
+from . import _io
+from .errors import (
+    CorruptIndexError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidInputError,
+    UnknownIdError,
+)
+from .scoring import maxsim
+
+__all__ = ["ExactIndex", "Index", "SearchHit", "load_index"]
+
+Metadata = dict[str, Any]
+Filter = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked document: its id, MaxSim score and metadata."""
+
+    id: str
+    score: float
+    metadata: Metadata = field(default_factory=dict)
+
+
+class Index(ABC):
+    """What every index offers: ``add``, ``remove``, ``search``, ``save``, ``load`` and ``len``.
+
+    Subclasses store the vectors and score them; this base keeps ids and metadata, validates
+    input and applies filters, so those rules are the same for every index.
+    """
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    def __init__(self, dim: int | None = None) -> None:
+        if dim is not None and (not isinstance(dim, int) or dim < 1):
+            raise InvalidInputError(f"dim must be a positive int or None (inferred on first add), got {dim!r}.")
+        self.dim = dim
+        self._ids: list[str] = []
+        self._positions: dict[str, int] = {}
+        self._metadata: list[Metadata] = []
+
+    # ------------------------------------------------------------------ public API
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._positions
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in insertion order."""
+        return list(self._ids)
+
+    def metadata(self, doc_id: str) -> Metadata:
+        """The metadata stored with ``doc_id``."""
+        if doc_id not in self._positions:
+            raise UnknownIdError(f"Document id {doc_id!r} is not in the index.")
+        return dict(self._metadata[self._positions[doc_id]])
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[torch.Tensor | np.ndarray],
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        """Add documents.
+
+        Args:
+            ids: new, unique string ids.
+            embeddings: one ``(n_tokens, dim)`` matrix per document (L2-normalised token vectors).
+            metadata: one JSON-serialisable dict (or None) per document.
+        """
+        if isinstance(embeddings, (torch.Tensor, np.ndarray)) and embeddings.ndim == 2:
+            raise InvalidInputError("embeddings must be a sequence with one (n_tokens, dim) matrix per document.")
+        ids, metas = self.check_new(ids, metadata)
+        if len(embeddings) != len(ids):
+            raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
+        vectors = [self._check_matrix(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
+        if not ids:
+            return
+        self._add_vectors(vectors)
+        for doc_id, meta in zip(ids, metas, strict=True):
+            self._positions[doc_id] = len(self._ids)
+            self._ids.append(doc_id)
+            self._metadata.append(meta)
+
+    def check_new(
+        self, ids: Sequence[str], metadata: Sequence[Metadata | None] | None = None
+    ) -> tuple[list[str], list[Metadata]]:
+        """Validate ids and metadata for :meth:`add` without adding anything (so callers can fail fast).
+
+        Returns the ids as a list and the metadata as dicts.
+        """
+        ids = _check_ids(ids, "ids")
+        if metadata is not None and (isinstance(metadata, Mapping) or len(metadata) != len(ids)):
+            raise InvalidInputError(f"Got {len(ids)} ids; pass metadata as a list with one dict (or None) per id.")
+        existing = [i for i in ids if i in self._positions]
+        if existing:
+            raise DuplicateIdError(
+                f"ids already in the index: {existing[:5]}{' ...' if len(existing) > 5 else ''}; "
+                "remove them first to replace them."
+            )
+        metas = [_check_metadata(m, f"metadata[{i}]") for i, m in enumerate(metadata or [None] * len(ids))]
+        return ids, metas
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Remove documents by id; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
+        ids = _check_ids(ids, "ids")
+        unknown = [i for i in ids if i not in self._positions]
+        if unknown:
+            raise UnknownIdError(
+                f"ids not in the index: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; nothing was removed."
+            )
+        if not ids:
+            return
+        drop = torch.zeros(len(self._ids), dtype=torch.bool)
+        drop[[self._positions[i] for i in ids]] = True
+        self._remove_positions(drop)
+        keep = (~drop).tolist()
+        self._ids = [i for i, k in zip(self._ids, keep, strict=True) if k]
+        self._metadata = [m for m, k in zip(self._metadata, keep, strict=True) if k]
+        self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
+
+    @overload
+    def search(self, query_embeddings: torch.Tensor | np.ndarray, k: int = ..., filter: Filter | None = ...) -> list[SearchHit]: ...
+    @overload
+    def search(
+        self, query_embeddings: Sequence[torch.Tensor | np.ndarray], k: int = ..., filter: Filter | None = ...
+    ) -> list[list[SearchHit]]: ...
+    def search(
+        self,
+        query_embeddings: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray],
+        k: int = 10,
+        filter: Filter | None = None,
+    ) -> list[SearchHit] | list[list[SearchHit]]:
+        """Top-``k`` documents by MaxSim for one query ``(q_len, dim)`` or a batch of them.
+
+        Args:
+            query_embeddings: one ``(q_len, dim)`` matrix, or a sequence of them (or a
+                ``(n, q_len, dim)`` array) for a batch.
+            k: number of hits per query (fewer if fewer documents match).
+            filter: exact-match metadata filter ``{key: value}``; every pair must match.
+
+        Returns:
+            A list of :class:`SearchHit` best first; a list of such lists for a batch.
+        """
+        single = isinstance(query_embeddings, (torch.Tensor, np.ndarray)) and query_embeddings.ndim == 2
+        batch = [query_embeddings] if single else list(query_embeddings)  # type: ignore[list-item,arg-type]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive int, got {k!r}.")
+        queries = [self._check_matrix(q, f"query_embeddings[{i}]") for i, q in enumerate(batch)]
+        candidates = self._candidates(filter)
+        if not queries:
+            return []
+        if len(self) == 0 or (candidates is not None and candidates.numel() == 0):
+            results: list[list[SearchHit]] = [[] for _ in queries]
+        else:
+            scores, positions = self._search(queries, k, candidates)
+            results = [
+                [
+                    SearchHit(self._ids[p], s, dict(self._metadata[p]))
+                    for s, p in zip(row_scores.tolist(), row_positions.tolist(), strict=True)
+                ]
+                for row_scores, row_positions in zip(scores, positions, strict=True)
+            ]
+        return results[0] if single else results
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to the folder ``path`` atomically (a crash leaves any previous save intact)."""
+        with _io.atomic_directory(path) as tmp:
+            _io.write_jsonl(tmp / "documents.jsonl", ({"id": i, "metadata": m} for i, m in zip(self._ids, self._metadata, strict=True)))
+            fields = self._write(tmp)
+            _io.write_manifest(tmp, self.kind, self.version, dim=self.dim, n_documents=len(self), **fields)
+
+    @classmethod
+    def load(cls, path: str | Path, **options: Any) -> Index:
+        """Read an index saved with :meth:`save` (``options`` are passed to the constructor)."""
+        folder = _io.existing_directory(path)
+        manifest = _io.read_manifest(folder, [cls.kind] if cls is not Index else list(_KINDS), max_version=cls.version)
+        index_cls = _KINDS[manifest["kind"]]
+        index = index_cls._from_manifest(manifest, **options)
+        rows = _io.read_jsonl(folder / "documents.jsonl")
+        try:
+            index._ids = [str(r["id"]) for r in rows]
+            index._metadata = [dict(r.get("metadata") or {}) for r in rows]
+        except (KeyError, TypeError) as exc:
+            raise CorruptIndexError(f"{folder / 'documents.jsonl'} has a malformed row ({exc}).") from exc
+        index._positions = {doc_id: p for p, doc_id in enumerate(index._ids)}
+        if len(index._positions) != len(index._ids) or len(index._ids) != manifest.get("n_documents"):
+            raise CorruptIndexError(f"{folder} lists {len(index._ids)} documents but its manifest says {manifest.get('n_documents')}.")
+        index._read(folder, manifest)
+        return index
+
+    # ------------------------------------------------------------------ for subclasses
+    @classmethod
+    def _from_manifest(cls, manifest: dict[str, Any], **options: Any) -> Index:
+        return cls(dim=manifest.get("dim"), **options)
+
+    @abstractmethod
+    def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
+        """Append one ``(n_tokens, dim)`` float matrix per new document (already validated)."""
+
+    @abstractmethod
+    def _remove_positions(self, drop: torch.Tensor) -> None:
+        """Drop the documents where the boolean ``(len(self),)`` mask is true."""
+
+    @abstractmethod
+    def _search(
+        self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and positions ``(n_queries, <=k)``, best first, among ``candidates`` (None = all)."""
+
+    @abstractmethod
+    def _write(self, folder: Path) -> dict[str, Any]:
+        """Write the vectors into ``folder``; return extra manifest fields."""
+
+    @abstractmethod
+    def _read(self, folder: Path, manifest: dict[str, Any]) -> None:
+        """Read the vectors written by :meth:`_write`."""
+
+    # ------------------------------------------------------------------ helpers
+    def _check_matrix(self, x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if not isinstance(x, torch.Tensor):
+            raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}.")
+        if x.dim() != 2 or x.shape[0] == 0:
+            raise InvalidInputError(f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}.")
+        if not x.is_floating_point():
+            raise InvalidInputError(f"{name} must hold floats, got {x.dtype}.")
+        if self.dim is None:
+            self.dim = int(x.shape[1])
+        elif x.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"{name} has dimension {x.shape[1]} but this index holds {self.dim}-d vectors; "
+                "encode with the model the index was built with."
+            )
+        return x
+
+    def _candidates(self, filter: Filter | None) -> torch.Tensor | None:
+        """Positions of the documents whose metadata matches every pair of ``filter`` (None = all)."""
+        if filter is None:
+            return None
+        if not isinstance(filter, Mapping):
+            raise InvalidInputError(f"filter must be a dict of exact metadata matches, got {type(filter).__name__}.")
+        if not filter:
+            return None
+        items = list(filter.items())
+        hits = [p for p, meta in enumerate(self._metadata) if all(key in meta and meta[key] == value for key, value in items)]
+        return torch.tensor(hits, dtype=torch.long)
+
+
+class ExactIndex(Index):
+    """Exhaustive MaxSim over an fp16 token store: exact, simple, the reference for other indexes.
+
+    Token vectors of all documents are kept in one ``(total_tokens, dim)`` float16 tensor with a
+    lengths vector; search scores every (candidate) document with :func:`maxsim`.
+
+    Args:
+        dim: vector dimension (inferred on first ``add`` when None).
+        device: where scoring runs (default CUDA when available, else CPU); storage stays in CPU memory
+            and streams through in chunks.
+    """
+
+    kind = "exact"
+
+    def __init__(self, dim: int | None = None, *, device: str | torch.device | None = None) -> None:
+        super().__init__(dim)
+        self.device = torch.device(device) if device is not None else _default_device()
+        self._tokens = torch.zeros((0, dim or 0), dtype=torch.float16)
+        self._lengths = torch.zeros(0, dtype=torch.long)
+        self._pending: list[torch.Tensor] = []
+
+    @property
+    def n_tokens(self) -> int:
+        """Total number of stored token vectors."""
+        return int(self._lengths.sum())
+
+    def _store(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The consolidated token store; appends are batched into one concatenation here."""
+        if self._pending:
+            self._tokens = torch.cat([self._tokens.reshape(-1, self.dim or 0), *self._pending])
+            self._pending = []
+        return self._tokens, self._lengths
+
+    def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
+        self._pending.extend(v.detach().to("cpu", torch.float16) for v in vectors)
+        self._lengths = torch.cat([self._lengths, torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)])
+
+    def _remove_positions(self, drop: torch.Tensor) -> None:
+        tokens, lengths = self._store()
+        self._tokens = tokens[~torch.repeat_interleave(drop, lengths)]
+        self._lengths = lengths[~drop]
+
+    def _search(
+        self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, lengths = self._store()
+        if candidates is not None:
+            tokens, lengths = _gather_documents(tokens, lengths, candidates)
+        scores = maxsim(queries, tokens, documents_lengths=lengths, device=self.device).cpu()
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        positions = top.indices if candidates is None else candidates[top.indices]
+        return top.values, positions
+
+    def _write(self, folder: Path) -> dict[str, Any]:
+        tokens, lengths = self._store()
+        _io.save_array(folder, "tokens", tokens.numpy())
+        _io.save_array(folder, "lengths", lengths.numpy())
+        return {"n_tokens": int(lengths.sum()), "dtype": "float16"}
+
+    def _read(self, folder: Path, manifest: dict[str, Any]) -> None:
+        tokens = _io.load_array(folder, "tokens")
+        lengths = _io.load_array(folder, "lengths")
+        if (
+            tokens.dtype != np.float16
+            or tokens.ndim != 2
+            or tokens.shape[1] != self.dim
+            or lengths.shape != (len(self._ids),)
+            or int(lengths.sum()) != tokens.shape[0]
+        ):
+            raise CorruptIndexError(
+                f"{folder}: tokens {tokens.shape} {tokens.dtype} and lengths {lengths.shape} do not match the "
+                f"manifest ({len(self._ids)} documents, dim {self.dim}); the saved index is damaged."
+            )
+        self._tokens = torch.from_numpy(tokens)
+        self._lengths = torch.from_numpy(lengths.astype(np.int64))
+
+
+def _gather_documents(
+    tokens: torch.Tensor, lengths: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The packed tokens and lengths of the documents at ``positions``, in that order."""
+    starts = torch.cumsum(lengths, 0) - lengths
+    sub_lengths = lengths[positions]
+    # Row index of every selected token: each document's start, plus 0..len-1 within it.
+    shift = starts[positions] - (torch.cumsum(sub_lengths, 0) - sub_lengths)
+    rows = torch.repeat_interleave(shift, sub_lengths) + torch.arange(int(sub_lengths.sum()))
+    return tokens[rows], sub_lengths
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _check_ids(ids: Sequence[str], name: str) -> list[str]:
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        raise InvalidInputError(f"{name} must be a list of str, got {type(ids).__name__}; wrap a single id in a list.")
+    out = list(ids)
+    for i, doc_id in enumerate(out):
+        if not isinstance(doc_id, str) or not doc_id:
+            raise InvalidInputError(f"{name}[{i}] must be a non-empty str, got {doc_id!r}.")
+    if len(set(out)) != len(out):
+        seen: set[str] = set()
+        dupes = sorted({d for d in out if d in seen or seen.add(d)})  # type: ignore[func-returns-value]
+        raise DuplicateIdError(f"{name} repeats {dupes[:5]}; each id may appear once.")
+    return out
+
+
+def _check_metadata(meta: Metadata | None, name: str) -> Metadata:
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InvalidInputError(f"{name} must be a dict or None, got {type(meta).__name__}.")
+    try:
+        json.dumps(dict(meta), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be JSON-serialisable so it can be saved: {exc}.") from exc
+    return dict(meta)
+
+
+_KINDS: dict[str, type[Index]] = {ExactIndex.kind: ExactIndex}
+
+
+def register_index(cls: type[Index]) -> type[Index]:
+    """Make ``load_index`` able to read indexes of ``cls.kind`` (used by indexes defined elsewhere)."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def load_index(path: str | Path, **options: Any) -> Index:
+    """Load any saved index, whatever its kind."""
+    return Index.load(path, **options)
+

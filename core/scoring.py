@@ -1,0 +1,212 @@
+"""MaxSim, the late-interaction score, in one place.
+
+Every score in lateint-plugins (exact index, compressed-index re-rank, rerankers, adapters) comes
+from :func:`maxsim`, so results agree everywhere, and with Qdrant's ``MAX_SIM`` comparator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import numpy as np
+import torch
+
+from .errors import DimensionMismatchError, InvalidInputError
+
+__all__ = ["maxsim"]
+
+Embeddings = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
+"""A padded ``(n, length, dim)`` array (with an optional ``(n, length)`` mask) or a sequence of
+``(n_tokens_i, dim)`` arrays (ragged)."""
+
+_ROWS_PER_CHUNK = 8192  # query-token rows scored together; bounds the query side of the work buffer
+
+
+def maxsim(
+    queries: Embeddings,
+    documents: Embeddings,
+    *,
+    queries_mask: torch.Tensor | None = None,
+    documents_mask: torch.Tensor | None = None,
+    documents_lengths: torch.Tensor | Sequence[int] | None = None,
+    device: str | torch.device | None = None,
+    max_chunk_bytes: int = 256 * 2**20,
+) -> torch.Tensor:
+    """Late-interaction scores of every query against every document.
+
+    ``score(q, d) = sum_i max_j <q_i, d_j>``: for each query token, the best similarity with any
+    document token, summed over query tokens. With L2-normalised vectors the dot product is the
+    cosine. This is the ColBERT score and Qdrant's ``MAX_SIM``.
+
+    Padding never wins: padded document tokens are set to the dtype minimum before the max (a zero
+    would beat genuinely negative similarities), and padded query tokens add nothing. A document
+    with no tokens, like a query with no tokens, scores 0. Maxima are summed in float32, whatever
+    the input dtype.
+
+    Memory is bounded: documents are scored in chunks whose similarity buffer stays under
+    ``max_chunk_bytes``, so a corpus far larger than the buffer streams through (from CPU memory to
+    the GPU when ``device`` is CUDA).
+
+    Args:
+        queries: ``(n_queries, query_len, dim)`` padded, or a sequence of ``(len_i, dim)``.
+        documents: ``(n_docs, doc_len, dim)`` padded, or a sequence of ``(len_j, dim)``.
+        queries_mask: ``(n_queries, query_len)``, true for real tokens (padded input only).
+        documents_mask: ``(n_docs, doc_len)``, true for real tokens (padded input only).
+        documents_lengths: ``(n_docs,)`` token counts when ``documents`` is packed: all documents'
+            tokens concatenated into one ``(total_tokens, dim)`` tensor (how indexes store them;
+            no copy is made).
+        device: where to compute (default: the device of the first query tensor).
+        max_chunk_bytes: upper bound on the similarity buffer of one chunk.
+
+    Returns:
+        ``(n_queries, n_docs)`` float32 scores on ``device``.
+
+    Example:
+        >>> q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])            # 1 query, 2 tokens
+        >>> d = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.6, 0.8], [-1.0, 0.0]])]
+        >>> maxsim(q, d)
+        tensor([[1.0000, 1.4000]])
+    """
+    q_vectors, q_mask = _as_padded(queries, queries_mask, "queries")
+    d_flat, d_lengths = _as_packed(documents, documents_mask, documents_lengths, "documents")
+    if q_vectors.shape[-1] != d_flat.shape[-1] and q_vectors.numel() and d_flat.numel():
+        raise DimensionMismatchError(
+            f"queries have dimension {q_vectors.shape[-1]} but documents have {d_flat.shape[-1]}; "
+            "encode both with the same model."
+        )
+    if max_chunk_bytes < 1:
+        raise InvalidInputError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}.")
+    target = torch.device(device) if device is not None else q_vectors.device
+    n_queries, query_len = q_mask.shape
+    n_docs = d_lengths.numel()
+    scores = torch.zeros((n_queries, n_docs), dtype=torch.float32, device=target)
+    if n_queries == 0 or n_docs == 0 or query_len == 0:
+        return scores
+
+    # On CPU half-precision matmuls are slow, so compute in float32 there; on GPU keep the input dtype.
+    compute_dtype = torch.float32 if target.type == "cpu" else q_vectors.dtype
+    rows = q_vectors.to(target, compute_dtype).reshape(n_queries * query_len, -1)
+    row_mask = q_mask.to(target).reshape(-1)
+    doc_offsets = torch.zeros(n_docs + 1, dtype=torch.long)
+    torch.cumsum(d_lengths, 0, out=doc_offsets[1:])
+    itemsize = torch.finfo(compute_dtype).bits // 8
+
+    queries_per_chunk = max(1, _ROWS_PER_CHUNK // query_len)
+    for q_start in range(0, n_queries, queries_per_chunk):
+        q_stop = min(q_start + queries_per_chunk, n_queries)
+        q_rows = rows[q_start * query_len : q_stop * query_len]
+        tokens_per_chunk = max(1, max_chunk_bytes // (itemsize * q_rows.shape[0]))
+        for d_start, d_stop in _chunks(doc_offsets, tokens_per_chunk):
+            lo, hi = int(doc_offsets[d_start]), int(doc_offsets[d_stop])
+            block = d_flat[lo:hi].to(target, compute_dtype, non_blocking=True)
+            sim = q_rows @ block.T  # (query rows, chunk tokens)
+            owner = torch.repeat_interleave(
+                torch.arange(d_stop - d_start, device=target), d_lengths[d_start:d_stop].to(target)
+            )
+            best = torch.full((q_rows.shape[0], d_stop - d_start), torch.finfo(sim.dtype).min, device=target)
+            best = best.to(sim.dtype).scatter_reduce_(1, owner.expand_as(sim), sim, reduce="amax")
+            best = best.float()
+            best[:, d_lengths[d_start:d_stop].to(target) == 0] = 0.0
+            best *= row_mask[q_start * query_len : q_stop * query_len, None]
+            scores[q_start:q_stop, d_start:d_stop] = best.view(q_stop - q_start, query_len, -1).sum(1)
+    return scores
+
+
+def _chunks(offsets: torch.Tensor, tokens_per_chunk: int) -> list[tuple[int, int]]:
+    """Split documents into runs of at most ``tokens_per_chunk`` tokens (at least one document each)."""
+    bounds: list[tuple[int, int]] = []
+    n_docs = offsets.numel() - 1
+    start = 0
+    while start < n_docs:
+        limit = int(offsets[start]) + tokens_per_chunk
+        stop = int(torch.searchsorted(offsets, limit, right=True)) - 1
+        stop = min(max(stop, start + 1), n_docs)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}.")
+
+
+def _ragged(items: Sequence[torch.Tensor | np.ndarray], name: str) -> list[torch.Tensor]:
+    tensors = [_as_tensor(x, f"{name}[{i}]") for i, x in enumerate(items)]
+    dims = {t.shape[-1] for t in tensors if t.numel()}
+    for i, t in enumerate(tensors):
+        if t.dim() != 2:
+            raise InvalidInputError(f"{name}[{i}] must be 2-D (n_tokens, dim), got shape {tuple(t.shape)}.")
+    if len(dims) > 1:
+        raise DimensionMismatchError(f"{name} mix dimensions {sorted(dims)}; encode all with the same model.")
+    return tensors
+
+
+def _as_padded(
+    x: Embeddings, mask: torch.Tensor | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ``(n, length, dim)`` vectors and a boolean ``(n, length)`` mask."""
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        t = _as_tensor(x, name)
+        if t.dim() == 2:  # one unpadded item
+            t = t.unsqueeze(0)
+        if t.dim() != 3:
+            raise InvalidInputError(f"{name} must be 3-D (n, length, dim) when padded, got shape {tuple(t.shape)}.")
+        return t, _check_mask(mask, t, name)
+    if mask is not None:
+        raise InvalidInputError(f"{name}_mask is only meaningful with padded {name}; drop it for ragged input.")
+    tensors = _ragged(x, name)
+    if not tensors:
+        return torch.zeros((0, 0, 0)), torch.zeros((0, 0), dtype=torch.bool)
+    dim = max(t.shape[-1] for t in tensors)
+    length = max(t.shape[0] for t in tensors)
+    out = tensors[0].new_zeros((len(tensors), length, dim))
+    out_mask = torch.zeros((len(tensors), length), dtype=torch.bool, device=out.device)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+        out_mask[i, : t.shape[0]] = True
+    return out, out_mask
+
+
+def _as_packed(
+    x: Embeddings, mask: torch.Tensor | None, lengths: torch.Tensor | Sequence[int] | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All tokens concatenated ``(total_tokens, dim)`` and per-item lengths ``(n,)`` (on the CPU)."""
+    if lengths is not None:
+        flat = _as_tensor(x, name)  # type: ignore[arg-type]
+        counts = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        if mask is not None or flat.dim() != 2 or counts.dim() != 1 or int(counts.sum()) != flat.shape[0]:
+            raise InvalidInputError(
+                f"With {name}_lengths, {name} must be one 2-D (total_tokens, dim) tensor whose row count "
+                f"equals sum({name}_lengths) ({int(counts.sum())}), and no {name}_mask; got {tuple(flat.shape)}."
+            )
+        if bool((counts < 0).any()):
+            raise InvalidInputError(f"{name}_lengths must be non-negative.")
+        return flat, counts
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        padded, padded_mask = _as_padded(x, mask, name)
+        return padded[padded_mask.to(padded.device)], padded_mask.sum(1).cpu()
+    if mask is not None:
+        raise InvalidInputError(f"{name}_mask is only meaningful with padded {name}; drop it for ragged input.")
+    tensors = _ragged(x, name)
+    if not tensors:
+        return torch.zeros((0, 0)), torch.zeros(0, dtype=torch.long)
+    dim = max(t.shape[-1] for t in tensors)
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    return torch.cat([t.reshape(-1, dim) for t in tensors]), lengths
+
+
+def _check_mask(mask: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Tensor:
+    if mask is None:
+        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    mask = _as_tensor(mask, f"{name}_mask")
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise InvalidInputError(
+            f"{name}_mask has shape {tuple(mask.shape)} but {name} is {tuple(x.shape)}; "
+            f"the mask must be {tuple(x.shape[:2])}."
+        )
+    return mask.bool()

@@ -1,0 +1,182 @@
+"""`LateInteractionStore`: an encoder, an index and the documents' texts, as one object.
+
+Every framework adapter (LangChain, LlamaIndex, Qdrant) wraps this store, so encoding, scoring,
+filtering and bookkeeping live here once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _io
+from .encoder import ColBERTEncoder
+from .errors import CorruptIndexError, InvalidInputError
+from .index import ExactIndex, Index, Metadata, load_index
+
+__all__ = ["LateInteractionStore", "SearchResult"]
+
+_STORE_KIND = "store"
+_STORE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One retrieved document: id, MaxSim score, text and metadata."""
+
+    id: str
+    score: float
+    text: str
+    metadata: Metadata = field(default_factory=dict)
+
+
+class LateInteractionStore:
+    """Texts in, ranked texts out: encodes with a :class:`ColBERTEncoder`, scores with an :class:`Index`.
+
+    Args:
+        encoder: the ColBERT encoder for queries and documents.
+        index: where token vectors live (default: a new :class:`ExactIndex`).
+
+    Example:
+        >>> store = LateInteractionStore(ColBERTEncoder.from_pretrained("answerdotai/answerai-colbert-small-v1"))
+        >>> store.add_texts(["Paris is the capital of France."], metadatas=[{"topic": "geo"}])
+        >>> store.search("capital of France", k=1)[0].text
+        'Paris is the capital of France.'
+    """
+
+    def __init__(self, encoder: ColBERTEncoder, index: Index | None = None) -> None:
+        self.encoder = encoder
+        self.index = index if index is not None else ExactIndex()
+        if self.index.dim is not None and self.index.dim != encoder.dim:
+            raise InvalidInputError(
+                f"index holds {self.index.dim}-d vectors but the encoder produces {encoder.dim}-d; "
+                "use the model the index was built with."
+            )
+        self._texts: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.index
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> list[str]:
+        """Encode and index ``texts``; returns their ids (new UUID4 hex strings when ``ids`` is None).
+
+        Nothing is added unless every text, id and metadata entry is valid.
+        """
+        if isinstance(texts, str):
+            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
+        texts = list(texts)
+        ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
+        if len(ids) != len(texts):
+            raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
+        if not texts:
+            return []
+        # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
+        self.index.check_new(ids, metadatas)
+        vectors = self.encoder.encode_documents(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        self.index.add(ids, vectors, metadatas)
+        self._texts.update(zip(ids, texts, strict=True))
+        return ids
+
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
+        """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""
+        return self.search_batch([query], k=k, filter=filter)[0]
+
+    def search_batch(
+        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for many queries at once (one encoder pass, one scoring pass)."""
+        if isinstance(queries, str):
+            raise InvalidInputError("queries must be a list of str; use search() for a single query.")
+        vectors = self.encoder.encode_queries(list(queries))
+        hits = self.index.search(vectors, k=k, filter=filter)
+        return [[SearchResult(h.id, h.score, self._texts[h.id], h.metadata) for h in row] for row in hits]
+
+    def get(self, ids: Sequence[str]) -> list[SearchResult]:
+        """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
+        return [SearchResult(i, 0.0, self._texts[i], self.index.metadata(i)) for i in ids if i in self._texts]
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
+        self.index.remove(ids)
+        for doc_id in ids:
+            del self._texts[doc_id]
+
+    def save(self, path: str | Path) -> None:
+        """Write the store (index, texts, model reference) to the folder ``path`` atomically."""
+        with _io.atomic_directory(path) as tmp:
+            self.index.save(tmp / "index")
+            _io.write_jsonl(tmp / "texts.jsonl", ({"id": i, "text": self._texts[i]} for i in self.index.ids))
+            _io.write_manifest(
+                tmp,
+                _STORE_KIND,
+                _STORE_VERSION,
+                model=_model_reference(self.encoder.name_or_path),
+                encoder_config=asdict(self.encoder.config),
+                dim=self.encoder.dim,
+                n_documents=len(self),
+            )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        encoder: ColBERTEncoder | None = None,
+        *,
+        device: str | torch.device | None = None,
+        **index_options: Any,
+    ) -> LateInteractionStore:
+        """Read a store written by :meth:`save`.
+
+        Args:
+            encoder: reuse an already loaded encoder; by default the recorded model is loaded with the
+                recorded encoder settings.
+            device: device for the loaded encoder (ignored when ``encoder`` is given).
+            **index_options: passed to the index constructor (e.g. ``device``).
+        """
+        folder = _io.existing_directory(path)
+        manifest = _io.read_manifest(folder, [_STORE_KIND], max_version=_STORE_VERSION)
+        if encoder is None:
+            encoder = ColBERTEncoder.from_pretrained(manifest["model"], device=device, **_config(manifest))
+        if encoder.dim != manifest.get("dim"):
+            raise InvalidInputError(
+                f"The store at {str(folder)!r} was built with {manifest.get('model')!r} ({manifest.get('dim')}-d) "
+                f"but the encoder gives {encoder.dim}-d vectors; load it with the same model."
+            )
+        store = cls(encoder, load_index(folder / "index", **index_options))
+        rows = _io.read_jsonl(folder / "texts.jsonl")
+        store._texts = {str(r["id"]): str(r["text"]) for r in rows}
+        if set(store._texts) != set(store.index.ids):
+            raise CorruptIndexError(f"{folder}: texts.jsonl and the index list different documents; the store is damaged.")
+        return store
+
+    def __repr__(self) -> str:
+        return f"LateInteractionStore({self.encoder!r}, {type(self.index).__name__}, n_documents={len(self)})"
+
+
+def _model_reference(name_or_path: str) -> str:
+    """An absolute path for local folders (so the store loads from any directory), else the Hub id."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path
+
+
+def _config(manifest: dict[str, Any]) -> dict[str, Any]:
+    config = dict(manifest.get("encoder_config") or {})
+    if "skiplist_words" in config:
+        config["skiplist_words"] = tuple(config["skiplist_words"])
+    return config
