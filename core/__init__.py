@@ -54,7 +54,31 @@ _EXPORTS: dict[str, str] = {
     "SearchResult": "store",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_MODEL",
+    "BeirDataset",
+    "ColBERTEncoder",
+    "CorruptIndexError",
+    "DimensionMismatchError",
+    "DuplicateIdError",
+    "EncoderConfig",
+    "ExactIndex",
+    "Index",
+    "IndexNotFoundError",
+    "InvalidInputError",
+    "LateInteractionError",
+    "LateInteractionStore",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "SearchHit",
+    "SearchResult",
+    "UnknownIdError",
+    "evaluate",
+    "load_beir",
+    "load_index",
+    "maxsim",
+    "rerank",
+]
 
 
 def __getattr__(name: str) -> Any:

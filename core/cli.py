@@ -61,7 +61,12 @@ def _friendly_errors(fn: F) -> F:
 @_model_option
 @_device_option
 @_batch_option
-@click.option("--long-documents", type=click.Choice(["truncate", "window"]), default=None, help="How to treat documents past document_length.")
+@click.option(
+    "--long-documents",
+    type=click.Choice(["truncate", "window"]),
+    default=None,
+    help="How to treat documents past document_length.",
+)
 @_friendly_errors
 def index(data: Path, out: Path, model: str, device: str | None, batch_size: int, long_documents: str | None) -> None:
     """Encode DATA (a BEIR folder or a .jsonl of {"_id", "text", ...}) into a store saved at OUT.
@@ -100,13 +105,23 @@ def search(store_path: Path, query: str, k: int, filters: tuple[str, ...], as_js
 
 
 @main.command(name="eval")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="BEIR-layout folder.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="BEIR-layout folder.",
+)
 @click.option("--split", default="test", show_default=True, help="qrels split to evaluate.")
 @_model_option
 @_device_option
 @_batch_option
 @click.option("--metric", "metrics", multiple=True, default=("ndcg@10", "recall@100", "mrr@10"), show_default=True)
-@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Save the encoded corpus here and reuse it next time.")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save the encoded corpus here and reuse it next time.",
+)
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Also write the metrics as JSON.")
 @_friendly_errors
 def evaluate_cmd(
@@ -151,7 +166,13 @@ def evaluate_cmd(
     for name, value in scores.items():
         click.echo(f"{_metric_label(name):<12}{value:>8.4f}")
     if output is not None:
-        payload = {"data": str(data), "split": split, "model": model, "n_documents": len(store), "metrics": scores}
+        payload = {
+            "data": str(data),
+            "split": split,
+            "model": model,
+            "n_documents": len(store),
+            "metrics": scores,
+        }
         output.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
@@ -235,3 +256,7 @@ def _metric_label(name: str) -> str:
 
 def _shorten(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+if __name__ == "__main__":
+    main()

@@ -87,9 +87,7 @@ class EncoderConfig:
         if self.truncate_dim is not None and (not isinstance(self.truncate_dim, int) or self.truncate_dim < 1):
             raise InvalidInputError(f"truncate_dim must be a positive int or None, got {self.truncate_dim!r}.")
         if self.long_documents not in ("truncate", "window"):
-            raise InvalidInputError(
-                f"long_documents must be 'truncate' or 'window', got {self.long_documents!r}."
-            )
+            raise InvalidInputError(f"long_documents must be 'truncate' or 'window', got {self.long_documents!r}.")
         if not isinstance(self.window_overlap, int) or self.window_overlap < 0:
             raise InvalidInputError(f"window_overlap must be an int >= 0, got {self.window_overlap!r}.")
         object.__setattr__(self, "skiplist_words", tuple(self.skiplist_words))
@@ -188,7 +186,15 @@ class ColBERTEncoder:
             )
         config = replace(EncoderConfig(), **{**settings, **config_overrides})
         logger.info("Loaded %s on %s (%s)", folder, device or "auto", config)
-        return cls(backbone, tokenizer, projection, config, device=device, dtype=dtype, name_or_path=str(name_or_path))
+        return cls(
+            backbone,
+            tokenizer,
+            projection,
+            config,
+            device=device,
+            dtype=dtype,
+            name_or_path=str(name_or_path),
+        )
 
     # ------------------------------------------------------------------ public API
     @property
@@ -197,7 +203,7 @@ class ColBERTEncoder:
         return self._dim
 
     @overload
-    def encode_queries(self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...) -> torch.Tensor: ...
+    def encode_queries(self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...) -> torch.Tensor: ...  # type: ignore[overload-overlap]
     @overload
     def encode_queries(
         self, texts: Sequence[str], *, batch_size: int = ..., show_progress_bar: bool = ...
@@ -215,7 +221,7 @@ class ColBERTEncoder:
         return out[0] if single else out
 
     @overload
-    def encode_documents(
+    def encode_documents(  # type: ignore[overload-overlap]
         self,
         texts: str,
         *,
@@ -392,7 +398,7 @@ def _skiplist_ids(tokenizer: Any, words: Sequence[str]) -> frozenset[int]:
 
 
 def _output_dim(backbone: nn.Module, projection: nn.Module, truncate_dim: int | None) -> int:
-    dim = int(backbone.config.hidden_size)  # type: ignore[union-attr]
+    dim = int(getattr(backbone, "config").hidden_size)  # noqa: B009 (nn.Module has no typed .config)
     for module in projection.modules():
         if isinstance(module, nn.Linear):
             dim = module.out_features
@@ -456,12 +462,19 @@ def _load_backbone(folder: Path) -> tuple[nn.Module, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         # Stanford checkpoints carry `linear.weight` next to the encoder; transformers reports it as an
         # unused weight, which is expected here (the projection is loaded separately).
-        verbosity = hf_logging.get_verbosity()
+        # Also silence transformers' own weight-loading bar: a library should not draw on stderr unasked.
+        verbosity, bars_were_disabled = (
+            hf_logging.get_verbosity(),
+            hf_logging.is_progress_bar_enabled() is False,
+        )
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if not bars_were_disabled:
+                hf_logging.enable_progress_bar()
     except Exception as exc:
         raise ModelLoadError(f"Could not load the transformer in {folder}: {exc}") from exc
     return backbone, tokenizer
@@ -505,7 +518,9 @@ def _load_sentence_transformers(folder: Path) -> tuple[nn.Module, Any, nn.Module
     for module in modules:
         module_dir = folder / module.get("path", "")
         if module["type"].endswith("Dense"):
-            dense_layers.append(_dense(_read_json(module_dir / "config.json"), _load_state(module_dir / "model"), module_dir))
+            dense_layers.append(
+                _dense(_read_json(module_dir / "config.json"), _load_state(module_dir / "model"), module_dir)
+            )
         elif module["type"].endswith("MultiVectorMask"):
             mask_config = _read_json(module_dir / "config.json")
             if "document" in mask_config.get("skiplist_tasks", ["document"]):
@@ -517,7 +532,10 @@ def _load_sentence_transformers(folder: Path) -> tuple[nn.Module, Any, nn.Module
     settings: dict[str, Any] = {}
     prompts = st_config.get("prompts") or {}
     # PyLate <= 3 keys, then sentence-transformers 6 keys (which win when both are present).
-    for ours, pylate, st6 in (("query_prefix", "query_prefix", "query"), ("document_prefix", "document_prefix", "document")):
+    for ours, pylate, st6 in (
+        ("query_prefix", "query_prefix", "query"),
+        ("document_prefix", "document_prefix", "document"),
+    ):
         if pylate in st_config:
             settings[ours] = st_config[pylate] or ""
         if st6 in prompts:

@@ -174,8 +174,7 @@ def load_beir(path: str | os.PathLike[str], split: str = "test") -> BeirDataset:
     qrels_dir = root / "qrels"
     if not qrels_dir.is_dir():
         raise InvalidInputError(
-            f"path: {str(root)!r} has no qrels/ folder; a BEIR dataset stores its judgments as "
-            "qrels/<split>.tsv."
+            f"path: {str(root)!r} has no qrels/ folder; a BEIR dataset stores its judgments as qrels/<split>.tsv."
         )
     qrels_file = qrels_dir / f"{split}.tsv"
     if not qrels_file.is_file():
@@ -239,9 +238,7 @@ def _read_jsonl(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"{file}, line {number}: invalid JSON ({exc.msg}); each line must be one JSON object."
             ) from exc
         if not isinstance(record, dict):
-            raise CorruptIndexError(
-                f"{file}, line {number}: expected a JSON object, got {type(record).__name__}."
-            )
+            raise CorruptIndexError(f"{file}, line {number}: expected a JSON object, got {type(record).__name__}.")
         yield number, record
 
 
@@ -271,8 +268,7 @@ def _read_corpus(file: Path) -> dict[str, dict[str, str]]:
         doc_id = _record_id(record, file, number)
         if doc_id in corpus:
             raise CorruptIndexError(
-                f"{file}, line {number}: duplicate document id {doc_id!r} "
-                f"(first on line {first_line[doc_id]})."
+                f"{file}, line {number}: duplicate document id {doc_id!r} (first on line {first_line[doc_id]})."
             )
         title = _record_str(record, "title", file, number, default="")
         text = _record_str(record, "text", file, number, default=None)
@@ -289,8 +285,7 @@ def _read_queries(file: Path, wanted: Iterable[str]) -> dict[str, str]:
         query_id = _record_id(record, file, number)
         if query_id in first_line:
             raise CorruptIndexError(
-                f"{file}, line {number}: duplicate query id {query_id!r} "
-                f"(first on line {first_line[query_id]})."
+                f"{file}, line {number}: duplicate query id {query_id!r} (first on line {first_line[query_id]})."
             )
         first_line[query_id] = number
         text = _record_str(record, "text", file, number, default=None)
@@ -320,9 +315,7 @@ def _read_qrels(file: Path) -> dict[str, dict[str, int]]:
             # BEIR always writes a header line ("query-id corpus-id score"); accept a file without one.
             if is_first:
                 continue
-            raise CorruptIndexError(
-                f"{file}, line {number}: score must be an integer, got {raw_score!r}."
-            ) from None
+            raise CorruptIndexError(f"{file}, line {number}: score must be an integer, got {raw_score!r}.") from None
         if not query_id or not doc_id:
             raise CorruptIndexError(f"{file}, line {number}: empty query-id or corpus-id in {line!r}.")
         pair = (query_id, doc_id)
@@ -334,9 +327,7 @@ def _read_qrels(file: Path) -> dict[str, dict[str, int]]:
         seen[pair] = number
         qrels.setdefault(query_id, {})[doc_id] = score
     if not qrels:
-        raise CorruptIndexError(
-            f"{file}: no judgments found; expected lines 'query-id<TAB>corpus-id<TAB>score'."
-        )
+        raise CorruptIndexError(f"{file}: no judgments found; expected lines 'query-id<TAB>corpus-id<TAB>score'.")
     return qrels
 
 
@@ -445,8 +436,7 @@ def evaluate(
         )
     if not isinstance(qrels, Mapping) or not qrels:
         raise InvalidInputError(
-            "qrels: expected a non-empty mapping of query id -> {document id: score}; "
-            "there is nothing to average over."
+            "qrels: expected a non-empty mapping of query id -> {document id: score}; there is nothing to average over."
         )
 
     totals = {f"{family}@{k}": 0.0 for family, k in parsed}
@@ -522,8 +512,7 @@ def _check_ranking(ranked: object, name: str = "ranked_ids") -> None:
     # A bare string is a Sequence of characters: almost always a caller bug.
     if isinstance(ranked, (str, bytes)) or not isinstance(ranked, Sequence):
         raise InvalidInputError(
-            f"{name}: expected a sequence (list or tuple) of document ids, best first, "
-            f"got {type(ranked).__name__}."
+            f"{name}: expected a sequence (list or tuple) of document ids, best first, got {type(ranked).__name__}."
         )
     seen: set[str] = set()
     for doc_id in ranked:

@@ -144,7 +144,9 @@ class Index(ABC):
         self._positions = {doc_id: p for p, doc_id in enumerate(self._ids)}
 
     @overload
-    def search(self, query_embeddings: torch.Tensor | np.ndarray, k: int = ..., filter: Filter | None = ...) -> list[SearchHit]: ...
+    def search(
+        self, query_embeddings: torch.Tensor | np.ndarray, k: int = ..., filter: Filter | None = ...
+    ) -> list[SearchHit]: ...
     @overload
     def search(
         self, query_embeddings: Sequence[torch.Tensor | np.ndarray], k: int = ..., filter: Filter | None = ...
@@ -167,7 +169,7 @@ class Index(ABC):
             A list of :class:`SearchHit` best first; a list of such lists for a batch.
         """
         single = isinstance(query_embeddings, (torch.Tensor, np.ndarray)) and query_embeddings.ndim == 2
-        batch = [query_embeddings] if single else list(query_embeddings)  # type: ignore[list-item,arg-type]
+        batch: list[torch.Tensor | np.ndarray] = [query_embeddings] if single else list(query_embeddings)  # type: ignore[list-item]
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive int, got {k!r}.")
         queries = [self._check_matrix(q, f"query_embeddings[{i}]") for i, q in enumerate(batch)]
@@ -190,7 +192,10 @@ class Index(ABC):
     def save(self, path: str | Path) -> None:
         """Write the index to the folder ``path`` atomically (a crash leaves any previous save intact)."""
         with _io.atomic_directory(path) as tmp:
-            _io.write_jsonl(tmp / "documents.jsonl", ({"id": i, "metadata": m} for i, m in zip(self._ids, self._metadata, strict=True)))
+            _io.write_jsonl(
+                tmp / "documents.jsonl",
+                ({"id": i, "metadata": m} for i, m in zip(self._ids, self._metadata, strict=True)),
+            )
             fields = self._write(tmp)
             _io.write_manifest(tmp, self.kind, self.version, dim=self.dim, n_documents=len(self), **fields)
 
@@ -209,7 +214,9 @@ class Index(ABC):
             raise CorruptIndexError(f"{folder / 'documents.jsonl'} has a malformed row ({exc}).") from exc
         index._positions = {doc_id: p for p, doc_id in enumerate(index._ids)}
         if len(index._positions) != len(index._ids) or len(index._ids) != manifest.get("n_documents"):
-            raise CorruptIndexError(f"{folder} lists {len(index._ids)} documents but its manifest says {manifest.get('n_documents')}.")
+            raise CorruptIndexError(
+                f"{folder} lists {len(index._ids)} documents but its manifest says {manifest.get('n_documents')}."
+            )
         index._read(folder, manifest)
         return index
 
@@ -247,7 +254,9 @@ class Index(ABC):
         if not isinstance(x, torch.Tensor):
             raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}.")
         if x.dim() != 2 or x.shape[0] == 0:
-            raise InvalidInputError(f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}.")
+            raise InvalidInputError(
+                f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}."
+            )
         if not x.is_floating_point():
             raise InvalidInputError(f"{name} must hold floats, got {x.dtype}.")
         if self.dim is None:
@@ -268,7 +277,11 @@ class Index(ABC):
         if not filter:
             return None
         items = list(filter.items())
-        hits = [p for p, meta in enumerate(self._metadata) if all(key in meta and meta[key] == value for key, value in items)]
+        hits = [
+            p
+            for p, meta in enumerate(self._metadata)
+            if all(key in meta and meta[key] == value for key, value in items)
+        ]
         return torch.tensor(hits, dtype=torch.long)
 
 
@@ -403,4 +416,3 @@ def register_index(cls: type[Index]) -> type[Index]:
 def load_index(path: str | Path, **options: Any) -> Index:
     """Load any saved index, whatever its kind."""
     return Index.load(path, **options)
-

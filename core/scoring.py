@@ -7,7 +7,7 @@ from :func:`maxsim`, so results agree everywhere, and with Qdrant's ``MAX_SIM`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from .errors import DimensionMismatchError, InvalidInputError
 
 __all__ = ["maxsim"]
 
-Embeddings = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
+Embeddings: TypeAlias = "torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]"
 """A padded ``(n, length, dim)`` array (with an optional ``(n, length)`` mask) or a sequence of
 ``(n_tokens_i, dim)`` arrays (ragged)."""
 
@@ -146,9 +146,7 @@ def _ragged(items: Sequence[torch.Tensor | np.ndarray], name: str) -> list[torch
     return tensors
 
 
-def _as_padded(
-    x: Embeddings, mask: torch.Tensor | None, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_padded(x: Embeddings, mask: torch.Tensor | None, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded ``(n, length, dim)`` vectors and a boolean ``(n, length)`` mask."""
     if isinstance(x, (torch.Tensor, np.ndarray)):
         t = _as_tensor(x, name)
@@ -177,7 +175,9 @@ def _as_packed(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All tokens concatenated ``(total_tokens, dim)`` and per-item lengths ``(n,)`` (on the CPU)."""
     if lengths is not None:
-        flat = _as_tensor(x, name)  # type: ignore[arg-type]
+        if not isinstance(x, (torch.Tensor, np.ndarray)):
+            raise InvalidInputError(f"With {name}_lengths, {name} must be one packed (total_tokens, dim) tensor.")
+        flat = _as_tensor(x, name)
         counts = torch.as_tensor(lengths, dtype=torch.long).cpu()
         if mask is not None or flat.dim() != 2 or counts.dim() != 1 or int(counts.sum()) != flat.shape[0]:
             raise InvalidInputError(

@@ -162,7 +162,9 @@ class LateInteractionStore:
         rows = _io.read_jsonl(folder / "texts.jsonl")
         store._texts = {str(r["id"]): str(r["text"]) for r in rows}
         if set(store._texts) != set(store.index.ids):
-            raise CorruptIndexError(f"{folder}: texts.jsonl and the index list different documents; the store is damaged.")
+            raise CorruptIndexError(
+                f"{folder}: texts.jsonl and the index list different documents; the store is damaged."
+            )
         return store
 
     def __repr__(self) -> str:

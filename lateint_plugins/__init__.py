@@ -32,7 +32,16 @@ _EXPORTS = (
     "rerank",
 )
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ColBERTEncoder",
+    "ExactIndex",
+    "LateInteractionError",
+    "LateInteractionStore",
+    "SearchResult",
+    "__version__",
+    "maxsim",
+    "rerank",
+]
 
 
 def __getattr__(name: str) -> Any:

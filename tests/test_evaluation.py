@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError, LateInteractionError
@@ -216,7 +217,7 @@ class TestMetricErrors:
 
     def test_run_not_a_mapping(self) -> None:
         with pytest.raises(InvalidInputError, match="run"):
-            evaluate([["a"]], {"q1": {"a": 1}}, ["ndcg@10"])  # type: ignore[arg-type]
+            evaluate(cast(Any, [["a"]]), {"q1": {"a": 1}}, ["ndcg@10"])
 
     @pytest.mark.parametrize("func", [ndcg_at_k, recall_at_k, mrr_at_k])
     @pytest.mark.parametrize("k", [0, -1, 2.5, True, "10"])
@@ -237,11 +238,11 @@ class TestMetricErrors:
 
     def test_non_string_ids_rejected(self) -> None:
         with pytest.raises(InvalidInputError, match="must be strings"):
-            recall_at_k([1, 2], {"1": 1}, 10)  # type: ignore[list-item]
+            recall_at_k(cast(Any, [1, 2]), {"1": 1}, 10)
 
     def test_qrels_for_query_must_be_mapping(self) -> None:
         with pytest.raises(InvalidInputError, match="qrels_for_query"):
-            ndcg_at_k(["a"], ["a"], 10)  # type: ignore[arg-type]
+            ndcg_at_k(["a"], cast(Any, ["a"]), 10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ TEST_QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\td4\t0\n"
 TRAIN_QRELS = "query-id\tcorpus-id\tscore\nq3\td3\t1\n"
 
 
-def _write_jsonl(path: Path, records: list[dict[str, object]]) -> None:
+def _write_jsonl(path: Path, records: Sequence[Mapping[str, object]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
@@ -308,6 +309,10 @@ class TestLoadBeir:
     def test_query_texts(self, beir_dir: Path) -> None:
         assert load_beir(beir_dir).query_texts() == (["q1", "q2"], ["what purrs", "what barks"])
 
+    def test_queries_follow_qrels_order(self, beir_dir: Path) -> None:
+        (beir_dir / "qrels" / "test.tsv").write_text("q2\td2\t1\nq1\td1\t1\n", encoding="utf-8")
+        assert list(load_beir(beir_dir).queries) == ["q2", "q1"]
+
     def test_repr_shows_counts_not_contents(self, beir_dir: Path) -> None:
         text = repr(load_beir(beir_dir))
         assert text == "BeirDataset(name='tiny', split='test', documents=4, queries=2, judged_pairs=3)"
@@ -332,9 +337,7 @@ class TestLoadBeir:
         _write_jsonl(beir_dir / "corpus.jsonl", [{"_id": "d1", "text": "only text"}])
         assert load_beir(beir_dir).document_texts() == (["d1"], ["only text"])
 
-    def test_judged_document_missing_from_corpus_warns(
-        self, beir_dir: Path, caplog: pytest.LogCaptureFixture
-    ) -> None:
+    def test_judged_document_missing_from_corpus_warns(self, beir_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
         (beir_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tgone\t1\n", "utf-8")
         with caplog.at_level(logging.WARNING, logger="lateint_plugins.core.evaluation"):
             data = load_beir(beir_dir)
@@ -354,7 +357,7 @@ class TestLoadBeirErrors:
     @pytest.mark.parametrize("split", ["", "  ", "../test", 3])
     def test_bad_split_argument(self, beir_dir: Path, split: object) -> None:
         with pytest.raises(InvalidInputError, match="split"):
-            load_beir(beir_dir, split=split)  # type: ignore[arg-type]
+            load_beir(beir_dir, split=cast(Any, split))
 
     @pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl"])
     def test_missing_file(self, beir_dir: Path, name: str) -> None:
@@ -393,9 +396,7 @@ class TestLoadBeirErrors:
 
     def test_duplicate_document_id(self, beir_dir: Path) -> None:
         _write_jsonl(beir_dir / "corpus.jsonl", [*CORPUS, CORPUS[0]])
-        with pytest.raises(
-            CorruptIndexError, match=r"line 5: duplicate document id 'd1' \(first on line 1\)"
-        ):
+        with pytest.raises(CorruptIndexError, match=r"line 5: duplicate document id 'd1' \(first on line 1\)"):
             load_beir(beir_dir)
 
     @pytest.mark.parametrize(
@@ -433,9 +434,7 @@ class TestLoadBeirErrors:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT} (shared/data is not checked out)"
-)
+@pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT} (shared/data is not checked out)")
 def test_scifact_counts() -> None:
     data = load_beir(SCIFACT, split="test")
     assert (data.num_documents, data.num_queries, data.num_judged_pairs) == (5183, 300, 339)
