@@ -425,7 +425,13 @@ def _local_folder(name_or_path: str, *, local_files_only: bool) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name_or_path))
+        # Only what the loaders read: configs, tokenizer files, safetensors weights (top level and
+        # module folders such as 1_Dense/). Legacy .bin weights only when there are no safetensors.
+        patterns = ["*.json", "*.txt", "*.model", "artifact.metadata", "*.safetensors", "*/*.json", "*/*.safetensors"]
+        folder = Path(snapshot_download(name_or_path, allow_patterns=patterns))
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(snapshot_download(name_or_path, allow_patterns=[*patterns, "*.bin", "*/*.bin"]))
+        return folder
     except Exception as exc:  # offline, DNS failure, unknown repo, gated repo, ...
         raise ModelLoadError(f"{hint} ({type(exc).__name__}: {exc})") from exc
 
