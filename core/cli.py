@@ -6,6 +6,7 @@ folder or a Hugging Face Hub id; default ``answerdotai/answerai-colbert-small-v1
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -43,7 +44,6 @@ def main(verbose: int) -> None:
 
 def _friendly_errors(fn: F) -> F:
     """Turn the library's typed errors into a clean message and exit status 1 (no traceback)."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

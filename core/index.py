@@ -97,9 +97,12 @@ class Index(ABC):
         ids, metas = self.check_new(ids, metadata)
         if len(embeddings) != len(ids):
             raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
-        vectors = [self._check_matrix(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
+        # The first document fixes the dimension of an empty index, once every document is valid.
+        dim = self.dim if self.dim is not None else (_width(embeddings[0]) if len(embeddings) else None)
+        vectors = [self._check_matrix(e, f"embeddings[{i}]", dim) for i, e in enumerate(embeddings)]
         if not ids:
             return
+        self.dim = dim
         self._add_vectors(vectors)
         for doc_id, meta in zip(ids, metas, strict=True):
             self._positions[doc_id] = len(self._ids)
@@ -172,7 +175,7 @@ class Index(ABC):
         batch: list[torch.Tensor | np.ndarray] = [query_embeddings] if single else list(query_embeddings)  # type: ignore[list-item]
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive int, got {k!r}.")
-        queries = [self._check_matrix(q, f"query_embeddings[{i}]") for i, q in enumerate(batch)]
+        queries = [self._check_matrix(q, f"query_embeddings[{i}]", self.dim) for i, q in enumerate(batch)]
         candidates = self._candidates(filter)
         if not queries:
             return []
@@ -248,7 +251,8 @@ class Index(ABC):
         """Read the vectors written by :meth:`_write`."""
 
     # ------------------------------------------------------------------ helpers
-    def _check_matrix(self, x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    def _check_matrix(self, x: torch.Tensor | np.ndarray, name: str, dim: int | None) -> torch.Tensor:
+        """``x`` as a float tensor of shape ``(n >= 1, dim)`` (any width when ``dim`` is None)."""
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
@@ -259,11 +263,9 @@ class Index(ABC):
             )
         if not x.is_floating_point():
             raise InvalidInputError(f"{name} must hold floats, got {x.dtype}.")
-        if self.dim is None:
-            self.dim = int(x.shape[1])
-        elif x.shape[1] != self.dim:
+        if dim is not None and x.shape[1] != dim:
             raise DimensionMismatchError(
-                f"{name} has dimension {x.shape[1]} but this index holds {self.dim}-d vectors; "
+                f"{name} has dimension {x.shape[1]} but this index holds {dim}-d vectors; "
                 "encode with the model the index was built with."
             )
         return x
@@ -372,6 +374,11 @@ def _gather_documents(
     shift = starts[positions] - (torch.cumsum(sub_lengths, 0) - sub_lengths)
     rows = torch.repeat_interleave(shift, sub_lengths) + torch.arange(int(sub_lengths.sum()))
     return tokens[rows], sub_lengths
+
+
+def _width(x: object) -> int | None:
+    shape = getattr(x, "shape", None)
+    return int(shape[-1]) if shape is not None and len(shape) == 2 else None
 
 
 def _default_device() -> torch.device:

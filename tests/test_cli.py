@@ -103,8 +103,13 @@ def test_demo_on_the_real_checkpoint(answerai_path: Path) -> None:
 @pytest.mark.slow
 def test_quickstart_example_runs_as_written(answerai_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
-    proc = subprocess.run([sys.executable, str(script), "--model", str(answerai_path)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(script), "--model", str(answerai_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 3 and "Statins" in lines[0] and "'topic': 'medicine'" in lines[2]

@@ -229,7 +229,10 @@ def test_refuses_to_overwrite_a_folder_that_is_not_an_index(index: ExactIndex, t
 
 def test_empty_index_search_and_save(tmp_path: Path) -> None:
     ix = ExactIndex()
-    assert ix.search(torch.randn(2, 4), k=3) == []
+    assert ix.search(torch.randn(2, 5), k=3) == []
+    with pytest.raises(DimensionMismatchError):
+        ix.add(["a", "b"], [torch.randn(2, 4), torch.randn(2, 5)])
+    assert ix.dim is None, "neither a search nor a failed add may fix the dimension"
     ix.add(["a"], [unit(torch.randn(2, 4))])
     ix.remove(["a"])
     assert len(ix) == 0 and ix.search(torch.randn(2, 4), k=3) == []
