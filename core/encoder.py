@@ -469,17 +469,14 @@ def _load_backbone(folder: Path) -> tuple[nn.Module, Any]:
         # Stanford checkpoints carry `linear.weight` next to the encoder; transformers reports it as an
         # unused weight, which is expected here (the projection is loaded separately).
         # Also silence transformers' own weight-loading bar: a library should not draw on stderr unasked.
-        verbosity, bars_were_disabled = (
-            hf_logging.get_verbosity(),
-            hf_logging.is_progress_bar_enabled() is False,
-        )
+        verbosity, bars_enabled = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
             backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
-            if not bars_were_disabled:
+            if bars_enabled:
                 hf_logging.enable_progress_bar()
     except Exception as exc:
         raise ModelLoadError(f"Could not load the transformer in {folder}: {exc}") from exc
@@ -529,8 +526,8 @@ def _load_sentence_transformers(folder: Path) -> tuple[nn.Module, Any, nn.Module
             )
         elif module["type"].endswith("MultiVectorMask"):
             mask_config = _read_json(module_dir / "config.json")
-            if "document" in mask_config.get("skiplist_tasks", ["document"]):
-                skiplist = mask_config.get("skiplist_words") or []
+            applies = "document" in mask_config.get("skiplist_tasks", ["document"])
+            skiplist = (mask_config.get("skiplist_words") or []) if applies else []
     projection = nn.Sequential(*dense_layers) if dense_layers else None
 
     st_config = _read_json(folder / "config_sentence_transformers.json")
@@ -563,11 +560,10 @@ def _load_sentence_transformers(folder: Path) -> tuple[nn.Module, Any, nn.Module
             settings["query_length"] = int(expansion.get("length") or settings.get("query_length", 32))
     if "document_length" not in settings and transformer_config.get("max_seq_length"):
         settings["document_length"] = int(transformer_config["max_seq_length"])
-    if skiplist is not None:
+    if skiplist is None and st_config.get("model_type") == "MultiVectorEncoder":
+        skiplist = []  # sentence-transformers 6 skips tokens only through a MultiVectorMask module
+    if skiplist is not None:  # otherwise PyLate's default, the punctuation list
         settings["skiplist_words"] = tuple(skiplist)
-    elif not st_config.get("query_prefix") and not prompts and projection is None:
-        # A plain sentence-transformers model (no ColBERT head): keep ColBERT defaults.
-        logger.info("%s has no ColBERT settings; using ColBERT defaults.", folder)
     return backbone, tokenizer, projection, settings
 
 
