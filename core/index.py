@@ -206,8 +206,13 @@ class Index(ABC):
     def load(cls, path: str | Path, **options: Any) -> Index:
         """Read an index saved with :meth:`save` (``options`` are passed to the constructor)."""
         folder = _io.existing_directory(path)
-        manifest = _io.read_manifest(folder, [cls.kind] if cls is not Index else list(_KINDS), max_version=cls.version)
-        index_cls = _KINDS[manifest["kind"]]
+        manifest = _io.read_manifest(folder, [cls.kind] if cls is not Index else list(_KIND_MODULES))
+        index_cls = _index_class(manifest["kind"])
+        if manifest["version"] > index_cls.version:
+            raise CorruptIndexError(
+                f"{str(folder)!r} was written by a newer lateint-plugins (format version {manifest['version']}, "
+                f"this version reads up to {index_cls.version}); upgrade lateint-plugins."
+            )
         index = index_cls._from_manifest(manifest, **options)
         rows = _io.read_jsonl(folder / "documents.jsonl")
         try:
@@ -364,16 +369,19 @@ class ExactIndex(Index):
         self._lengths = torch.from_numpy(lengths.astype(np.int64))
 
 
+def ragged_rows(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Concatenated ``arange(start, start + length)`` for every (start, length) pair, without a loop."""
+    shift = starts - (torch.cumsum(lengths, 0) - lengths)
+    return torch.repeat_interleave(shift, lengths) + torch.arange(int(lengths.sum()), device=lengths.device)
+
+
 def _gather_documents(
     tokens: torch.Tensor, lengths: torch.Tensor, positions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The packed tokens and lengths of the documents at ``positions``, in that order."""
     starts = torch.cumsum(lengths, 0) - lengths
     sub_lengths = lengths[positions]
-    # Row index of every selected token: each document's start, plus 0..len-1 within it.
-    shift = starts[positions] - (torch.cumsum(sub_lengths, 0) - sub_lengths)
-    rows = torch.repeat_interleave(shift, sub_lengths) + torch.arange(int(sub_lengths.sum()))
-    return tokens[rows], sub_lengths
+    return tokens[ragged_rows(starts[positions], sub_lengths)], sub_lengths
 
 
 def _width(x: object) -> int | None:
@@ -411,13 +419,19 @@ def _check_metadata(meta: Metadata | None, name: str) -> Metadata:
     return dict(meta)
 
 
-_KINDS: dict[str, type[Index]] = {ExactIndex.kind: ExactIndex}
+# Index kinds and the module defining each, imported only when an index of that kind is loaded.
+_KIND_MODULES = {"exact": __name__, "plaid": __name__.rsplit(".", 1)[0] + ".plaid"}
 
 
-def register_index(cls: type[Index]) -> type[Index]:
-    """Make ``load_index`` able to read indexes of ``cls.kind`` (used by indexes defined elsewhere)."""
-    _KINDS[cls.kind] = cls
-    return cls
+def _index_class(kind: str) -> type[Index]:
+    import importlib
+
+    module = importlib.import_module(_KIND_MODULES[kind])
+    return next(
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and issubclass(c, Index) and getattr(c, "kind", None) == kind
+    )
 
 
 def load_index(path: str | Path, **options: Any) -> Index:

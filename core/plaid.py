@@ -1,0 +1,599 @@
+"""`PLAIDIndex`: a ColBERTv2 compressed index searched the PLAID way, in pure torch + FAISS.
+
+Each token is a centroid id (int16) plus ``nbits`` per dimension of residual (:mod:`.codec`), about
+26 bytes for a 96-d token at ``nbits=2`` against 192 in fp16. Search has three stages, all
+vectorised over tokens and documents:
+
+1. **Candidates**: the query tokens' scores against every centroid; the ``n_ivf_probe`` best
+   centroids per query token, plus every centroid scoring at least ``centroid_score_threshold``
+   for some query token, select documents through the inverted lists (centroid -> documents).
+2. **Centroid interaction** (pruned): each candidate's approximate MaxSim uses only those kept
+   centroids, read straight from the inverted lists; the best ``n_full_scores`` go on.
+3. **Exact scoring** of those candidates on their decompressed vectors with :func:`maxsim`.
+   Optionally (``rescore > 0``) the best ``rescore`` are scored once more against the original
+   fp16 vectors, kept memory-mapped on disk rather than in RAM.
+
+Removals are tombstones (documents keep their storage slot and are skipped at search time);
+:meth:`PLAIDIndex.save` writes a compacted index, and :meth:`PLAIDIndex.compact` compacts in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from . import _io
+from .codec import ResidualCodec, default_n_centroids, train_codec
+from .errors import CorruptIndexError, InvalidInputError
+from .index import Index, _default_device, ragged_rows
+from .scoring import maxsim
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
+
+
+@dataclass(frozen=True)
+class PLAIDConfig:
+    """How the index is built (fixed once trained).
+
+    Args:
+        nbits: residual bits per dimension: 1, 2 or 4.
+        quantizer: ``"pq"`` (each byte a learned codeword for a block of dimensions; most accurate)
+            or ``"scalar"`` (ColBERTv2's per-dimension buckets; faster to build).
+        n_centroids: k-means centroids (default from the number of tokens, see
+            :func:`~lateint_plugins.core.codec.default_n_centroids`).
+        kmeans_niters: k-means iterations.
+        max_training_tokens: token vectors sampled to train centroids and buckets.
+        seed: seeds sampling and k-means.
+        keep_fp16: also keep the original vectors in fp16 on disk, memory-mapped, for ``rescore``.
+    """
+
+    nbits: int = 2
+    quantizer: Literal["pq", "scalar"] = "pq"
+    n_centroids: int | None = None
+    kmeans_niters: int = 4
+    max_training_tokens: int = 131_072
+    seed: int = 42
+    keep_fp16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.nbits not in (1, 2, 4):
+            raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
+        if self.quantizer not in ("pq", "scalar"):
+            raise InvalidInputError(f"quantizer must be 'pq' or 'scalar', got {self.quantizer!r}.")
+        if self.n_centroids is not None and not 1 <= self.n_centroids <= 32768:
+            raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
+        for name in ("kmeans_niters", "max_training_tokens"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)!r}.")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a query is searched; change it any time (``index.search_config = SearchConfig(...)``).
+
+    Args:
+        n_ivf_probe: best centroids per query token whose documents become candidates.
+        n_centroid_interaction: best centroids per query token used for the approximate scores
+            (PLAID's pruned centroid interaction). A document none of whose centroids is among them
+            gets, for that query token, the score of the last one kept: an upper bound.
+        centroid_score_threshold: optionally also keep every centroid scoring at least this for
+            some query token (PLAID's ``t_cs``). Off by default: many ColBERT models put all their
+            vectors in a narrow cone (every centroid scores above 0.7), where a fixed cosine
+            threshold prunes nothing.
+        n_full_scores: candidates scored by full centroid interaction (all their tokens); the best
+            quarter (at least ``k``) are decompressed and scored exactly.
+        rescore: of those, how many to score again against the fp16 vectors (0 = off; needs
+            ``PLAIDConfig(keep_fp16=True)``).
+    """
+
+    n_ivf_probe: int = 8
+    n_centroid_interaction: int = 64
+    centroid_score_threshold: float | None = None
+    n_full_scores: int = 1024
+    rescore: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_ivf_probe", "n_centroid_interaction", "n_full_scores"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if self.rescore < 0:
+            raise InvalidInputError(f"rescore must be >= 0, got {self.rescore!r}.")
+
+
+class PLAIDIndex(Index):
+    """Compressed late-interaction index (ColBERTv2 residuals, PLAID search).
+
+    The first :meth:`add` trains the codec on a sample of its tokens unless one is given, so add a
+    representative batch first (thousands of documents), then stream the rest in chunks.
+
+    Args:
+        dim: vector dimension (inferred on first add when None).
+        config: build settings (:class:`PLAIDConfig`).
+        search_config: query settings (:class:`SearchConfig`).
+        codec: a trained codec to reuse (e.g. from another index) instead of training one.
+        device: where codes live and search runs (default CUDA when available, else CPU).
+    """
+
+    kind = "plaid"
+
+    def __init__(
+        self,
+        dim: int | None = None,
+        *,
+        config: PLAIDConfig | None = None,
+        search_config: SearchConfig | None = None,
+        codec: ResidualCodec | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__(dim if codec is None else codec.dim)
+        self.config = config or PLAIDConfig(nbits=codec.nbits if codec is not None else 2)
+        self.search_config = search_config or SearchConfig()
+        self.device = torch.device(device) if device is not None else _default_device()
+        if codec is not None and codec.nbits != self.config.nbits:
+            raise InvalidInputError(f"codec has nbits={codec.nbits} but config asks for {self.config.nbits}.")
+        self.codec = codec.to(self.device) if codec is not None else None
+        # Storage, by slot: a document keeps its slot until compaction; positions (the base class's
+        # dense numbering) map to slots through `_slots`.
+        self._slots = torch.zeros(0, dtype=torch.long)
+        self._alive = torch.zeros(0, dtype=torch.bool)
+        self._lengths = torch.zeros(0, dtype=torch.long)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._codes = torch.zeros(0, dtype=torch.int16, device=self.device)
+        self._residuals = torch.zeros((0, 0), dtype=torch.uint8, device=self.device)
+        self._ivf: tuple[torch.Tensor, torch.Tensor] | None = None  # (offsets (K+1,), slots (P,) int32)
+        self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
+        self._trained_error = 0.0
+        self._added_error_sum = 0.0
+        self._added_tokens = 0
+
+    # ------------------------------------------------------------------ public extras
+    @property
+    def n_tokens(self) -> int:
+        """Stored token vectors, tombstoned documents included until compaction."""
+        return int(self._lengths.sum())
+
+    @property
+    def drift(self) -> float:
+        """Reconstruction error of tokens added after training, relative to the training sample's.
+
+        1.0 means new documents compress as well as the training sample; above ~1.25 the centroids
+        no longer fit the corpus and :meth:`retrain` will help.
+        """
+        if not self._added_tokens or not self._trained_error:
+            return 1.0
+        return self._added_error_sum / self._added_tokens / self._trained_error
+
+    @property
+    def needs_retraining(self) -> bool:
+        """True when :attr:`drift` exceeds 1.25 (see :meth:`retrain`)."""
+        return self.drift > 1.25
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes held in memory per part (the optional fp16 store lives on disk and is not counted)."""
+        self._consolidate()
+        offsets, slots = self._ivf_lists()
+        codec = self._require_codec()
+        return {
+            "codes": self._codes.numel() * self._codes.element_size(),
+            "residuals": self._residuals.numel(),
+            "ivf": offsets.numel() * 8 + slots.numel() * 4,
+            "doc_lengths": self._lengths.numel() * 8,
+            "centroids": codec.centroids.numel() * 2,  # saved in fp16
+        }
+
+    def train(self, sample: torch.Tensor, n_tokens: int | None = None) -> None:
+        """Train the codec on ``(n, dim)`` sample token vectors (done by the first add if not called).
+
+        Args:
+            sample: token vectors drawn from the corpus.
+            n_tokens: the corpus size in tokens, which sets the default number of centroids
+                (default: the sample size).
+        """
+        config = self.config
+        sample = self._check_matrix(sample, "sample", self.dim).float()
+        n_centroids = config.n_centroids or default_n_centroids(n_tokens or sample.shape[0])
+        n_centroids = min(n_centroids, max(1, sample.shape[0] // 4))
+        self.codec = train_codec(
+            sample,
+            n_centroids=n_centroids,
+            nbits=config.nbits,
+            quantizer=config.quantizer,
+            niters=config.kmeans_niters,
+            seed=config.seed,
+            device=self.device,
+        )
+        self.dim = self.codec.dim
+        heldout = sample[torch.randperm(sample.shape[0], generator=torch.Generator().manual_seed(config.seed))[:4096]]
+        self._trained_error = _reconstruction_error(self.codec, heldout.to(self.device))
+
+    def retrain(self) -> None:
+        """Train new centroids on the current corpus and re-encode every document.
+
+        Uses the fp16 vectors when kept, else the decompressed ones (slightly noisier).
+        """
+        self.compact()
+        if self.n_tokens == 0:
+            return
+        vectors = self._original_vectors(torch.arange(self.n_tokens))
+        generator = torch.Generator().manual_seed(self.config.seed)
+        sample = vectors[torch.randperm(vectors.shape[0], generator=generator)[: self.config.max_training_tokens]]
+        self.codec = None
+        self.train(sample, n_tokens=vectors.shape[0])
+        codec = self._require_codec()
+        codes, residuals = codec.compress(vectors.to(self.device))
+        self._codes, self._residuals = codes.to(torch.int16), residuals
+        self._ivf = None
+        self._added_error_sum, self._added_tokens = 0.0, 0
+
+    def compact(self) -> None:
+        """Drop tombstoned documents from storage now (``save`` writes compacted files regardless)."""
+        self._consolidate()
+        if bool(self._alive.all()):
+            return
+        alive_slots = self._alive.nonzero().squeeze(1)
+        rows = self._token_rows(alive_slots)
+        if self._fp16 is not None:
+            self._fp16 = self._fp16.select(rows.cpu())
+        self._codes, self._residuals = self._codes[rows.to(self.device)], self._residuals[rows.to(self.device)]
+        self._lengths = self._lengths[alive_slots]
+        renumber = torch.full((self._alive.numel(),), -1, dtype=torch.long)
+        renumber[alive_slots] = torch.arange(alive_slots.numel())
+        self._slots = renumber[self._slots]
+        self._alive = torch.ones(alive_slots.numel(), dtype=torch.bool)
+        self._ivf = None
+
+    # ------------------------------------------------------------------ Index hooks
+    def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
+        flat = torch.cat([v.detach().float() for v in vectors])
+        if self.codec is None:
+            generator = torch.Generator().manual_seed(self.config.seed)
+            sample = flat[torch.randperm(flat.shape[0], generator=generator)[: self.config.max_training_tokens]]
+            self.train(sample, n_tokens=flat.shape[0])
+        codec = self._require_codec()
+        flat_device = flat.to(self.device)
+        codes, residuals = codec.compress(flat_device)
+        if self._trained_error:
+            probe = torch.arange(0, flat.shape[0], max(1, flat.shape[0] // 4096), device=self.device)
+            error = _reconstruction_error(codec, flat_device[probe], codes[probe], residuals[probe])
+            self._added_error_sum += error * flat.shape[0]
+            self._added_tokens += flat.shape[0]
+        self._pending.append((codes.to(torch.int16), residuals))
+        if self._fp16 is not None:
+            self._fp16.append(flat.half().numpy())
+        first_slot = self._alive.numel()
+        lengths = torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)
+        self._lengths = torch.cat([self._lengths, lengths])
+        self._alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
+        self._slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
+        self._ivf = None
+
+    def _remove_positions(self, drop: torch.Tensor) -> None:
+        self._alive[self._slots[drop]] = False
+        self._slots = self._slots[~drop]
+
+    def _search(
+        self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._consolidate()
+        codec = self._require_codec()
+        offsets, ivf_slots = self._ivf_lists()
+        allowed = self._alive.clone()
+        if candidates is not None:
+            allowed[:] = False
+            allowed[self._slots[candidates]] = True
+        allowed_slots = allowed.nonzero().squeeze(1)
+        allowed_device = allowed.to(self.device)
+        slot_to_position = torch.full((allowed.numel(),), -1, dtype=torch.long)
+        slot_to_position[self._slots] = torch.arange(self._slots.numel())
+        cfg = self.search_config
+        depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, allowed_slots.numel())
+
+        all_scores, all_positions = [], []
+        for query in queries:
+            q = query.to(self.device, torch.float32)
+            if allowed_slots.numel() <= cfg.n_full_scores:
+                # Few documents allowed (a narrow filter or a small index): score them all exactly.
+                chosen = allowed_slots.to(self.device)
+            else:
+                chosen = self._probe(q, codec, offsets, ivf_slots, allowed_device, depth)
+            scores = self._decompressed_scores(q, codec, chosen)
+            top = torch.topk(scores, min(depth, scores.numel()))
+            chosen_slots, chosen_scores = chosen[top.indices].cpu(), top.values.cpu()
+            if self._fp16 is not None and cfg.rescore > 0:
+                head = chosen_slots[: cfg.rescore]
+                exact = maxsim(
+                    q[None],
+                    self._fp16.rows(self._token_rows(head).cpu()),
+                    documents_lengths=self._lengths[head],
+                    device=self.device,
+                )[0].cpu()
+                order = torch.argsort(exact, descending=True, stable=True)
+                chosen_slots = torch.cat([head[order], chosen_slots[cfg.rescore :]])
+                chosen_scores = torch.cat([exact[order], chosen_scores[cfg.rescore :]])
+            all_scores.append(chosen_scores[:k])
+            all_positions.append(slot_to_position[chosen_slots[:k]])
+        width = max(s.numel() for s in all_scores)
+        # Rows can be shorter than k (few candidates); pad for stacking, and trim in the caller.
+        return _stack_ragged(all_scores, width, -math.inf), _stack_ragged(all_positions, width, -1)
+
+    def _probe(
+        self,
+        q: torch.Tensor,
+        codec: ResidualCodec,
+        offsets: torch.Tensor,
+        ivf_slots: torch.Tensor,
+        allowed: torch.Tensor,
+        depth: int,
+    ) -> torch.Tensor:
+        """Stages 1-3: candidate slots to decompress (at least ``depth`` when that many exist)."""
+        cfg = self.search_config
+        centroid_scores = q @ codec.centroids.T  # (q_len, n_centroids)
+        n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), codec.n_centroids)
+        best_centroids = centroid_scores.topk(n_keep, dim=1)
+        floor = best_centroids.values[:, -1:]  # no unkept centroid scores above this, per query token
+        kept = torch.zeros(codec.n_centroids, dtype=torch.bool, device=q.device)
+        kept[best_centroids.indices.reshape(-1)] = True
+        if cfg.centroid_score_threshold is not None:
+            kept |= centroid_scores.max(0).values >= cfg.centroid_score_threshold
+        probed = torch.zeros_like(kept)
+        probed[best_centroids.indices[:, : cfg.n_ivf_probe].reshape(-1)] = True
+        kept_ids = kept.nonzero().squeeze(1)
+        starts, ends = offsets[kept_ids], offsets[kept_ids + 1]
+        rows = ragged_rows(starts, ends - starts)
+        slots = ivf_slots[rows].long()
+        centroid_of_row = torch.repeat_interleave(kept_ids, ends - starts)
+        # Candidates: allowed documents in the probed lists.
+        candidate = torch.zeros(allowed.numel(), dtype=torch.bool, device=q.device)
+        candidate[slots[probed[centroid_of_row]]] = True
+        candidate &= allowed
+        keep = candidate[slots]
+        slots, centroid_of_row = slots[keep], centroid_of_row[keep]
+        if slots.numel() == 0:
+            return slots
+        unique_slots, inverse = torch.unique(slots, return_inverse=True)
+        # Per query token, the best kept centroid of each candidate (the floor where it has none).
+        best = floor.expand(q.shape[0], unique_slots.numel()).contiguous()
+        best.scatter_reduce_(1, inverse.expand(q.shape[0], -1), centroid_scores[:, centroid_of_row], reduce="amax")
+        approx = best.sum(0)
+        chosen = unique_slots[torch.topk(approx, min(cfg.n_full_scores, approx.numel())).indices]
+        # Stage 3, full centroid interaction: every token of the chosen documents scored by its
+        # centroid; the best quarter go on to decompression.
+        n_decompress = max(depth, cfg.n_full_scores // 4)
+        if chosen.numel() <= n_decompress:
+            return chosen
+        token_codes = self._codes[self._token_rows(chosen).to(q.device)].long()
+        lengths = self._lengths[chosen.cpu()].to(q.device)
+        owner = torch.repeat_interleave(torch.arange(chosen.numel(), device=q.device), lengths)
+        per_token = centroid_scores[:, token_codes]  # (q_len, tokens)
+        doc_best = torch.full((q.shape[0], chosen.numel()), -torch.inf, device=q.device)
+        doc_best.scatter_reduce_(1, owner.expand(q.shape[0], -1), per_token, reduce="amax")
+        return chosen[torch.topk(doc_best.sum(0), n_decompress).indices]
+
+    def _decompressed_scores(self, q: torch.Tensor, codec: ResidualCodec, slots: torch.Tensor) -> torch.Tensor:
+        """Stage 3: MaxSim of ``q`` against the decompressed vectors of ``slots``."""
+        if slots.numel() == 0:
+            return torch.zeros(0, device=q.device)
+        rows = self._token_rows(slots).to(self.device)
+        vectors = codec.decompress(self._codes[rows], self._residuals[rows], rotated=True)
+        return maxsim(codec.rotate(q)[None], vectors, documents_lengths=self._lengths[slots.cpu()], device=self.device)[
+            0
+        ]
+
+    # ------------------------------------------------------------------ persistence
+    def _write(self, folder: Path) -> dict[str, Any]:
+        self.compact()
+        codec = self._require_codec() if len(self) else self.codec
+        _io.save_array(folder, "codes", self._codes.cpu().numpy())
+        _io.save_array(folder, "residuals", self._residuals.cpu().numpy())
+        _io.save_array(folder, "doc_lengths", self._lengths.numpy().astype(np.int32))
+        offsets, slots = self._ivf_lists() if codec is not None else (torch.zeros(1), torch.zeros(0))
+        _io.save_array(folder, "ivf_offsets", offsets.cpu().numpy().astype(np.int64))
+        _io.save_array(folder, "ivf_slots", slots.cpu().numpy().astype(np.int32))
+        if codec is not None:
+            _io.save_array(folder, "centroids", codec.centroids.cpu().numpy().astype(np.float16))
+            _io.save_array(folder, "codebooks", codec.codebooks.cpu().numpy())
+            _io.save_array(folder, "rotation", codec.rotation.cpu().numpy())
+            if codec.levels is not None:
+                _io.save_array(folder, "levels", codec.levels.cpu().numpy())
+        if self._fp16 is not None:
+            self._fp16.save(folder / "tokens_fp16.npy", self.dim or 0)
+        return {
+            "config": asdict(self.config),
+            "search_config": asdict(self.search_config),
+            "trained": codec is not None,
+            "n_tokens": self.n_tokens,
+            "trained_error": self._trained_error,
+            "added_error_sum": self._added_error_sum,
+            "added_tokens": self._added_tokens,
+        }
+
+    @classmethod
+    def _from_manifest(cls, manifest: dict[str, Any], **options: Any) -> PLAIDIndex:
+        try:
+            config = PLAIDConfig(**manifest["config"])
+            search_config = options.pop("search_config", None) or SearchConfig(**manifest["search_config"])
+        except (KeyError, TypeError) as exc:
+            raise CorruptIndexError(f"PLAID manifest has bad settings: {exc}") from exc
+        return cls(manifest.get("dim"), config=config, search_config=search_config, **options)
+
+    def _read(self, folder: Path, manifest: dict[str, Any]) -> None:
+        n_docs = len(self._ids)
+        lengths = _io.load_array(folder, "doc_lengths").astype(np.int64)
+        codes = _io.load_array(folder, "codes", mmap=True)
+        residuals = _io.load_array(folder, "residuals", mmap=True)
+        if manifest.get("trained"):
+            levels = _io.load_array(folder, "levels") if self.config.quantizer == "scalar" else None
+            try:
+                self.codec = ResidualCodec(
+                    torch.from_numpy(_io.load_array(folder, "centroids").astype(np.float32)),
+                    torch.from_numpy(_io.load_array(folder, "codebooks")),
+                    torch.from_numpy(_io.load_array(folder, "rotation")),
+                    self.config.nbits,
+                    torch.from_numpy(levels) if levels is not None else None,
+                ).to(self.device)
+            except InvalidInputError as exc:
+                raise CorruptIndexError(f"{folder}: the codec files do not fit together ({exc}).") from exc
+        n_tokens = int(lengths.sum())
+        width = (self.dim or 0) * self.config.nbits // 8
+        if lengths.shape != (n_docs,) or codes.shape != (n_tokens,) or residuals.shape != (n_tokens, width):
+            raise CorruptIndexError(
+                f"{folder}: codes {codes.shape}, residuals {residuals.shape} and doc_lengths {lengths.shape} do not "
+                f"match the manifest ({n_docs} documents, dim {self.dim}, nbits {self.config.nbits}); "
+                "the index is damaged."
+            )
+        # Codes and residuals are the compressed index itself (26 B/token at nbits=2): read them whole.
+        self._codes = torch.from_numpy(np.array(codes)).to(self.device)
+        self._residuals = torch.from_numpy(np.array(residuals)).to(self.device)
+        self._lengths = torch.from_numpy(lengths)
+        self._alive = torch.ones(n_docs, dtype=torch.bool)
+        self._slots = torch.arange(n_docs)
+        offsets = torch.from_numpy(_io.load_array(folder, "ivf_offsets"))
+        ivf_slots = torch.from_numpy(np.array(_io.load_array(folder, "ivf_slots", mmap=True)))
+        if self.codec is not None:
+            if offsets.shape != (self.codec.n_centroids + 1,) or int(offsets[-1]) != ivf_slots.numel():
+                raise CorruptIndexError(
+                    f"{folder}: the inverted lists do not match the centroids; the index is damaged."
+                )
+            self._ivf = (offsets.to(self.device), ivf_slots.to(self.device))
+        if self.config.keep_fp16:
+            self._fp16 = _Fp16Store.open(folder / "tokens_fp16.npy", n_tokens, self.dim or 0)
+        self._trained_error = float(manifest.get("trained_error", 0.0))
+        self._added_error_sum = float(manifest.get("added_error_sum", 0.0))
+        self._added_tokens = int(manifest.get("added_tokens", 0))
+
+    # ------------------------------------------------------------------ internals
+    def _require_codec(self) -> ResidualCodec:
+        if self.codec is None:
+            raise InvalidInputError("The PLAID index is not trained yet: add documents (or call train) first.")
+        return self.codec
+
+    def _consolidate(self) -> None:
+        if self._pending:
+            codes = [self._codes, *(c for c, _ in self._pending)]
+            width = self._pending[0][1].shape[1]
+            residuals = [self._residuals.reshape(-1, width), *(r for _, r in self._pending)]
+            self._codes, self._residuals = torch.cat(codes), torch.cat(residuals)
+            self._pending = []
+
+    def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
+        slots = slots.cpu()
+        starts = torch.cumsum(self._lengths, 0) - self._lengths
+        return ragged_rows(starts[slots], self._lengths[slots])
+
+    def _ivf_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverted lists as CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
+
+        Each (centroid, document) pair appears once however many of the document's tokens share
+        the centroid. Rebuilt lazily after adds.
+        """
+        if self._ivf is None:
+            self._consolidate()
+            codec = self._require_codec()
+            n_slots = self._lengths.numel()
+            token_slot = torch.repeat_interleave(
+                torch.arange(n_slots, device=self.device), self._lengths.to(self.device)
+            )
+            pairs = torch.unique(self._codes.long() * n_slots + token_slot)  # sorted by centroid, then slot
+            counts = (
+                torch.bincount(pairs // n_slots, minlength=codec.n_centroids)
+                if n_slots
+                else torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
+            )
+            offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
+            torch.cumsum(counts, 0, out=offsets[1:])
+            self._ivf = (offsets, (pairs % max(n_slots, 1)).to(torch.int32))
+        return self._ivf
+
+    def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        if self._fp16 is not None:
+            return torch.from_numpy(self._fp16.rows(rows)).float()
+        codec = self._require_codec()
+        rows = rows.to(self.device)
+        return codec.decompress(self._codes[rows], self._residuals[rows]).cpu()
+
+
+def _reconstruction_error(
+    codec: ResidualCodec, x: torch.Tensor, codes: torch.Tensor | None = None, residuals: torch.Tensor | None = None
+) -> float:
+    """Mean ``1 - cos(x, decompress(compress(x)))``."""
+    if codes is None or residuals is None:
+        codes, residuals = codec.compress(x)
+    return float((1 - (codec.decompress(codes, residuals) * x.float()).sum(-1)).mean())
+
+
+def _stack_ragged(rows: list[torch.Tensor], width: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(rows), width), fill, dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        out[i, : row.numel()] = row
+    return out
+
+
+class _Fp16Store:
+    """Original vectors in fp16, appended to a scratch file and read through a memory map.
+
+    After a load, the saved ``tokens_fp16.npy`` is the read-only base; later additions go to a
+    scratch file. Rows are addressed by token row across both.
+    """
+
+    def __init__(self, base: np.ndarray | None = None) -> None:
+        self._base = base
+        self._scratch_dir = tempfile.TemporaryDirectory(prefix="lateint-fp16-")
+        self._scratch_path = Path(self._scratch_dir.name) / "tokens.f16"
+        self._scratch_rows = 0
+        self._dim = base.shape[1] if base is not None else 0
+
+    @classmethod
+    def open(cls, path: Path, n_tokens: int, dim: int) -> _Fp16Store:
+        base = _io.load_array(path.parent, path.stem, mmap=True)
+        if base.shape != (n_tokens, dim) or base.dtype != np.float16:
+            raise CorruptIndexError(
+                f"{path} has shape {base.shape} {base.dtype}, expected ({n_tokens}, {dim}) float16."
+            )
+        return cls(base)
+
+    @property
+    def n_base(self) -> int:
+        return 0 if self._base is None else self._base.shape[0]
+
+    def append(self, rows: np.ndarray) -> None:
+        self._dim = rows.shape[1]
+        with open(self._scratch_path, "ab") as f:
+            f.write(np.ascontiguousarray(rows, dtype=np.float16).tobytes())
+        self._scratch_rows += rows.shape[0]
+
+    def rows(self, index: torch.Tensor) -> np.ndarray:
+        idx = index.numpy()
+        out = np.empty((idx.size, self._dim), dtype=np.float16)
+        in_base = idx < self.n_base
+        if in_base.any():
+            out[in_base] = self._base[idx[in_base]]  # type: ignore[index]
+        if (~in_base).any():
+            scratch = np.memmap(self._scratch_path, dtype=np.float16, mode="r", shape=(self._scratch_rows, self._dim))
+            out[~in_base] = scratch[idx[~in_base] - self.n_base]
+        return out
+
+    def select(self, index: torch.Tensor, chunk: int = 262_144) -> _Fp16Store:
+        """A new store holding only the rows at ``index`` (in that order)."""
+        fresh = _Fp16Store()
+        for start in range(0, index.numel(), chunk):
+            fresh.append(self.rows(index[start : start + chunk]))
+        fresh._dim = self._dim
+        return fresh
+
+    def save(self, path: Path, dim: int, chunk: int = 262_144) -> None:
+        total = self.n_base + self._scratch_rows
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(total, dim or self._dim))
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            out[start:stop] = self.rows(torch.arange(start, stop))
+        out.flush()
+        del out

@@ -1,0 +1,275 @@
+"""PLAIDIndex and the residual codec, checked against ExactIndex (the oracle) on seeded data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train_codec
+from lateint_plugins.core.errors import CorruptIndexError, DimensionMismatchError, InvalidInputError
+from lateint_plugins.core.index import ExactIndex, load_index
+from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
+
+DIM = 32
+
+
+def clustered_corpus(n_docs: int = 400, seed: int = 0, shift: float = 0.0):
+    """Documents built like real ColBERT output: tokens near a few topic centres, each with its own twist.
+
+    Queries paraphrase one document's tokens, so the exact ranking has a clear head.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(48, DIM, generator=g) + shift, dim=-1)
+    docs = []
+    for _ in range(n_docs):
+        n = int(torch.randint(8, 30, (1,), generator=g))
+        topics = torch.randint(0, 48, (3,), generator=g)[torch.randint(0, 3, (n,), generator=g)]
+        noise = 0.08 * torch.randn(n, DIM, generator=g)
+        docs.append(torch.nn.functional.normalize(centres[topics] + noise, dim=-1))
+    ids = [f"d{seed}-{i}" for i in range(n_docs)]
+    meta = [{"shard": i % 4} for i in range(n_docs)]
+    targets = torch.randint(0, n_docs, (40,), generator=g)
+    queries = []
+    for t in targets.tolist():
+        rows = torch.randint(0, len(docs[t]), (6,), generator=g)
+        queries.append(torch.nn.functional.normalize(docs[t][rows] + 0.05 * torch.randn(6, DIM, generator=g), dim=-1))
+    return ids, docs, meta, queries
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return clustered_corpus()
+
+
+@pytest.fixture(scope="module")
+def exact(corpus) -> ExactIndex:
+    ids, docs, meta, _ = corpus
+    ix = ExactIndex(device="cpu")
+    ix.add(ids, docs, meta)
+    return ix
+
+
+def recall_vs_exact(index, exact, queries, k=10, **search) -> float:
+    got = index.search(queries, k=k, **search)
+    want = exact.search(queries, k=k, **search)
+    return float(np.mean([len({h.id for h in a} & {h.id for h in b}) / k for a, b in zip(got, want, strict=True)]))
+
+
+# ---------------------------------------------------------------------- codec
+@pytest.mark.parametrize("quantizer", ["pq", "scalar"])
+def test_codec_round_trip_improves_with_bits(corpus, quantizer: str) -> None:
+    _, docs, _, _ = corpus
+    x = torch.cat(docs)
+    quality = {}
+    for nbits in (1, 2, 4):
+        codec = train_codec(x, n_centroids=64, nbits=nbits, quantizer=quantizer)
+        codes, packed = codec.compress(x)
+        assert codes.shape == (len(x),) and packed.dtype == torch.uint8
+        assert packed.shape == (len(x), DIM * nbits // 8) == (len(x), codec.bytes_per_token)
+        restored = codec.decompress(codes, packed)
+        torch.testing.assert_close(restored.norm(dim=-1), torch.ones(len(x)))
+        quality[nbits] = float((restored * x).sum(-1).mean())
+    assert 0.8 < quality[1] < quality[2] < quality[4] <= 1.0
+
+
+def test_scalar_codec_buckets_each_dimension_by_its_cutoffs(corpus) -> None:
+    _, docs, _, _ = corpus
+    x = torch.cat(docs)
+    codec = train_codec(x, n_centroids=32, nbits=2, quantizer="scalar")
+    assert codec.levels is not None and codec.levels.shape == (DIM, 4)
+    residual = (x[:50] - codec.centroids[codec.compress(x[:50])[0]]) @ codec.rotation
+    cutoffs = (codec.levels[:, 1:] + codec.levels[:, :-1]) / 2
+    buckets = torch.stack([torch.bucketize(residual[:, d].contiguous(), cutoffs[d], right=True) for d in range(DIM)], 1)
+    # 2 bits per dimension, four dimensions per byte, the first in the high bits
+    expected = (buckets.reshape(50, -1, 4) * torch.tensor([64, 16, 4, 1])).sum(-1)
+    assert torch.equal(codec.pack(x[:50] - codec.centroids[codec.compress(x[:50])[0]]).long(), expected)
+
+
+def test_rotated_decompression_preserves_dot_products(corpus) -> None:
+    _, docs, _, queries = corpus
+    x = torch.cat(docs[:20])
+    codec = train_codec(torch.cat(docs), n_centroids=32, nbits=2)
+    codes, packed = codec.compress(x)
+    plain = queries[0] @ codec.decompress(codes, packed).T
+    rotated = codec.rotate(queries[0]) @ codec.decompress(codes, packed, rotated=True).T
+    torch.testing.assert_close(plain, rotated, atol=1e-5, rtol=1e-5)
+
+
+def test_codec_rejects_bad_settings() -> None:
+    with pytest.raises(InvalidInputError, match="nbits"):
+        PLAIDConfig(nbits=3)
+    with pytest.raises(InvalidInputError, match="quantizer"):
+        PLAIDConfig(quantizer="opq")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="multiple of 8"):
+        ResidualCodec(torch.zeros(4, 6), torch.zeros(0), torch.eye(6), nbits=1)
+    with pytest.raises(InvalidInputError, match="n_full_scores"):
+        SearchConfig(n_full_scores=0)
+    assert default_n_centroids(1_221_388) == 4096 and default_n_centroids(10) == 16
+
+
+# ---------------------------------------------------------------------- index vs oracle
+@pytest.mark.parametrize(("nbits", "floor"), [(1, 0.8), (2, 0.85), (4, 0.93)])
+def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, floor: float) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(config=PLAIDConfig(nbits=nbits), device="cpu", search_config=SearchConfig(n_full_scores=128))
+    ix.add(ids, docs, meta)
+    assert recall_vs_exact(ix, exact, queries) >= floor
+    hits = ix.search(queries[0], k=5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_full_precision_rescore_matches_exact(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(
+        config=PLAIDConfig(nbits=1, keep_fp16=True),
+        device="cpu",
+        search_config=SearchConfig(n_full_scores=256, rescore=64),
+    )
+    ix.add(ids, docs, meta)
+    got, want = ix.search(queries, k=10), exact.search(queries, k=10)
+    assert recall_vs_exact(ix, exact, queries) >= 0.99
+    for a, b in zip(got, want, strict=True):  # re-scored hits carry exact (fp16) scores
+        common = {h.id: h.score for h in b}
+        for h in a:
+            if h.id in common:
+                assert h.score == pytest.approx(common[h.id], abs=1e-4)
+
+
+def test_filters_restrict_candidates_before_scoring(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(device="cpu")
+    ix.add(ids, docs, meta)
+    for hits in ix.search(queries, k=20, filter={"shard": 2}):
+        assert len(hits) == 20 and all(h.metadata["shard"] == 2 for h in hits)
+    # A narrow filter is scored exhaustively: every match comes back.
+    ix.add(["rare-1", "rare-2"], docs[:2], [{"shard": "rare"}, {"shard": "rare"}])
+    assert {h.id for h in ix.search(queries[0], k=10, filter={"shard": "rare"})} == {"rare-1", "rare-2"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_adds_and_removes_equal_a_rebuild_from_the_survivors(seed: int) -> None:
+    ids, docs, meta, queries = clustered_corpus(300, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    ix = PLAIDIndex(device="cpu", search_config=SearchConfig(n_full_scores=64))
+    ix.add(ids[:150], docs[:150], meta[:150])
+    live = list(ids[:150])
+    cursor = 150
+    for _ in range(6):
+        drop = [live[int(i)] for i in torch.randperm(len(live), generator=g)[:15]]
+        ix.remove(drop)
+        live = [i for i in live if i not in set(drop)]
+        ix.add(ids[cursor : cursor + 25], docs[cursor : cursor + 25], meta[cursor : cursor + 25])
+        live += ids[cursor : cursor + 25]
+        cursor += 25
+    position = {d: i for i, d in enumerate(ids)}
+    rebuilt = PLAIDIndex(codec=ix.codec, device="cpu", search_config=ix.search_config)
+    rebuilt.add(live, [docs[position[i]] for i in live], [meta[position[i]] for i in live])
+    assert len(ix) == len(rebuilt) == len(live) and ix.ids == rebuilt.ids
+    for a, b in zip(ix.search(queries, k=10), rebuilt.search(queries, k=10), strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    ix.compact()
+    assert ix.n_tokens == rebuilt.n_tokens
+    assert [h.id for h in ix.search(queries[0], k=10)] == [h.id for h in rebuilt.search(queries[0], k=10)]
+
+
+# ---------------------------------------------------------------------- persistence
+def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(config=PLAIDConfig(keep_fp16=True), device="cpu", search_config=SearchConfig(rescore=16))
+    ix.add(ids, docs, meta)
+    ix.remove(ids[:100])
+    before = ix.search(queries, k=10)
+    ix.save(tmp_path / "plaid")
+    manifest = json.loads((tmp_path / "plaid" / "manifest.json").read_text())
+    assert manifest["kind"] == "plaid" and manifest["n_documents"] == 300
+    kept_tokens = sum(len(d) for d in docs[100:])
+    assert np.load(tmp_path / "plaid" / "codes.npy").shape == (kept_tokens,)
+    assert np.load(tmp_path / "plaid" / "tokens_fp16.npy", mmap_mode="r").shape == (kept_tokens, DIM)
+    loaded = load_index(tmp_path / "plaid", device="cpu")
+    assert isinstance(loaded, PLAIDIndex) and loaded.ids == ix.ids
+    assert loaded.search(queries, k=10) == before
+    loaded.add(["late"], [docs[0]], [{"shard": 9}])  # a loaded index keeps growing (fp16 rows included)
+    assert loaded.search(docs[0], k=1, filter={"shard": 9})[0].id == "late"
+
+
+def test_crash_mid_save_keeps_previous_index(corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids, docs, meta, _ = corpus
+    ix = PLAIDIndex(device="cpu")
+    ix.add(ids[:200], docs[:200], meta[:200])
+    ix.save(tmp_path / "p")
+    ix.add(ids[200:], docs[200:], meta[200:])
+    monkeypatch.setattr(PLAIDIndex, "_write", lambda self, folder: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError, match="disk gone"):
+        ix.save(tmp_path / "p")
+    assert len(load_index(tmp_path / "p")) == 200
+
+
+def test_corrupt_files_are_reported(corpus, tmp_path: Path) -> None:
+    ids, docs, meta, _ = corpus
+    ix = PLAIDIndex(device="cpu")
+    ix.add(ids, docs, meta)
+    ix.save(tmp_path / "p")
+    np.save(tmp_path / "p" / "codes.npy", np.zeros(3, dtype=np.int16))
+    with pytest.raises(CorruptIndexError, match="damaged"):
+        load_index(tmp_path / "p")
+
+
+# ---------------------------------------------------------------------- updates and errors
+def test_drift_signal_and_retrain(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(device="cpu", search_config=SearchConfig(n_full_scores=128))
+    ix.add(ids[:200], docs[:200], meta[:200])
+    assert ix.drift == pytest.approx(1.0, abs=0.3) and not ix.needs_retraining
+    other_ids, other_docs, other_meta, _ = clustered_corpus(200, seed=7, shift=1.5)
+    ix.add(other_ids, other_docs, other_meta)  # a different distribution: the centroids fit poorly
+    assert ix.needs_retraining and ix.drift > 1.25
+    ix.remove(other_ids)
+    ix.add(ids[200:], docs[200:], meta[200:])
+    ix.retrain()
+    assert ix.drift == 1.0 and not ix.needs_retraining
+    assert recall_vs_exact(ix, exact, queries) >= 0.85
+
+
+def test_bad_input(corpus) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(device="cpu")
+    assert ix.search(queries[0], k=3) == []
+    ix.add(ids, docs, meta)
+    with pytest.raises(DimensionMismatchError):
+        ix.add(["x"], [torch.randn(4, DIM + 8)])
+    with pytest.raises(DimensionMismatchError):
+        ix.search(torch.randn(3, DIM + 8))
+    with pytest.raises(InvalidInputError, match="codec has nbits"):
+        PLAIDIndex(codec=ix.codec, config=PLAIDConfig(nbits=4))
+    assert len(ix) == len(ids)
+
+
+def test_store_on_a_plaid_index(tiny_encoder, tmp_path: Path) -> None:
+    from lateint_plugins.core.store import LateInteractionStore
+
+    texts = [f"document number {i} about {topic}" for i in range(60) for topic in ("cats", "rockets", "bread")]
+    store = LateInteractionStore(tiny_encoder, PLAIDIndex(device="cpu"))
+    store.add_texts(texts, [{"n": i} for i in range(len(texts))])
+    hits = store.search("rockets", k=5)
+    assert len(hits) == 5 and all(isinstance(h.text, str) for h in hits)
+    store.save(tmp_path / "s")
+    reloaded = LateInteractionStore.load(tmp_path / "s", encoder=tiny_encoder, device="cpu")
+    assert isinstance(reloaded.index, PLAIDIndex)
+    assert reloaded.search("rockets", k=5) == hits
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_path_matches_cpu(corpus) -> None:
+    ids, docs, meta, queries = corpus
+    cpu = PLAIDIndex(device="cpu")
+    cpu.add(ids, docs, meta)
+    gpu = PLAIDIndex(codec=cpu.codec, device="cuda")
+    gpu.add(ids, docs, meta)
+    assert gpu._codes.device.type == "cuda" and gpu._residuals.device.type == "cuda"
+    for a, b in zip(cpu.search(queries, k=10), gpu.search(queries, k=10), strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
