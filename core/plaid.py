@@ -187,7 +187,8 @@ class PLAIDIndex(Index):
             "residuals": self._residuals.numel(),
             "ivf": offsets.numel() * 8 + slots.numel() * 4,
             "doc_lengths": self._lengths.numel() * 8,
-            "centroids": codec.centroids.numel() * 2,  # saved in fp16
+            # float32 centroids and their rotated copy in memory (half of that on disk, in fp16)
+            "centroids": codec.centroids.numel() * 8,
         }
 
     def train(self, sample: torch.Tensor, n_tokens: int | None = None) -> None:
