@@ -51,11 +51,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, cpu_model, git_revision, package_version
+
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
 DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
@@ -226,34 +226,6 @@ def ensure_queries(args: argparse.Namespace, queries: dict[str, str], store_mani
 
 
 # ---------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def git_revision() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 def load_average() -> list[float] | None:
@@ -367,7 +339,7 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
             "latencies_ms": [s * 1e3 for s in latencies],
             "run": dict(zip(query_ids, ranked, strict=True)),
         }
-        logger.info("[%s %s] median %.2f ms/query", name, label, statistics.median(latencies) * 1e3)
+        logger.info("[%s] median %.2f ms/query", f"{name} {label}".strip(), statistics.median(latencies) * 1e3)
 
     return {
         "build": name,

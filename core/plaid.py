@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
+_ADD_CHUNK_TOKENS = 65_536  # tokens expanded to float32 at a time while adding
+
 
 @dataclass(frozen=True)
 class PLAIDConfig:
@@ -254,24 +256,41 @@ class PLAIDIndex(Index):
 
     # ------------------------------------------------------------------ Index hooks
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
-        flat = torch.cat([v.detach().float() for v in vectors])
-        if self.codec is None:
-            generator = torch.Generator().manual_seed(self.config.seed)
-            sample = flat[torch.randperm(flat.shape[0], generator=generator)[: self.config.max_training_tokens]]
-            self.train(sample, n_tokens=flat.shape[0])
-        codec = self._require_codec()
-        flat_device = flat.to(self.device)
-        codes, residuals = codec.compress(flat_device)
-        if self._trained_error:
-            probe = torch.arange(0, flat.shape[0], max(1, flat.shape[0] // 4096), device=self.device)
-            error = _reconstruction_error(codec, flat_device[probe], codes[probe], residuals[probe])
-            self._added_error_sum += error * flat.shape[0]
-            self._added_tokens += flat.shape[0]
-        self._pending.append((codes.to(torch.int16), residuals))
-        if self._fp16 is not None:
-            self._fp16.append(flat.half().numpy())
-        first_slot = self._alive.numel()
+        # Work in chunks of documents so that only one chunk is ever expanded to float32: peak
+        # memory is the compressed index plus one chunk, however many documents come in.
         lengths = torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)
+        n_tokens = int(lengths.sum())
+        chunks, start, filled = [], 0, 0
+        for i, n in enumerate(lengths.tolist()):
+            filled += n
+            if filled >= _ADD_CHUNK_TOKENS:
+                chunks.append((start, i + 1))
+                start, filled = i + 1, 0
+        if start < len(vectors):
+            chunks.append((start, len(vectors)))
+        if self.codec is None:
+            # Uniform token sample drawn chunk by chunk, to the same total size.
+            generator = torch.Generator().manual_seed(self.config.seed)
+            rate = min(1.0, self.config.max_training_tokens / n_tokens)
+            parts = []
+            for a, b in chunks:
+                flat = torch.cat(vectors[a:b])
+                picked = torch.randperm(flat.shape[0], generator=generator)[: math.ceil(flat.shape[0] * rate)]
+                parts.append(flat[picked].float())
+            self.train(torch.cat(parts), n_tokens=n_tokens)
+        codec = self._require_codec()
+        for a, b in chunks:
+            flat = torch.cat([v.detach() for v in vectors[a:b]]).to(self.device, torch.float32)
+            codes, residuals = codec.compress(flat)
+            if self._trained_error:
+                probe = torch.arange(0, flat.shape[0], max(1, flat.shape[0] // 1024), device=self.device)
+                error = _reconstruction_error(codec, flat[probe], codes[probe], residuals[probe])
+                self._added_error_sum += error * flat.shape[0]
+                self._added_tokens += flat.shape[0]
+            self._pending.append((codes.to(torch.int16), residuals))
+            if self._fp16 is not None:
+                self._fp16.append(flat.half().cpu().numpy())
+        first_slot = self._alive.numel()
         self._lengths = torch.cat([self._lengths, lengths])
         self._alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
         self._slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
