@@ -187,6 +187,7 @@ class Index(ABC):
                 [
                     SearchHit(self._ids[p], s, dict(self._metadata[p]))
                     for s, p in zip(row_scores.tolist(), row_positions.tolist(), strict=True)
+                    if p >= 0  # rows with fewer than k hits are padded with -1
                 ]
                 for row_scores, row_positions in zip(scores, positions, strict=True)
             ]
@@ -245,7 +246,10 @@ class Index(ABC):
     def _search(
         self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and positions ``(n_queries, <=k)``, best first, among ``candidates`` (None = all)."""
+        """Scores and positions ``(n_queries, <=k)``, best first, among ``candidates`` (None = all).
+
+        A row with fewer hits than the others is padded with position -1.
+        """
 
     @abstractmethod
     def _write(self, folder: Path) -> dict[str, Any]:

@@ -65,7 +65,17 @@ def test_index_search_and_eval_with_a_tiny_model(tmp_path: Path, tiny_pylate_pat
     assert metrics["recall@3"] == 1.0 and 0.0 < metrics["ndcg@10"] <= 1.0
 
     cache = tmp_path / "encoded"
-    args = ["eval", "--data", str(data), "--model", str(tiny_pylate_path), "--cache", str(cache), "--metric", "recall@3"]
+    args = [
+        "eval",
+        "--data",
+        str(data),
+        "--model",
+        str(tiny_pylate_path),
+        "--cache",
+        str(cache),
+        "--metric",
+        "recall@3",
+    ]
     assert runner.invoke(main, args).exit_code == 0 and cache.is_dir()
     result = runner.invoke(main, [*args, "--index", "plaid", "--nbits", "4"])
     assert result.exit_code == 0, result.output

@@ -273,3 +273,12 @@ def test_gpu_path_matches_cpu(corpus) -> None:
     assert gpu._codes.device.type == "cuda" and gpu._residuals.device.type == "cuda"
     for a, b in zip(cpu.search(queries, k=10), gpu.search(queries, k=10), strict=True):
         assert [h.id for h in a] == [h.id for h in b]
+
+
+def test_queries_with_fewer_hits_than_k_are_not_padded(corpus) -> None:
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(device="cpu", search_config=SearchConfig(n_ivf_probe=1, n_centroid_interaction=1, n_full_scores=8))
+    ix.add(ids, docs, meta)
+    for hits in ix.search(queries, k=300):
+        assert len({h.id for h in hits}) == len(hits) <= 300
+        assert all(h.score > -1e9 for h in hits)
