@@ -23,7 +23,7 @@ from .errors import InvalidInputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResidualCodec", "assign", "default_n_centroids", "kmeans", "train_codec"]
+__all__ = ["ResidualCodec", "assign", "default_n_centroids", "kmeans", "pool_tokens", "train_codec"]
 
 _ASSIGN_ROWS = 4096  # tokens per assignment block: keeps the (rows, centroids) buffer in cache
 _PACK_ROWS = 1024  # tokens per quantisation block: the (blocks, rows, 256) distances stay in cache
@@ -293,3 +293,27 @@ def _lloyd_max(values: torch.Tensor, levels: int, iters: int = 20) -> torch.Tens
         sums = (one_hot * values[:, :, None]).sum(0)
         weights = torch.where(counts > 0, sums / counts.clamp(min=1), weights)
     return weights
+
+
+def pool_tokens(vectors: torch.Tensor, pool_factor: int, *, protected: int = 1, niters: int = 8) -> torch.Tensor:
+    """Cluster one document's token vectors ``(n, dim)`` into about ``n / pool_factor`` unit means.
+
+    The first ``protected`` tokens (``[CLS]`` and the ``[D]`` marker carry the document's
+    summary) are kept as they are, as PyLate does. Clustering is spherical k-means seeded with
+    evenly spaced tokens, so neighbouring (often related) tokens start in different clusters and
+    the result is deterministic.
+    """
+    if pool_factor < 1:
+        raise InvalidInputError(f"pool_factor must be >= 1, got {pool_factor!r}.")
+    head, rest = vectors[:protected], vectors[protected:].float()
+    n_clusters = max(1, math.ceil(rest.shape[0] / pool_factor))
+    if pool_factor == 1 or rest.shape[0] <= n_clusters:
+        return vectors
+    centroids = rest[torch.linspace(0, rest.shape[0] - 1, n_clusters).long()]
+    for _ in range(niters):
+        labels = (rest @ centroids.T).argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, rest)
+        counts = torch.bincount(labels, minlength=n_clusters)
+        centroids = torch.where(counts[:, None] > 0, F.normalize(sums, dim=-1), centroids)
+    used = torch.bincount((rest @ centroids.T).argmax(1), minlength=n_clusters) > 0
+    return torch.cat([head.float(), centroids[used]]).to(vectors.dtype)

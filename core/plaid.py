@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import _io
-from .codec import ResidualCodec, default_n_centroids, train_codec
+from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
 from .index import Index, _default_device, ragged_rows
 from .scoring import maxsim
@@ -56,6 +56,8 @@ class PLAIDConfig:
         max_training_tokens: token vectors sampled to train centroids and buckets.
         seed: seeds sampling and k-means.
         keep_fp16: also keep the original vectors in fp16 on disk, memory-mapped, for ``rescore``.
+        pool_factor: token pooling at index time: cluster each document's tokens and keep about
+            ``1 / pool_factor`` of them (the cluster means); 1 = off. 2 halves the index.
     """
 
     nbits: int = 2
@@ -65,6 +67,7 @@ class PLAIDConfig:
     max_training_tokens: int = 131_072
     seed: int = 42
     keep_fp16: bool = False
+    pool_factor: int = 1
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
@@ -73,7 +76,7 @@ class PLAIDConfig:
             raise InvalidInputError(f"quantizer must be 'pq' or 'scalar', got {self.quantizer!r}.")
         if self.n_centroids is not None and not 1 <= self.n_centroids <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
-        for name in ("kmeans_niters", "max_training_tokens"):
+        for name in ("kmeans_niters", "max_training_tokens", "pool_factor"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)!r}.")
 
@@ -256,6 +259,8 @@ class PLAIDIndex(Index):
 
     # ------------------------------------------------------------------ Index hooks
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
+        if self.config.pool_factor > 1:
+            vectors = [pool_tokens(v.detach(), self.config.pool_factor) for v in vectors]
         # Work in chunks of documents so that only one chunk is ever expanded to float32: peak
         # memory is the compressed index plus one chunk, however many documents come in.
         lengths = torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)

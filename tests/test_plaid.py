@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train_codec
+from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from lateint_plugins.core.errors import CorruptIndexError, DimensionMismatchError, InvalidInputError
 from lateint_plugins.core.index import ExactIndex, load_index
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
@@ -282,3 +282,20 @@ def test_queries_with_fewer_hits_than_k_are_not_padded(corpus) -> None:
     for hits in ix.search(queries, k=300):
         assert len({h.id for h in hits}) == len(hits) <= 300
         assert all(h.score > -1e9 for h in hits)
+
+
+def test_token_pooling_halves_the_index_and_keeps_the_ranking(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    doc = docs[0]
+    pooled = pool_tokens(doc, 2)
+    assert torch.equal(pooled[0], doc[0])  # [CLS] is protected
+    assert pooled.shape[0] <= 1 + -(-(len(doc) - 1) // 2) and pooled.shape[1] == DIM
+    torch.testing.assert_close(pooled.norm(dim=-1), torch.ones(len(pooled)))
+    assert torch.equal(pool_tokens(doc, 1), doc)
+    with pytest.raises(InvalidInputError, match="pool_factor"):
+        PLAIDConfig(pool_factor=0)
+
+    ix = PLAIDIndex(config=PLAIDConfig(nbits=4, pool_factor=2), device="cpu")
+    ix.add(ids, docs, meta)
+    assert ix.n_tokens <= 0.6 * exact.n_tokens
+    assert recall_vs_exact(ix, exact, queries) >= 0.7
