@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +42,21 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+def prepare_process() -> None:
+    """Process set-up common to the benchmarks: offline Hub, logging.
+
+    Call before transformers / huggingface_hub are imported: they read HF_HUB_OFFLINE once, at import.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def machine_lines(machine: dict[str, Any]) -> list[str]:
+    """The machine and versions lines closing every benchmark table."""
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    return [
+        f"machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, {machine['platform']}",
+        f"versions: {versions}",
+    ]

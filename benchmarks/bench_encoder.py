@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, package_version
+from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -216,18 +216,14 @@ def format_table(report: dict[str, Any]) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     lines.append("")
-    lines.append(f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, {m['platform']}")
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    lines.append(f"versions: {versions}")
+    lines.extend(machine_lines(m))
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before transformers / huggingface_hub are imported: they read it once, at import time.
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    prepare_process()  # before transformers is imported
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
 
     model_path, data_path = args.model.resolve(), args.data.resolve()

@@ -54,7 +54,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, package_version
+from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -283,14 +283,13 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     name, spec = args.only, BUILDS[args.only]
 
     cached = load_index(args.cache / "index", device="cpu")
-    tokens, lengths = cached._store()
     doc_ids = cached.ids
-    docs = list(tokens.split(lengths.tolist()))
+    docs = cached.embeddings()
     saved = torch.load(args.query_file, weights_only=True)
     n = len(saved["ids"]) if args.queries is None else min(args.queries, len(saved["ids"]))
     query_ids, queries = saved["ids"][:n], saved["embeddings"][:n]
     rss_inputs = peak_rss_mib()
-    logger.info("[%s] %d documents, %d tokens, %d queries loaded", name, len(docs), int(lengths.sum()), n)
+    logger.info("[%s] %d documents, %d tokens, %d queries loaded", name, len(docs), cached.n_tokens, n)
 
     index: Any
     start = time.perf_counter()
@@ -525,19 +524,15 @@ def format_table(report: dict[str, Any]) -> str:
     for p in report["peers"]:
         lines.append(f"  {p['engine']} ({p['package']}): {p['status']}")
     lines.append("")
-    lines.append(f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, {m['platform']}")
     lines.append(f"load average (1, 5, 15 min): start {m['load_average_start']}, end {m['load_average_end']}")
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    lines.append(f"versions: {versions}")
+    lines.extend(machine_lines(m))
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before transformers / huggingface_hub are imported: they read it once, at import time.
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    prepare_process()  # before transformers is imported
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     args.cache = args.cache.resolve()
 

@@ -174,10 +174,10 @@ def evaluate_cmd(
 
         if not isinstance(index, ExactIndex):
             raise InvalidInputError(f"--cache {cache} does not hold an exact index to compress.")
-        tokens, lengths = index._store()
+        ids, vectors = index.ids, index.embeddings()
         start = time.perf_counter()
         index = PLAIDIndex(config=PLAIDConfig(nbits=int(nbits)))
-        index.add(store.index.ids, list(tokens.split(lengths.tolist())))
+        index.add(ids, vectors)
         description = f"PLAID nbits={nbits} (built in {time.perf_counter() - start:.1f}s)"
     k = max(int(m.split("@")[1]) for m in metrics if "@" in m) if metrics else 100
     query_ids = list(dataset.queries)

@@ -322,6 +322,14 @@ class ExactIndex(Index):
         """Total number of stored token vectors."""
         return int(self._lengths.sum())
 
+    def embeddings(self) -> list[torch.Tensor]:
+        """Every document's fp16 token matrix, in :attr:`ids` order (views into the store, no copy).
+
+        This is how the vectors of an exact index are reused, e.g. to build a compressed index.
+        """
+        tokens, lengths = self._store()
+        return list(tokens.split(lengths.tolist()))
+
     def _store(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The consolidated token store; appends are batched into one concatenation here."""
         if self._pending:

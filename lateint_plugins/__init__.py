@@ -22,16 +22,6 @@ if TYPE_CHECKING:
         rerank,
     )
 
-_EXPORTS = (
-    "ColBERTEncoder",
-    "ExactIndex",
-    "LateInteractionError",
-    "LateInteractionStore",
-    "SearchResult",
-    "maxsim",
-    "rerank",
-)
-
 __all__ = [
     "ColBERTEncoder",
     "ExactIndex",
@@ -42,6 +32,7 @@ __all__ = [
     "maxsim",
     "rerank",
 ]
+_EXPORTS = frozenset(__all__) - {"__version__"}  # resolved lazily from .core
 
 
 def __getattr__(name: str) -> Any:
