@@ -28,7 +28,7 @@ from .errors import (
 )
 from .scoring import maxsim
 
-__all__ = ["ExactIndex", "Index", "SearchHit", "load_index"]
+__all__ = ["ExactIndex", "Index", "SearchHit", "create_index", "load_index"]
 
 Metadata = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -444,6 +444,17 @@ def _index_class(kind: str) -> type[Index]:
         for c in vars(module).values()
         if isinstance(c, type) and issubclass(c, Index) and getattr(c, "kind", None) == kind
     )
+
+
+def create_index(kind: str = "exact", **options: Any) -> Index:
+    """A new, empty index of ``kind`` (``"exact"`` or ``"plaid"``); ``options`` go to its constructor.
+
+    Example:
+        >>> create_index("plaid", config=PLAIDConfig(nbits=2))  # doctest: +SKIP
+    """
+    if kind not in _KIND_MODULES:
+        raise InvalidInputError(f"index kind must be one of {sorted(_KIND_MODULES)}, got {kind!r}.")
+    return _index_class(kind)(**options)
 
 
 def load_index(path: str | Path, **options: Any) -> Index:

@@ -10,16 +10,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from . import _io
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError
-from .index import ExactIndex, Index, Metadata, load_index
+from .index import ExactIndex, Index, Metadata, create_index, load_index
 
-__all__ = ["LateInteractionStore", "SearchResult"]
+__all__ = ["DocumentStore", "LateInteractionStore", "SearchResult"]
 
 _STORE_KIND = "store"
 _STORE_VERSION = 1
@@ -33,6 +33,40 @@ class SearchResult:
     score: float
     text: str
     metadata: Metadata = field(default_factory=dict)
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """What the framework adapters need from a store: texts in, ranked :class:`SearchResult` out.
+
+    :class:`LateInteractionStore` (exact or PLAID index) and the Qdrant store both satisfy it, so
+    the LangChain and LlamaIndex adapters work over either.
+    """
+
+    encoder: ColBERTEncoder
+
+    def __len__(self) -> int: ...
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        replace: bool = False,
+    ) -> list[str]: ...
+
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]: ...
+
+    def search_batch(
+        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+    ) -> list[list[SearchResult]]: ...
+
+    def get(self, ids: Sequence[str]) -> list[SearchResult]: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
 
 
 class LateInteractionStore:
@@ -59,6 +93,35 @@ class LateInteractionStore:
             )
         self._texts: dict[str, str] = {}
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        *,
+        index: str | Index = "exact",
+        device: str | torch.device | None = None,
+        index_options: Mapping[str, Any] | None = None,
+        **encoder_options: Any,
+    ) -> LateInteractionStore:
+        """An empty store for the checkpoint ``model``.
+
+        Args:
+            model: a Hub id or a local checkpoint folder (see :meth:`ColBERTEncoder.from_pretrained`).
+            index: ``"exact"``, ``"plaid"`` or an :class:`Index` instance.
+            device: where the encoder (and a new index) run; default CUDA when available.
+            index_options: passed to the new index's constructor (e.g. ``{"config": PLAIDConfig(nbits=4)}``).
+            **encoder_options: encoder settings (e.g. ``query_length``).
+        """
+        encoder = ColBERTEncoder.from_pretrained(model, device=device, **encoder_options)
+        if isinstance(index, str):
+            options = dict(index_options or {})
+            if device is not None:
+                options.setdefault("device", device)
+            index = create_index(index, **options)
+        elif index_options:
+            raise InvalidInputError("index_options only apply when index is a kind name ('exact' or 'plaid').")
+        return cls(encoder, index)
+
     def __len__(self) -> int:
         return len(self.index)
 
@@ -73,10 +136,13 @@ class LateInteractionStore:
         *,
         batch_size: int = 32,
         show_progress_bar: bool = False,
+        replace: bool = False,
     ) -> list[str]:
         """Encode and index ``texts``; returns their ids (new UUID4 hex strings when ``ids`` is None).
 
-        Nothing is added unless every text, id and metadata entry is valid.
+        Nothing is added unless every text, id and metadata entry is valid. With ``replace=True``
+        ids already in the store are overwritten (an upsert); otherwise they raise
+        :class:`DuplicateIdError`.
         """
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
@@ -86,9 +152,15 @@ class LateInteractionStore:
             raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
         if not texts:
             return []
+        if any(not isinstance(t, str) for t in texts):
+            raise InvalidInputError("texts must all be str.")
         # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
-        self.index.check_new(ids, metadatas)
+        # (An upsert validates against an empty index, so existing ids pass.)
+        (ExactIndex() if replace else self.index).check_new(ids, metadatas)
+        replaced = [i for i in ids if i in self.index] if replace else []
         vectors = self.encoder.encode_documents(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if replaced:
+            self.index.remove(replaced)
         self.index.add(ids, vectors, metadatas)
         self._texts.update(zip(ids, texts, strict=True))
         return ids

@@ -126,3 +126,29 @@ def test_rerank_matches_store_scores(store: LateInteractionStore, tiny_encoder: 
         rerank(query, TEXTS, k=0, encoder=tiny_encoder)
     with pytest.raises(InvalidInputError, match="list of str"):
         rerank(query, "one doc", encoder=tiny_encoder)  # type: ignore[arg-type]
+
+
+def test_replace_upserts_and_validates_first(store: LateInteractionStore) -> None:
+    assert store.add_texts(["Quantum qubits again.", "brand new"], [{"topic": "x"}, None], ["t3", "n1"], replace=True)
+    assert len(store) == len(TEXTS) + 1
+    assert store.get(["t3"])[0].text == "Quantum qubits again." and store.index.metadata("t3") == {"topic": "x"}
+    rebuilt = LateInteractionStore(store.encoder)
+    rebuilt.add_texts(*zip(*[(r.text, r.metadata, r.id) for r in store.get(store.index.ids)], strict=True))
+    assert store.search("qubits", k=7) == rebuilt.search("qubits", k=7)
+    with pytest.raises(InvalidInputError, match="metadata"):
+        store.add_texts(["y"], [{"bad": object()}], ["t0"], replace=True)
+    assert store.get(["t0"])[0].text == TEXTS[0]  # a failed upsert removes nothing
+
+
+def test_from_pretrained_builds_either_index_kind(tiny_pylate_path: Path) -> None:
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex
+    from lateint_plugins.core.store import DocumentStore
+
+    exact = LateInteractionStore.from_pretrained(tiny_pylate_path, device="cpu")
+    plaid = LateInteractionStore.from_pretrained(
+        tiny_pylate_path, index="plaid", device="cpu", index_options={"config": PLAIDConfig(nbits=4)}
+    )
+    assert isinstance(exact.index, ExactIndex) and isinstance(plaid.index, PLAIDIndex)
+    assert plaid.index.config.nbits == 4 and isinstance(plaid, DocumentStore)
+    with pytest.raises(InvalidInputError, match="index kind"):
+        LateInteractionStore.from_pretrained(tiny_pylate_path, index="annoy", device="cpu")
