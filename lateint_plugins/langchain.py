@@ -260,12 +260,16 @@ class LateInteractionRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ documents
     def add_documents(
-        self, documents: Sequence[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
+        self,
+        documents: Sequence[Document],
+        ids: Sequence[str | None] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
     ) -> list[str]:
         """Encode and add ``documents``; an id already stored is replaced (upsert). Returns the ids.
 
-        Ids come from ``ids``, else from each ``Document.id``, else new UUIDs. ``kwargs``
-        (``batch_size``, ``show_progress_bar``) go to ``store.add_texts``.
+        Ids come from ``ids``, else from each ``Document.id``, else new UUIDs.
         """
         documents = list(documents)
         if ids is None:
@@ -275,15 +279,23 @@ class LateInteractionRetriever(BaseRetriever):
                 [d.page_content for d in documents],
                 [dict(d.metadata) for d in documents],
                 _fill_ids(ids, len(documents)),
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
                 replace=True,
-                **kwargs,
             )
 
     async def aadd_documents(
-        self, documents: Sequence[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
+        self,
+        documents: Sequence[Document],
+        ids: Sequence[str | None] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
     ) -> list[str]:
         """:meth:`add_documents` in a worker thread."""
-        return await asyncio.to_thread(self.add_documents, documents, ids, **kwargs)
+        return await asyncio.to_thread(
+            self.add_documents, documents, ids, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id; ids that are not stored are ignored."""
