@@ -372,15 +372,16 @@ class LateInteractionRerank(BaseNodePostprocessor):
                 "device and encoder options only apply when the reranker loads the model; "
                 "with encoder= they are fixed by that encoder. Drop them or drop encoder=."
             )
-        super().__init__(
-            model=encoder.name_or_path or str(model),
-            top_n=top_n,
-            device=str(encoder.device),
-            keep_retrieval_score=keep_retrieval_score,
-            batch_size=batch_size,
-            metadata_mode=metadata_mode,
-            callback_manager=callback_manager or CallbackManager([]),
-        )
+        fields: dict[str, Any] = {
+            "model": encoder.name_or_path or str(model),
+            "top_n": top_n,
+            "device": str(encoder.device),  # the resolved device, never None
+            "keep_retrieval_score": keep_retrieval_score,
+            "batch_size": batch_size,
+            "metadata_mode": metadata_mode,
+            "callback_manager": callback_manager or CallbackManager([]),
+        }
+        super().__init__(**fields)
         self._encoder = encoder
 
     @classmethod
