@@ -281,13 +281,12 @@ class LateInteractionRetriever(BaseRetriever):
 
         Args:
             encoder: reuse an already loaded encoder (default: load the recorded model).
-            device: device for the loaded encoder and index.
+            device: device for the loaded encoder (the index picks CUDA when available, else CPU).
             **kwargs: retriever options overriding the persisted ones (``similarity_top_k``, ``filters``, ...).
         """
         folder = _io.existing_directory(path)
         manifest = _io.read_manifest(folder, [_RETRIEVER_KIND], max_version=_RETRIEVER_VERSION)
-        index_options = {"device": device} if device is not None else {}
-        store = LateInteractionStore.load(folder / _STORE_FOLDER, encoder, device=device, **index_options)
+        store = LateInteractionStore.load(folder / _STORE_FOLDER, encoder, device=device)
         options: dict[str, Any] = {"similarity_top_k": manifest.get("similarity_top_k", DEFAULT_SIMILARITY_TOP_K)}
         if manifest.get("metadata_filters") is not None:
             options["filters"] = MetadataFilters.model_validate(manifest["metadata_filters"])

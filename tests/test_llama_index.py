@@ -271,6 +271,30 @@ def test_persisted_retriever_loads_in_another_process(retriever: LateInteraction
     assert [row[2] for row in theirs] == [n.node.metadata for n in ours]
 
 
+def test_plaid_store_retrieves_and_persists(tiny_encoder: Any, tmp_path: Path) -> None:
+    pytest.importorskip("faiss", reason="the PLAID index needs faiss-cpu (extra [faiss])")
+    from lateint_plugins.core.index import create_index
+
+    nodes = [
+        TextNode(id_=f"{key}-{n}", text=f"{text} Variation number {n}.", metadata={"topic": TOPICS[key]})
+        for n in range(8)
+        for key, text in TEXTS.items()
+    ]
+    plaid = LateInteractionStore(tiny_encoder, create_index("plaid", device="cpu"))
+    retriever = LateInteractionRetriever.from_nodes(nodes, plaid, similarity_top_k=5)
+    exact = LateInteractionRetriever.from_nodes(nodes, LateInteractionStore(tiny_encoder), similarity_top_k=len(nodes))
+    got = retriever.retrieve(QUERY)
+    assert len(got) == 5
+    # PLAID re-scores its candidates with the exact MaxSim, so its hits carry (fp16-close) exact scores.
+    exact_scores = dict(_pairs(exact.retrieve(QUERY)))
+    for node_id, score in _pairs(got):
+        assert score == pytest.approx(exact_scores[node_id], rel=1e-2, abs=5e-2)
+    retriever.persist(tmp_path / "plaid")
+    loaded = LateInteractionRetriever.from_persist_dir(tmp_path / "plaid", device="cpu")
+    assert type(loaded.store.index).__name__ == "PLAIDIndex"  # type: ignore[attr-defined]
+    assert _pairs(loaded.retrieve(QUERY)) == _pairs(got)
+
+
 def test_persist_needs_a_saveable_store(tiny_encoder: Any, tmp_path: Path) -> None:
     retriever = LateInteractionRetriever(_ThreadRecordingStore(LateInteractionStore(tiny_encoder)))
     with pytest.raises(InvalidInputError, match="save"):
