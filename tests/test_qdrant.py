@@ -1,0 +1,434 @@
+"""Qdrant store: congruence with the exact index, native MAX_SIM agreement, filters, writes, sync, errors.
+
+Runs against ``QdrantClient(":memory:")`` and ``QdrantClient(path=...)`` always, and against a real
+server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+from lateint_plugins.core.errors import DimensionMismatchError, InvalidInputError, UnknownIdError
+from lateint_plugins.core.index import ExactIndex
+from lateint_plugins.core.scoring import maxsim
+from lateint_plugins.core.store import DocumentStore
+from qdrant_client import QdrantClient, models
+
+from lateint_plugins.qdrant import (
+    MAX_MULTIVECTOR_FLOATS,
+    TOKENS,
+    CollectionConfig,
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    PartialWriteError,
+    QdrantLateInteractionStore,
+    QdrantUnavailableError,
+    content_hash,
+    sync,
+    sync_from_qdrant,
+    to_qdrant_filter,
+)
+
+WORDS = [
+    "protein",
+    "cell",
+    "gene",
+    "cancer",
+    "virus",
+    "immune",
+    "brain",
+    "heart",
+    "blood",
+    "drug",
+    "dose",
+    "trial",
+    "mouse",
+    "human",
+    "risk",
+    "therapy",
+    "insulin",
+    "obesity",
+    "vaccine",
+    "tumor",
+    "signal",
+    "receptor",
+    "enzyme",
+    "membrane",
+    "neuron",
+    "infection",
+]
+TOPICS = ("bio", "med", "chem")
+ATOL = 1e-4
+
+
+def corpus(n: int = 24, seed: int = 0) -> tuple[list[str], list[str], list[dict]]:
+    rng = random.Random(seed)
+    ids = [f"doc-{i}" for i in range(n)]
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 30))) for _ in range(n)]
+    metas = [{"topic": rng.choice(TOPICS), "year": rng.randint(2000, 2003), "flag": rng.random() < 0.5} for _ in ids]
+    return ids, texts, metas
+
+
+QUERIES = ["protein cell signal", "cancer drug trial", "immune virus vaccine", "brain neuron"]
+
+
+@pytest.fixture(params=["memory", "path", "url"])
+def client(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "memory":
+        c = QdrantClient(":memory:")
+    elif request.param == "path":
+        c = QdrantClient(path=str(tmp_path / "qdrant"))
+    else:
+        url = os.environ.get("QDRANT_URL")
+        if not url:
+            pytest.skip("set QDRANT_URL to run against a Qdrant server (none runs on the CI machines)")
+        c = QdrantClient(url=url)
+    yield c
+    c.close()
+
+
+def collection() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_encoder: ColBERTEncoder) -> LateInteractionStore:
+    ids, texts, metas = corpus()
+    store = LateInteractionStore(tiny_encoder, ExactIndex(device="cpu"))
+    store.add_texts(texts, metas, ids)
+    return store
+
+
+def filled(client: QdrantClient, encoder: ColBERTEncoder, **kwargs) -> QdrantLateInteractionStore:
+    ids, texts, metas = corpus()
+    kwargs.setdefault("candidate_depth", 1000)
+    store = QdrantLateInteractionStore(client, collection(), encoder, device="cpu", **kwargs)
+    store.add_texts(texts, metas, ids, batch_size=7)
+    return store
+
+
+def assert_same(got, want) -> None:
+    assert [r.id for r in got] == [r.id for r in want]
+    torch.testing.assert_close(
+        torch.tensor([r.score for r in got]), torch.tensor([r.score for r in want]), atol=ATOL, rtol=0
+    )
+    assert [(r.text, r.metadata) for r in got] == [(r.text, r.metadata) for r in want]
+
+
+# ---------------------------------------------------------------------- congruence
+def test_local_maxsim_over_candidates_equals_exact_index(client, tiny_encoder, reference) -> None:
+    store = filled(client, tiny_encoder)
+    assert isinstance(store, DocumentStore)
+    assert len(store) == len(reference)
+    for got, want in zip(store.search_batch(QUERIES, k=7), reference.search_batch(QUERIES, k=7), strict=True):
+        assert_same(got, want)
+    assert_same(
+        store.search(QUERIES[0], k=5, filter={"topic": "med"}), reference.search(QUERIES[0], 5, {"topic": "med"})
+    )
+
+
+def test_native_max_sim_rescoring_agrees_with_our_scores(client, tiny_encoder, reference) -> None:
+    store = filled(client, tiny_encoder, mode="native")
+    for got, want in zip(store.search_batch(QUERIES, k=7), reference.search_batch(QUERIES, k=7), strict=True):
+        assert_same(got, want)
+
+
+def test_stored_tokens_are_the_exact_index_vectors(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder)
+    stored = store.get_embeddings(reference.index.ids)
+    for doc_id, want in zip(reference.index.ids, reference.index.embeddings(), strict=True):
+        torch.testing.assert_close(stored[doc_id], want.float(), atol=0, rtol=0)
+
+
+def test_shallow_candidates_score_exactly_and_rank_a_subset(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, candidate_depth=6)
+    exact = {r.id: r.score for r in reference.search(QUERIES[1], k=len(reference))}
+    hits = store.search(QUERIES[1], k=6)
+    assert len(hits) == 6
+    for hit in hits:  # whatever the candidates, their scores are exact MaxSim
+        assert hit.score == pytest.approx(exact[hit.id], abs=ATOL)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_multivector_pooling_equals_exact_with_full_depth(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, config=CollectionConfig(pooled_vectors=4))
+    for got, want in zip(store.search_batch(QUERIES, k=5), reference.search_batch(QUERIES, k=5), strict=True):
+        assert_same(got, want)
+
+
+def test_long_documents_are_split_into_windows_and_merged(client, tiny_encoder, reference) -> None:
+    store = filled(client, tiny_encoder, max_tokens_per_point=5)
+    n_points = client.count(store.collection_name, exact=True).count
+    assert n_points > len(reference)  # documents of more than 5 tokens span several points
+    assert len(store) == len(reference)
+    for got, want in zip(store.search_batch(QUERIES, k=7), reference.search_batch(QUERIES, k=7), strict=True):
+        assert_same(got, want)
+    stored = store.get_embeddings(reference.index.ids)
+    for doc_id, want in zip(reference.index.ids, reference.index.embeddings(), strict=True):
+        torch.testing.assert_close(stored[doc_id], want.float(), atol=0, rtol=0)
+    # Native mode scores each window on its own: a lower bound of the document's MaxSim.
+    exact = {r.id: r.score for r in reference.search(QUERIES[2], k=len(reference))}
+    for hit in store.search_embeddings([tiny_encoder.encode_queries(QUERIES[2])], k=5, mode="native")[0]:
+        assert hit.score <= exact[hit.id] + ATOL
+
+
+def test_default_window_size_is_qdrant_cap(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    assert store.max_tokens_per_point == MAX_MULTIVECTOR_FLOATS // tiny_encoder.dim
+    with pytest.raises(InvalidInputError, match="max_tokens_per_point"):
+        QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder, max_tokens_per_point=10**7)
+
+
+def test_collection_layout(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    store = QdrantLateInteractionStore(
+        client, "layout", tiny_encoder, config=CollectionConfig(shard_number=2, replication_factor=1)
+    )
+    info = client.get_collection("layout")
+    tokens = info.config.params.vectors[TOKENS]
+    assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
+    assert tokens.distance == models.Distance.DOT and tokens.size == tiny_encoder.dim
+    marker = info.config.metadata["lateint"]
+    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 1
+    assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
+    assert "QdrantLateInteractionStore" in repr(store)
+
+
+# ---------------------------------------------------------------------- filters
+@pytest.fixture(scope="module")
+def filter_store(tiny_encoder) -> QdrantLateInteractionStore:
+    return filled(QdrantClient(":memory:"), tiny_encoder)
+
+
+filters = st.dictionaries(
+    st.sampled_from(["topic", "year", "flag", "missing"]),
+    st.one_of(st.sampled_from(TOPICS), st.integers(1999, 2004), st.booleans(), st.none()),
+    max_size=3,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flt=filters, query=st.sampled_from(QUERIES), k=st.integers(1, 30))
+def test_filtered_search_never_returns_a_failing_document(filter_store, reference, flt, query, k) -> None:
+    hits = filter_store.search(query, k=k, filter=flt)
+    for hit in hits:
+        assert all(key in hit.metadata and hit.metadata[key] == value for key, value in flt.items())
+    # Without bool/int look-alikes the candidate set is the exact index's one, so results match too.
+    if not any(isinstance(v, (bool, int)) and not isinstance(v, str) for v in flt.values()):
+        assert [h.id for h in hits] == [h.id for h in reference.search(query, k=k, filter=flt)]
+
+
+def test_filter_mapping() -> None:
+    assert to_qdrant_filter(None) is None and to_qdrant_filter({}) is None
+    raw = models.Filter(must=[models.FieldCondition(key="metadata.x", match=models.MatchValue(value=1))])
+    assert to_qdrant_filter(raw) is raw
+    built = to_qdrant_filter({"a": "x", "b": 2.5, "c": None})
+    assert [getattr(c, "key", None) for c in built.must] == ["metadata.a", "metadata.b", None]
+    with pytest.raises(InvalidInputError, match="filter key"):
+        to_qdrant_filter({"a.b": 1})
+    with pytest.raises(InvalidInputError, match="exactly"):
+        to_qdrant_filter({"a": [1, 2]})
+    with pytest.raises(InvalidInputError, match="filter must be"):
+        to_qdrant_filter(["a"])
+
+
+def test_qdrant_filter_object_passes_through(filter_store) -> None:
+    flt = models.Filter(must=[models.FieldCondition(key="metadata.year", range=models.Range(gte=2002))])
+    hits = filter_store.search(QUERIES[0], k=30, filter=flt)
+    assert hits and all(h.metadata["year"] >= 2002 for h in hits)
+
+
+# ---------------------------------------------------------------------- writes
+def test_readding_an_id_replaces_it_and_drops_stale_windows(client, tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(client, collection(), tiny_encoder, max_tokens_per_point=4, device="cpu")
+    long_text = " ".join(WORDS[:20])
+    store.add_texts([long_text, "heart"], [{"v": 1}, None], ["a", "b"])
+    before = client.count(store.collection_name, exact=True).count
+    store.add_texts(["gene"], [{"v": 2}], ["a"])
+    assert len(store) == 2
+    assert client.count(store.collection_name, exact=True).count < before  # old windows of "a" removed
+    [doc] = store.get(["a"])
+    assert (doc.text, doc.metadata) == ("gene", {"v": 2})
+    assert store.get(["zzz", "b"])[0].id == "b"
+    assert "a" in store and "zzz" not in store
+    assert sorted(store.ids()) == ["a", "b"]
+    torch.testing.assert_close(
+        store.get_embeddings(["a"])["a"], tiny_encoder.encode_documents("gene").half().float(), atol=0, rtol=0
+    )
+
+
+def test_add_texts_validates_before_writing(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    with pytest.raises(InvalidInputError):
+        store.add_texts("one text")
+    with pytest.raises(InvalidInputError, match="ids"):
+        store.add_texts(["a", "b"], ids=["x"])
+    with pytest.raises(InvalidInputError):
+        store.add_texts(["a", "b"], ids=["x", "x"])
+    with pytest.raises(InvalidInputError, match="JSON"):
+        store.add_texts(["a"], [{"bad": object()}])
+    assert len(store) == 0
+    new_ids = store.add_texts(["cell gene", "virus"], show_progress_bar=True)
+    assert len(new_ids) == 2 and len(store) == 2
+    assert store.add_texts([]) == []
+
+
+def test_add_documents_uses_page_content_metadata_and_ids(tiny_encoder) -> None:
+    from langchain_core.documents import Document
+
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    ids = store.add_documents([Document("gene cell", metadata={"s": 1}, id="d1"), Document("virus", id="d2")])
+    assert ids == ["d1", "d2"]
+    assert store.get(["d1"])[0].metadata == {"s": 1}
+
+
+def test_delete(tiny_encoder) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=6)
+    with pytest.raises(UnknownIdError, match="nothing was removed"):
+        store.delete(["doc-1", "nope"])
+    assert len(store) == 24
+    store.delete(["doc-1", "doc-2"])
+    assert len(store) == 22
+    assert not store.get(["doc-1"])
+    assert store.client.count(store.collection_name, count_filter=_doc_filter("doc-1"), exact=True).count == 0
+    assert all(h.id not in ("doc-1", "doc-2") for h in store.search(QUERIES[0], k=30))
+
+
+def _doc_filter(doc_id: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+
+
+def test_failed_writes_report_the_ids_that_did_not_land(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder, write_batch_size=2)
+    store.add_texts(["gene"], ids=["kept"])
+    store.client = QdrantClient(
+        url="http://127.0.0.1:9", timeout=1, check_compatibility=False
+    )  # a server that is not there
+    store.retries = 2
+    with pytest.raises(PartialWriteError) as info:
+        store.add_embeddings(["x", "y"], [torch.randn(3, tiny_encoder.dim), torch.randn(4, tiny_encoder.dim)])
+    assert info.value.failed_ids == ["x", "y"] and info.value.written_ids == []
+
+
+# ---------------------------------------------------------------------- bad input
+def test_missing_collection(tiny_encoder) -> None:
+    with pytest.raises(CollectionNotFoundError, match="create=True"):
+        QdrantLateInteractionStore(QdrantClient(":memory:"), "absent", tiny_encoder, create=False)
+
+
+def test_unreachable_server(tiny_encoder) -> None:
+    with pytest.raises(QdrantUnavailableError, match="server is running"):
+        QdrantLateInteractionStore(
+            QdrantClient(url="http://127.0.0.1:9", timeout=1, check_compatibility=False), "c", tiny_encoder
+        )
+
+
+def test_wrong_vector_size(tiny_encoder, tiny_pylate_path) -> None:
+    client = QdrantClient(":memory:")
+    store = QdrantLateInteractionStore(client, "c", tiny_encoder)
+    with pytest.raises(DimensionMismatchError, match="8-d vectors but collection"):
+        store.add_embeddings(["x"], [torch.randn(3, 8)])
+    assert len(store) == 0
+    narrow = ColBERTEncoder.from_pretrained(tiny_pylate_path, device="cpu", truncate_dim=8)
+    with pytest.raises(DimensionMismatchError, match="16-d"):
+        QdrantLateInteractionStore(client, "c", narrow)
+
+
+def test_mismatched_model(tiny_encoder, tiny_pylate_path, tmp_path) -> None:
+    client = QdrantClient(":memory:")
+    QdrantLateInteractionStore(client, "c", tiny_encoder)
+    other = shutil.copytree(tiny_pylate_path, tmp_path / "another-model")
+    with pytest.raises(CollectionMismatchError, match="another-model"):
+        QdrantLateInteractionStore(client, "c", ColBERTEncoder.from_pretrained(other, device="cpu"))
+
+
+def test_foreign_collection(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    client.create_collection("foreign", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
+    with pytest.raises(CollectionMismatchError, match="not created by lateint-plugins"):
+        QdrantLateInteractionStore(client, "foreign", tiny_encoder)
+
+
+def test_bad_arguments(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    with pytest.raises(InvalidInputError, match="mode"):
+        QdrantLateInteractionStore(client, "c", tiny_encoder, mode="remote")
+    with pytest.raises(InvalidInputError, match="candidate_depth"):
+        QdrantLateInteractionStore(client, "c", tiny_encoder, candidate_depth=0)
+    with pytest.raises(InvalidInputError, match="pooled_vectors"):
+        CollectionConfig(pooled_vectors=0)
+    store = QdrantLateInteractionStore(client, "c", tiny_encoder)
+    with pytest.raises(InvalidInputError, match="k must"):
+        store.search("x", k=0)
+    with pytest.raises(InvalidInputError, match="list of str"):
+        store.search_batch("x")
+    assert store.search("anything") == []
+    assert store.search_batch([]) == []
+
+
+# ---------------------------------------------------------------------- sync
+def test_sync_is_incremental_and_resumable(client, tiny_encoder, reference) -> None:
+    local = LateInteractionStore(tiny_encoder, ExactIndex(device="cpu"))
+    ids, texts, metas = corpus()
+    local.add_texts(texts, metas, ids)
+    name = collection()
+    first = sync(local, client, name)
+    assert sorted(first.added) == sorted(ids) and first.unchanged == 0
+    again = sync(local, client, name)
+    assert (again.added, again.updated, again.deleted, again.unchanged) == ([], [], [], len(ids))
+
+    local.add_texts(["a brand new text"], [{"topic": "new"}], ["doc-3"], replace=True)
+    local.delete(["doc-4"])
+    local.add_texts(["fresh document"], ids=["doc-new"])
+    # An interrupted earlier run: two documents never landed.
+    store = QdrantLateInteractionStore(client, name, tiny_encoder)
+    store.delete(["doc-7", "doc-8"])
+    report = sync(local, client, name)
+    assert sorted(report.added) == ["doc-7", "doc-8", "doc-new"]
+    assert report.updated == ["doc-3"] and report.deleted == ["doc-4"]
+    assert len(store) == len(local)
+    assert store.get(["doc-3"])[0].text == "a brand new text"
+    query = tiny_encoder.encode_queries(QUERIES[0])
+    got = store.search_embeddings([query], k=5, candidate_depth=1000)[0]
+    want = local.index.search(query, k=5)
+    assert [h.id for h in got] == [h.id for h in want]
+
+
+def test_sync_from_qdrant_rebuilds_the_local_index(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=5)
+    local = sync_from_qdrant(store.client, store.collection_name, tiny_encoder, device="cpu")
+    assert sorted(local.index.ids) == sorted(reference.index.ids)
+    for got, want in zip(local.search_batch(QUERIES, k=5), reference.search_batch(QUERIES, k=5), strict=True):
+        assert_same(got, want)
+    with pytest.raises(CollectionNotFoundError):
+        sync_from_qdrant(store.client, "absent")
+
+
+def test_sync_from_qdrant_loads_the_recorded_model(tiny_encoder) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder)
+    local = sync_from_qdrant(store.client, store.collection_name, device="cpu")
+    assert local.encoder.dim == tiny_encoder.dim and len(local) == len(store)
+
+
+def test_content_hash_covers_text_and_metadata() -> None:
+    assert content_hash("a", {"x": 1, "y": 2}) == content_hash("a", {"y": 2, "x": 1})
+    assert content_hash("a", None) == content_hash("a", {})
+    assert content_hash("a", {"x": 1}) != content_hash("a", {"x": 2}) != content_hash("b", {"x": 2})
+
+
+def test_maxsim_reference_is_the_core_function(tiny_encoder) -> None:
+    # The store scores with core.scoring.maxsim: one candidate scored by hand agrees.
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder, device="cpu")
+    store.add_texts(["protein cell gene"], ids=["only"])
+    q = tiny_encoder.encode_queries("protein")
+    want = maxsim([q], [tiny_encoder.encode_documents("protein cell gene").half().float()])[0, 0].item()
+    assert store.search("protein", k=1)[0].score == pytest.approx(want, abs=ATOL)
