@@ -79,3 +79,14 @@ class TestLateInteractionVectorStorePLAIDStandard(VectorStoreIntegrationTests):
     def vectorstore(self, minilm_encoder: ColBERTEncoder) -> LateInteractionVectorStore:
         pytest.importorskip("faiss", reason="the PLAID index needs faiss-cpu (extra [faiss])")
         return LateInteractionVectorStore(LateInteractionStore(minilm_encoder, create_index("plaid")))
+
+
+class TestLateInteractionVectorStoreQdrantStandard(VectorStoreIntegrationTests):
+    """The same suite over Qdrant's local mode: the adapters take any DocumentStore."""
+
+    @pytest.fixture
+    def vectorstore(self, minilm_encoder: ColBERTEncoder) -> LateInteractionVectorStore:
+        qdrant_client = pytest.importorskip("qdrant_client", reason="pip install 'lateint-plugins[qdrant]'")
+        qdrant = pytest.importorskip("lateint_plugins.qdrant")
+        client = qdrant_client.QdrantClient(":memory:")
+        return LateInteractionVectorStore(qdrant.QdrantLateInteractionStore(client, "langchain", minilm_encoder))
