@@ -23,9 +23,12 @@ from .errors import InvalidInputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResidualCodec", "assign", "default_n_centroids", "kmeans", "pool_tokens", "train_codec"]
+__all__ = ["CentroidGroups", "ResidualCodec", "assign", "default_n_centroids", "kmeans", "pool_tokens", "train_codec"]
 
 _ASSIGN_ROWS = 4096  # tokens per assignment block: keeps the (rows, centroids) buffer in cache
+_GROUPED_ROWS = 65_536  # tokens per grouped-assignment block: large enough for good matmuls per group
+_GROUPED_MIN_CENTROIDS = 8192  # below this, exhaustive assignment is about as fast
+_GROUPS_PROBED = 8  # coarse groups searched per token by grouped assignment
 _PACK_ROWS = 1024  # tokens per quantisation block: the (blocks, rows, 256) distances stay in cache
 
 
@@ -73,12 +76,81 @@ def kmeans(
     return torch.from_numpy(np.array(km.centroids, dtype="float32"))
 
 
-def assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Nearest centroid (max inner product) of every row of ``x``: ``(n,)`` int64 on ``centroids.device``."""
+def assign(x: torch.Tensor, centroids: torch.Tensor, groups: CentroidGroups | None = None) -> torch.Tensor:
+    """Nearest centroid (max inner product) of every row of ``x``: ``(n,)`` int64 on ``centroids.device``.
+
+    With ``groups``, only the centroids of each row's ``_GROUPS_PROBED`` best coarse groups are
+    searched: about ``sqrt(n_centroids) + 8 * sqrt(n_centroids)`` dot products per row instead of
+    ``n_centroids`` (14x fewer at 16384 centroids). A row whose nearest centroid sits in an unprobed
+    group gets a near-nearest one; its residual, quantised as usual, absorbs the difference.
+    """
+    if groups is not None:
+        return _grouped_assign(x, centroids, groups)
     out = torch.empty(x.shape[0], dtype=torch.long, device=centroids.device)
     for start in range(0, x.shape[0], _ASSIGN_ROWS):
         block = x[start : start + _ASSIGN_ROWS].to(centroids.device, centroids.dtype)
         out[start : start + block.shape[0]] = (block @ centroids.T).argmax(1)
+    return out
+
+
+@dataclass(frozen=True)
+class CentroidGroups:
+    """A coarse k-means over the centroids themselves, for :func:`assign` at large centroid counts.
+
+    Attributes:
+        centers: ``(n_groups, dim)`` unit group centers.
+        offsets: ``(n_groups + 1,)`` int64; group ``g``'s centroid ids are ``members[offsets[g]:offsets[g + 1]]``.
+        members: ``(n_centroids,)`` int64 centroid ids sorted by group.
+    """
+
+    centers: torch.Tensor
+    offsets: torch.Tensor
+    members: torch.Tensor
+
+    @classmethod
+    def fit(cls, centroids: torch.Tensor, *, niters: int = 10, seed: int = 0) -> CentroidGroups:
+        """About ``sqrt(n_centroids)`` groups of ``centroids (n_centroids, dim)`` by spherical k-means."""
+        n_groups = max(1, round(math.sqrt(centroids.shape[0])))
+        start = torch.randperm(centroids.shape[0], generator=torch.Generator().manual_seed(seed))[:n_groups]
+        data = centroids.float().cpu()
+        centers = data[start].clone()
+        for _ in range(niters):
+            labels = (data @ centers.T).argmax(1)
+            sums = torch.zeros_like(centers).index_add_(0, labels, data)
+            centers = torch.where(sums.norm(dim=1, keepdim=True) > 0, F.normalize(sums, dim=1), centers)
+        labels = (data @ centers.T).argmax(1)
+        members = torch.argsort(labels, stable=True)
+        offsets = torch.zeros(n_groups + 1, dtype=torch.long)
+        torch.cumsum(torch.bincount(labels, minlength=n_groups), 0, out=offsets[1:])
+        device = centroids.device
+        return cls(centers.to(device), offsets.to(device), members.to(device))
+
+
+def _grouped_assign(x: torch.Tensor, centroids: torch.Tensor, groups: CentroidGroups) -> torch.Tensor:
+    device = centroids.device
+    out = torch.empty(x.shape[0], dtype=torch.long, device=device)
+    n_probe = min(_GROUPS_PROBED, groups.centers.shape[0])
+    offsets = groups.offsets.tolist()
+    for start in range(0, x.shape[0], _GROUPED_ROWS):
+        block = x[start : start + _GROUPED_ROWS].to(device, centroids.dtype)
+        probed = (block @ groups.centers.T).topk(n_probe, dim=1).indices.reshape(-1)  # (rows * n_probe,)
+        # Rows grouped by probed group, so each group is one (rows_in_group, dim) @ (dim, members) matmul.
+        order = torch.argsort(probed, stable=True)
+        rows_by_group = order // n_probe
+        bounds = torch.zeros(len(offsets), dtype=torch.long, device=device)
+        torch.cumsum(torch.bincount(probed, minlength=len(offsets) - 1), 0, out=bounds[1:])
+        best = torch.full((block.shape[0],), -torch.inf, device=device)
+        best_id = torch.zeros(block.shape[0], dtype=torch.long, device=device)
+        for g, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+            if a == b or offsets[g] == offsets[g + 1]:
+                continue
+            rows = rows_by_group[a:b]
+            ids = groups.members[offsets[g] : offsets[g + 1]]
+            value, index = (block[rows] @ centroids[ids].T).max(1)
+            better = value > best[rows]
+            best[rows[better]] = value[better]
+            best_id[rows[better]] = ids[index[better]]
+        out[start : start + block.shape[0]] = best_id
     return out
 
 
@@ -140,8 +212,12 @@ class ResidualCodec:
         )
 
     def compress(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(n, dim)`` vectors -> centroid ids ``(n,)`` int64 and packed residuals ``(n, bytes_per_token)`` uint8."""
-        codes = assign(x, self.centroids)
+        """``(n, dim)`` vectors -> centroid ids ``(n,)`` int64 and packed residuals ``(n, bytes_per_token)`` uint8.
+
+        From ``_GROUPED_MIN_CENTROIDS`` centroids up (on CPU), ids come from grouped assignment
+        (see :func:`assign`).
+        """
+        codes = assign(x, self.centroids, self._groups())
         residuals = x.to(self.centroids.device, torch.float32) - self.centroids[codes]
         return codes, self.pack(residuals)
 
@@ -192,6 +268,15 @@ class ResidualCodec:
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ rotation``: bring queries into the basis of ``decompress(..., rotated=True)``."""
         return x.to(self.rotation.device, torch.float32) @ self.rotation
+
+    def _groups(self) -> CentroidGroups | None:
+        if self.n_centroids < _GROUPED_MIN_CENTROIDS or self.centroids.device.type != "cpu":
+            return None  # exhaustive is cheap enough, or on a GPU fast enough
+        cached: CentroidGroups | None = self.__dict__.get("_centroid_groups")
+        if cached is None:
+            cached = CentroidGroups.fit(self.centroids)
+            object.__setattr__(self, "_centroid_groups", cached)
+        return cached
 
     def _rotated_centroids(self) -> torch.Tensor:
         cached: torch.Tensor | None = self.__dict__.get("_rotated")

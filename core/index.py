@@ -73,6 +73,19 @@ class Index(ABC):
         """Document ids in insertion order."""
         return list(self._ids)
 
+    @property
+    def is_trained(self) -> bool:
+        """False while the index still has to learn from sample vectors (see :meth:`train`)."""
+        return True
+
+    def train(self, sample: torch.Tensor, n_tokens: int | None = None) -> None:  # noqa: B027 (optional hook)
+        """Learn whatever the index needs from ``(n, dim)`` sample token vectors before the first add.
+
+        Indexes with nothing to learn ignore it; a compressed index trains its codec, which its
+        first :meth:`add` would otherwise do on that batch alone. ``n_tokens`` is the expected corpus
+        size in tokens.
+        """
+
     def metadata(self, doc_id: str) -> Metadata:
         """The metadata stored with ``doc_id``."""
         if doc_id not in self._positions:

@@ -162,6 +162,10 @@ class PLAIDIndex(Index):
 
     # ------------------------------------------------------------------ public extras
     @property
+    def is_trained(self) -> bool:
+        return self.codec is not None
+
+    @property
     def n_tokens(self) -> int:
         """Stored token vectors, tombstoned documents included until compaction."""
         return int(self._lengths.sum())
@@ -206,6 +210,9 @@ class PLAIDIndex(Index):
         """
         config = self.config
         sample = self._check_matrix(sample, "sample", self.dim).float()
+        if sample.shape[0] > config.max_training_tokens:
+            generator = torch.Generator().manual_seed(config.seed)
+            sample = sample[torch.randperm(sample.shape[0], generator=generator)[: config.max_training_tokens]]
         n_centroids = config.n_centroids or default_n_centroids(n_tokens or sample.shape[0])
         n_centroids = min(n_centroids, max(1, sample.shape[0] // 4))
         self.codec = train_codec(

@@ -6,6 +6,8 @@ filtering and bookkeeping live here once.
 
 from __future__ import annotations
 
+import logging
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -13,11 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from tqdm.auto import tqdm
 
 from . import _io
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError
 from .index import ExactIndex, Index, Metadata, create_index, load_index
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DocumentStore", "LateInteractionStore", "SearchResult"]
 
@@ -137,12 +142,18 @@ class LateInteractionStore:
         batch_size: int = 32,
         show_progress_bar: bool = False,
         replace: bool = False,
+        chunk_size: int = 2048,
     ) -> list[str]:
         """Encode and index ``texts``; returns their ids (new UUID4 hex strings when ``ids`` is None).
 
         Nothing is added unless every text, id and metadata entry is valid. With ``replace=True``
         ids already in the store are overwritten (an upsert); otherwise they raise
         :class:`DuplicateIdError`.
+
+        Texts are encoded and indexed ``chunk_size`` at a time, so memory holds one chunk of float
+        vectors besides the index. An index that still has to train (PLAID) first learns from a
+        random sample of ``chunk_size`` texts. If a chunk fails, the ids this call added are removed
+        again; ids it replaced keep their new text (an upsert is safe to repeat).
         """
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
@@ -150,20 +161,43 @@ class LateInteractionStore:
         ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
         if len(ids) != len(texts):
             raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
-        if not texts:
-            return []
         if any(not isinstance(t, str) for t in texts):
             raise InvalidInputError("texts must all be str.")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidInputError(f"chunk_size must be a positive int, got {chunk_size!r}.")
         # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
         # (An upsert validates against an empty index, so existing ids pass.)
-        (ExactIndex() if replace else self.index).check_new(ids, metadatas)
-        replaced = [i for i in ids if i in self.index] if replace else []
-        vectors = self.encoder.encode_documents(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        if replaced:
-            self.index.remove(replaced)
-        self.index.add(ids, vectors, metadatas)
-        self._texts.update(zip(ids, texts, strict=True))
+        ids, metas = (ExactIndex() if replace else self.index).check_new(ids, metadatas)
+        if not texts:
+            return []
+        if not self.index.is_trained and len(texts) > chunk_size:
+            self._train_on_sample(texts, chunk_size, batch_size)
+        added: list[str] = []
+        try:
+            with tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
+                for start in range(0, len(texts), chunk_size):
+                    stop = start + chunk_size
+                    vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
+                    chunk_ids = ids[start:stop]
+                    replaced = [i for i in chunk_ids if i in self.index]
+                    if replaced:
+                        self.index.remove(replaced)
+                    self.index.add(chunk_ids, vectors, metas[start:stop])
+                    self._texts.update(zip(chunk_ids, texts[start:stop], strict=True))
+                    added += [i for i in chunk_ids if i not in replaced]
+                    bar.update(len(chunk_ids))
+        except BaseException:
+            if added:
+                logger.warning("Adding texts failed part-way; removing the %d documents this call added.", len(added))
+                self.delete(added)
+            raise
         return ids
+
+    def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> None:
+        picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))
+        sample = self.encoder.encode_documents([texts[i] for i in picked], batch_size=batch_size)
+        n_sampled = sum(v.shape[0] for v in sample)
+        self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""

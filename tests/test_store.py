@@ -152,3 +152,42 @@ def test_from_pretrained_builds_either_index_kind(tiny_pylate_path: Path) -> Non
     assert plaid.index.config.nbits == 4 and isinstance(plaid, DocumentStore)
     with pytest.raises(InvalidInputError, match="index kind"):
         LateInteractionStore.from_pretrained(tiny_pylate_path, index="annoy", device="cpu")
+
+
+def test_chunked_add_equals_one_shot_and_rolls_back(
+    store: LateInteractionStore, tiny_encoder: ColBERTEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunked = LateInteractionStore(tiny_encoder)
+    chunked.add_texts(TEXTS, META, IDS, chunk_size=2)
+    assert chunked.search_batch(["cat", "qubits"], k=6) == store.search_batch(["cat", "qubits"], k=6)
+
+    calls = 0
+    encode = tiny_encoder.encode_documents
+
+    def fail_on_second_chunk(texts, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("out of memory")
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode_documents", fail_on_second_chunk)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        chunked.add_texts(["new one", "new two", "new three"], ids=["n1", "n2", "n3"], chunk_size=1)
+    assert chunked.index.ids == IDS and chunked.get(["n1"]) == []
+
+
+def test_plaid_store_trains_on_a_sample_before_streaming(tiny_encoder: ColBERTEncoder) -> None:
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex
+
+    texts = [f"document number {i} about {TEXTS[i % len(TEXTS)]}" for i in range(60)]
+    index = PLAIDIndex(config=PLAIDConfig(nbits=4, n_centroids=16), device="cpu")
+    store = LateInteractionStore(tiny_encoder, index)
+    store.add_texts(texts, ids=[str(i) for i in range(60)], chunk_size=16)
+    assert index.is_trained and len(store) == 60
+    exact = LateInteractionStore(tiny_encoder)
+    exact.add_texts(texts, ids=[str(i) for i in range(60)])
+    hits = store.search("document about qubits", k=10)
+    exact_scores = {r.id: r.score for r in exact.search("document about qubits", k=60)}
+    # 4-bit residuals: every score is the exact MaxSim of that document up to compression error.
+    assert max(abs(h.score - exact_scores[h.id]) / exact_scores[h.id] for h in hits) < 0.02
