@@ -1,17 +1,25 @@
-"""Our indexes side by side on SciFact: build time, size, query latency and quality.
+"""Our indexes and the peer engines side by side: build time, size, memory, query latency and quality.
 
 Use this when you change an index (the PLAID codec, candidate generation, pruning, re-scoring) or
-its defaults, and want to know what it costs or buys against the exact fp16 index on real ColBERT
-embeddings: build seconds, bytes per token (in memory and on disk), latency of one query at a time,
-agreement with exact search and retrieval quality against the SciFact judgments.
+its defaults, and want to know what it costs or buys against the exact fp16 index and against
+other late-interaction engines on real ColBERT embeddings: build seconds, bytes per token (in
+memory and on disk), peak RSS while building, latency of one query at a time, agreement with exact
+search and retrieval quality against the SciFact judgments.
 
 Method: the corpus is encoded once and cached on disk as a ``LateInteractionStore`` (exact index),
-the test queries once next to it (``queries-*.pt``); encoding is never timed. Each build then runs
-in its own child process (this script re-invoked with ``--only BUILD``), so its peak RSS is its own
-and builds cannot warm each other's caches. A child loads the cached token vectors and query
-embeddings, builds its index from them (timed: ``add`` plus, for PLAID, the inverted lists), saves
-it to a temporary folder (for the on-disk size), then for each search setting runs a few warm-up
-queries and times every query alone (``index.search(q, k=100)``, ``time.perf_counter``). Rows:
+the test queries once next to it (``queries-*.pt``); encoding is never timed. Both are then exported
+once into a plain folder of ``.npy`` files (``export-*``, see ``benchmarks/peers/_driver.py``) that
+every build reads, ours and the peers'. ``--scale N`` instead builds a synthetic corpus of N
+documents from those real token vectors (the real documents plus mixtures of spans of them, see
+:func:`make_scaleup`) and searches it with the real queries.
+
+Each build runs in its own child process (this script re-invoked with ``--only BUILD``; a peer's
+driver under its own interpreter), so its peak RSS is its own and builds cannot warm each other's
+caches. Our child streams the documents from the export ``--chunk-docs`` at a time (plain file reads,
+no memory map, so only one chunk of input is ever resident) into ``index.add`` and times only the
+index calls (``add`` plus the lazily built consolidation / inverted lists), saves the index to a
+temporary folder (for the on-disk size), then for each search setting runs a few warm-up queries and
+times every query alone (``index.search(q, k=100)``, ``time.perf_counter``). Rows:
 
 * ``exact``: ``ExactIndex``, exhaustive MaxSim over fp16 vectors; the reference.
 * ``plaid-{1,2,4}bit fast``: ``PLAIDIndex(nbits)``, ``SearchConfig(n_ivf_probe=4,
@@ -19,19 +27,26 @@ queries and times every query alone (``index.search(q, k=100)``, ``time.perf_cou
 * ``plaid-{1,2,4}bit accurate``: the same index, ``SearchConfig()`` (defaults).
 * ``plaid-2bit+fp16 rescore64``: ``PLAIDConfig(nbits=2, keep_fp16=True)``, ``SearchConfig(rescore=64)``:
   the best 64 re-scored against the original vectors, memory-mapped from disk.
+* ``plaid-2bit-pool2 accurate``: ``PLAIDConfig(nbits=2, pool_factor=2)``.
+* peers (``--peer-venvs``): Stanford ``colbert-ai`` PLAID, PyLate PLAID and Voyager, Qdrant Edge
+  multivector and fast-plaid, each driven by ``benchmarks/peers/peer_<name>.py`` in its own virtual
+  environment over the same export, at its default and its fastest setting (see each driver's
+  docstring). A peer that cannot be installed or run is listed with the reason.
 
 Recall@10 vs exact is the overlap of a row's top-10 ids with the exact index's top-10, averaged
-over queries; nDCG@10 and Recall@100 are against the qrels of the measured queries. The peer
-engines (fast-plaid, PyLate, Stanford ColBERT, Qdrant Edge) are listed as not measured: they need
-their own environments and are not part of this version.
+over queries, computed here for every row alike; nDCG@10 and Recall@100 are against the qrels of
+the measured queries (at ``--scale``, with the synthetic documents as unjudged distractors).
 
 Run from the repository root::
 
-    python benchmarks/bench_index.py --cache /work/cache/scifact-store             # all 300 test queries
+    python benchmarks/bench_index.py --cache /work/cache/scifact-store --peer-venvs /work/peer-venvs
+    python benchmarks/bench_index.py --cache /work/cache/scifact-store --scale 50000 \
+        --builds exact,plaid-2bit --output benchmarks/results/bench_index_scale50k.json
     python benchmarks/bench_index.py --queries 30 --builds exact,plaid-2bit          # smoke test
 
 The table goes to stdout, progress to stderr, everything (every query's latency, per-file sizes,
-machine, versions) to ``--output`` as JSON. Latencies compare only on the same machine and load.
+machine, versions, load average) to ``--output`` as JSON. Latencies compare only on the same
+machine and load.
 """
 
 from __future__ import annotations
@@ -49,17 +64,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
 DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_index.json"
+PEERS_DIR = ROOT / "benchmarks" / "peers"
 
 FAST = {"n_ivf_probe": 4, "n_centroid_interaction": 32, "n_full_scores": 256}
 # One entry per index build (one child process each): PLAIDConfig kwargs (None = ExactIndex) and
@@ -75,22 +92,44 @@ BUILDS: dict[str, dict[str, Any]] = {
 }
 FP16_FILE = "tokens_fp16.npy"
 WARMUP_QUERIES = 5
+SCALE_QUERIES = 50  # default number of timed queries at --scale: exact search takes seconds per query there
 
-PEERS = [
-    {"engine": "fast-plaid", "package": "fast-plaid"},
-    {"engine": "PyLate PLAID", "package": "pylate"},
-    {"engine": "PyLate Voyager", "package": "pylate"},
-    {"engine": "Stanford ColBERT", "package": "colbert-ai"},
-    {"engine": "Qdrant Edge", "package": "qdrant-edge-py"},
-]
-PEER_STATUS = "not measured in this version of the benchmark"
+# Peer engines: driver script in benchmarks/peers/, the virtual environment (under --peer-venvs)
+# it runs in, and the PyPI package. How each venv is made: benchmarks/README.md.
+PEERS: dict[str, dict[str, str]] = {
+    "colbert-ai": {
+        "engine": "Stanford ColBERT PLAID",
+        "package": "colbert-ai",
+        "driver": "peer_colbert_ai.py",
+        "venv": "colbert",
+    },
+    "pylate-plaid": {"engine": "PyLate PLAID", "package": "pylate", "driver": "peer_pylate_plaid.py", "venv": "pylate"},
+    "pylate-voyager": {
+        "engine": "PyLate Voyager",
+        "package": "pylate",
+        "driver": "peer_pylate_voyager.py",
+        "venv": "pylate",
+    },
+    "qdrant-edge": {
+        "engine": "Qdrant Edge",
+        "package": "qdrant-edge-py",
+        "driver": "peer_qdrant_edge.py",
+        "venv": "qdrant-edge",
+    },
+    "fast-plaid": {"engine": "fast-plaid", "package": "fast-plaid", "driver": "peer_fast_plaid.py", "venv": "fast-plaid"},
+}
+# Why a peer has no venv to run in, when it cannot be installed here (shown instead of "no venv").
+PEER_NOT_INSTALLABLE = {
+    "fast-plaid": "every fast-plaid wheel on PyPI pins one torch (newest: 1.7.0.2110 needs torch==2.11.0); "
+    "none is built for torch 2.13, which every venv here keeps",
+}
 
 logger = logging.getLogger("bench_index")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Build time, bytes/token, latency and quality of ExactIndex and PLAIDIndex on SciFact.",
+        description="Build time, bytes/token, memory, latency and quality of our indexes and peer engines on SciFact.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
@@ -101,22 +140,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=DEFAULT_CACHE,
         help="saved LateInteractionStore of the corpus (encoded and saved here when missing); "
-        "query embeddings are cached next to it",
+        "query embeddings and the exported .npy folders are cached next to it",
     )
-    parser.add_argument("--queries", type=int, default=None, help="first N queries of the split (None: all)")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help=f"first N queries of the split (None: all; {SCALE_QUERIES} at --scale)",
+    )
     parser.add_argument("--k", type=int, default=100, help="hits per query")
     parser.add_argument("--builds", default=",".join(BUILDS), help="comma-separated builds to run (exact always)")
     parser.add_argument("--threads", type=int, default=2, help="torch (and FAISS) CPU threads, in every process")
     parser.add_argument("--device", default="cpu", help="torch device for the indexes, e.g. cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=32, help="encoding batch size (cache misses only)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="build a synthetic corpus of this many documents from the real token vectors (>= the real corpus)",
+    )
+    parser.add_argument("--scale-seed", type=int, default=0, help="seed of the synthetic corpus")
+    parser.add_argument("--chunk-docs", type=int, default=4096, help="documents per index.add call (streamed build)")
+    parser.add_argument(
+        "--peer-venvs",
+        type=Path,
+        default=os.environ.get("LATEINT_PEER_VENVS"),
+        help="folder holding one virtual environment per peer (colbert/, pylate/, qdrant-edge/, fast-plaid/; "
+        "see benchmarks/README.md); None: peers are listed as not run",
+    )
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers to run (with --peer-venvs)")
+    parser.add_argument("--peer-timeout", type=float, default=3600, help="seconds before a peer driver is stopped")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file to write")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     # Internal: the parent re-invokes this script once per build with these.
     parser.add_argument("--only", choices=list(BUILDS), help=argparse.SUPPRESS)
     parser.add_argument("--emit-json", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--query-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--export", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("queries", "k", "threads", "batch_size"):
+    for name in ("queries", "k", "threads", "batch_size", "chunk_docs", "scale"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
@@ -126,8 +187,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--builds: unknown build(s) {unknown}; choose from {', '.join(BUILDS)}.")
     # Exact search is the reference for Recall@10 vs exact and the speed-up, so it always runs.
     args.builds = ["exact", *(b for b in BUILDS if b in builds and b != "exact")]
-    if args.only is not None and (args.emit_json is None or args.query_file is None):
-        parser.error("--only is internal and needs --emit-json and --query-file.")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        parser.error(f"--peers: unknown peer(s) {unknown}; choose from {', '.join(PEERS)}.")
+    args.peers = peers
+    if args.queries is None and args.scale is not None:
+        args.queries = SCALE_QUERIES
+    if args.only is not None and (args.emit_json is None or args.export is None):
+        parser.error("--only is internal and needs --emit-json and --export.")
     return args
 
 
@@ -226,6 +294,200 @@ def ensure_queries(args: argparse.Namespace, queries: dict[str, str], store_mani
     return info
 
 
+# ---------------------------------------------------------------------- export (.npy folders every build reads)
+def npy_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a 2-D C-order ``.npy`` file, read with plain file I/O (no memory map).
+
+    A memory map would leave every page it touched counted in this process's RSS; a read leaves
+    only the returned array.
+    """
+    with path.open("rb") as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = header(f)
+        if fortran or len(shape) != 2:
+            raise SystemExit(f"bench_index: {path} is not a 2-D C-order array; delete it to re-export.")
+        f.seek(f.tell() + start * shape[1] * dtype.itemsize)
+        out = np.fromfile(f, dtype=dtype, count=(stop - start) * shape[1])
+    return out.reshape(stop - start, shape[1])
+
+
+def write_export(
+    folder: Path,
+    doc_ids: list[str],
+    doc_lengths: np.ndarray,
+    blocks: Iterator[np.ndarray],
+    n_tokens: int,
+    dim: int,
+    query_ids: list[str],
+    queries: list[np.ndarray],
+    meta: dict[str, Any],
+) -> None:
+    """Write an export folder (layout: ``benchmarks/peers/_driver.py``); the manifest last, so it marks completion."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").unlink(missing_ok=True)
+    (folder / "doc_ids.json").write_text(json.dumps(doc_ids), encoding="utf-8")
+    np.save(folder / "doc_lengths.npy", np.asarray(doc_lengths, dtype=np.int64))
+    tokens = np.lib.format.open_memmap(folder / "doc_tokens.npy", mode="w+", dtype=np.float16, shape=(n_tokens, dim))
+    row = 0
+    for block in blocks:
+        tokens[row : row + len(block)] = block
+        row += len(block)
+    if row != n_tokens:
+        raise SystemExit(f"bench_index: export wrote {row} token rows, expected {n_tokens}.")
+    tokens.flush()
+    del tokens
+    (folder / "query_ids.json").write_text(json.dumps(query_ids), encoding="utf-8")
+    np.save(folder / "query_lengths.npy", np.asarray([len(q) for q in queries], dtype=np.int64))
+    np.save(folder / "query_tokens.npy", np.concatenate(queries).astype(np.float32))
+    manifest = {
+        "format": "bench-index-export",
+        "version": 1,
+        "n_documents": len(doc_ids),
+        "n_tokens": n_tokens,
+        "dim": dim,
+        "n_queries": len(query_ids),
+        **meta,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def ensure_export(args: argparse.Namespace, query_file: Path) -> Path:
+    """The real corpus and all the split's queries as ``.npy`` files, written once next to the store."""
+    import torch
+    from lateint_plugins.core.index import load_index
+
+    key = {
+        "store": str(args.cache),
+        "store_mtime": (args.cache / "manifest.json").stat().st_mtime,
+        "query_file": query_file.name,
+    }
+    folder = args.cache / f"export-{args.split}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]}"
+    manifest = read_manifest(folder)
+    if manifest is not None and manifest.get("key") == key:
+        return folder
+    logger.info("Exporting the cached embeddings to %s (once)", folder)
+    index = load_index(args.cache / "index", device="cpu")
+    docs = index.embeddings()
+    saved = torch.load(query_file, weights_only=True)
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    blocks = (d.to(torch.float16).numpy() for d in docs)
+    queries = [q.float().numpy() for q in saved["embeddings"]]
+    write_export(
+        folder,
+        list(index.ids),
+        lengths,
+        blocks,
+        int(lengths.sum()),
+        index.dim,
+        list(saved["ids"]),
+        queries,
+        {"kind": "real", "key": key},
+    )
+    return folder
+
+
+def make_scaleup(
+    source: Path, folder: Path, n_documents: int, seed: int, noise: float = 0.02, spans: int = 3, block_docs: int = 2048
+) -> None:
+    """A synthetic corpus of ``n_documents`` from the real token vectors in ``source``.
+
+    The real documents come first, unchanged (so the judgments still apply, with the rest as
+    distractors). Each synthetic document ``synNNNNNN`` takes a length drawn from the real
+    documents' lengths and fills it with ``spans`` contiguous runs of tokens from as many random
+    real documents (so its tokens keep the real vectors' cluster structure and within-document
+    correlation without duplicating any document), each vector perturbed by Gaussian noise of
+    standard deviation ``noise`` per dimension and re-normalised to unit length.
+    """
+    doc_ids = json.loads((source / "doc_ids.json").read_text(encoding="utf-8"))
+    lengths = np.load(source / "doc_lengths.npy")
+    tokens = np.load(source / "doc_tokens.npy", mmap_mode="r")
+    n_real, dim = len(doc_ids), tokens.shape[1]
+    if n_documents < n_real:
+        raise SystemExit(f"bench_index: --scale {n_documents} is smaller than the real corpus ({n_real} documents).")
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rng = np.random.default_rng(seed)
+    # Plan every synthetic document's source rows first (cheap), then write blocks of vectors.
+    plans: list[np.ndarray] = []
+    for _ in range(n_documents - n_real):
+        target = int(lengths[rng.integers(n_real)])
+        cuts = np.sort(rng.integers(0, target + 1, size=spans - 1))
+        parts = np.diff(np.concatenate([[0], cuts, [target]]))
+        rows = []
+        for part, src in zip(parts, rng.integers(0, n_real, size=spans), strict=True):
+            n = int(min(part, lengths[src]))
+            if n:
+                begin = offsets[src] + rng.integers(0, lengths[src] - n + 1)
+                rows.append(np.arange(begin, begin + n))
+        plans.append(np.concatenate(rows) if rows else np.arange(offsets[0], offsets[0] + 1))
+    syn_lengths = np.array([len(p) for p in plans], dtype=np.int64)
+    all_lengths = np.concatenate([lengths, syn_lengths])
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, n_real, block_docs):
+            yield np.asarray(tokens[offsets[start] : offsets[min(start + block_docs, n_real)]])
+        for start in range(0, len(plans), block_docs):
+            rows = np.concatenate(plans[start : start + block_docs])
+            block = np.asarray(tokens[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
+            block += rng.normal(0.0, noise, size=block.shape).astype(np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            yield block.astype(np.float16)
+
+    query_ids = json.loads((source / "query_ids.json").read_text(encoding="utf-8"))
+    q_lengths = np.load(source / "query_lengths.npy")
+    q_tokens = np.load(source / "query_tokens.npy")
+    q_bounds = np.concatenate([[0], np.cumsum(q_lengths)])
+    queries = [q_tokens[q_bounds[i] : q_bounds[i + 1]] for i in range(len(query_ids))]
+    ids = doc_ids + [f"syn{i:06d}" for i in range(len(plans))]
+    meta = {
+        "kind": "scale-up",
+        "source": str(source),
+        "seed": seed,
+        "noise": noise,
+        "spans": spans,
+        "n_real_documents": n_real,
+        "key": {"source": str(source), "n": n_documents, "seed": seed, "noise": noise},
+    }
+    write_export(folder, ids, all_lengths, blocks(), int(all_lengths.sum()), dim, query_ids, queries, meta)
+
+
+def ensure_scaleup(args: argparse.Namespace, source: Path) -> Path:
+    folder = source.parent / f"{source.name}-scale{args.scale}-seed{args.scale_seed}"
+    manifest = read_manifest(folder)
+    key = {"source": str(source), "n": args.scale, "seed": args.scale_seed, "noise": 0.02}
+    if manifest is not None and manifest.get("key") == key:
+        return folder
+    logger.info("Writing a synthetic corpus of %d documents to %s (once)", args.scale, folder)
+    start = time.perf_counter()
+    make_scaleup(source, folder, args.scale, args.scale_seed)
+    logger.info("Synthetic corpus written in %.0f s", time.perf_counter() - start)
+    return folder
+
+
+def export_chunks(folder: Path, chunk_docs: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """(ids, lengths, ``(n_tokens, dim)`` float16 rows) of ``chunk_docs`` documents at a time."""
+    ids = json.loads((folder / "doc_ids.json").read_text(encoding="utf-8"))
+    lengths = np.load(folder / "doc_lengths.npy")
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for start in range(0, len(ids), chunk_docs):
+        stop = min(start + chunk_docs, len(ids))
+        yield ids[start:stop], lengths[start:stop], npy_rows(folder / "doc_tokens.npy", offsets[start], offsets[stop])
+
+
+def export_queries(folder: Path, n: int | None) -> tuple[list[str], list[np.ndarray]]:
+    ids = json.loads((folder / "query_ids.json").read_text(encoding="utf-8"))
+    lengths = np.load(folder / "query_lengths.npy")
+    tokens = np.load(folder / "query_tokens.npy")
+    n = len(ids) if n is None else min(n, len(ids))
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return ids[:n], [tokens[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
 # ---------------------------------------------------------------------- machine
 
 
@@ -268,9 +530,9 @@ def folder_sizes(folder: Path) -> dict[str, int]:
 
 
 def run_build(args: argparse.Namespace) -> dict[str, Any]:
-    """Build one index from the cached vectors and time its searches (runs in a child process)."""
+    """Build one index streamed from the export and time its searches (runs in a child process)."""
     import torch
-    from lateint_plugins.core.index import ExactIndex, load_index
+    from lateint_plugins.core.index import ExactIndex
     from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
 
     torch.set_num_threads(args.threads)
@@ -281,30 +543,39 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:
         pass
     name, spec = args.only, BUILDS[args.only]
-
-    cached = load_index(args.cache / "index", device="cpu")
-    doc_ids = cached.ids
-    docs = cached.embeddings()
-    saved = torch.load(args.query_file, weights_only=True)
-    n = len(saved["ids"]) if args.queries is None else min(args.queries, len(saved["ids"]))
-    query_ids, queries = saved["ids"][:n], saved["embeddings"][:n]
+    query_ids, query_arrays = export_queries(args.export, args.queries)
+    queries = [torch.from_numpy(q) for q in query_arrays]
     rss_inputs = peak_rss_mib()
-    logger.info("[%s] %d documents, %d tokens, %d queries loaded", name, len(docs), cached.n_tokens, n)
 
     index: Any
-    start = time.perf_counter()
     if spec["plaid"] is None:
         index = ExactIndex(device=args.device)
-        index.add(doc_ids, docs)
-        index._store()  # appends are concatenated lazily; that is part of building
     else:
         index = PLAIDIndex(config=PLAIDConfig(**spec["plaid"]), device=args.device)
-        index.add(doc_ids, docs)
-        index._ivf_lists()  # inverted lists are built lazily on first search; part of building
-    build_seconds = time.perf_counter() - start
+    build_seconds, read_seconds, chunk_bytes, n_docs = 0.0, 0.0, 0, 0
+    start = time.perf_counter()
+    for ids, lengths, rows in export_chunks(args.export, args.chunk_docs):
+        docs = list(torch.from_numpy(rows).split(lengths.tolist()))
+        chunk_bytes = max(chunk_bytes, rows.nbytes)
+        read_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        index.add(ids, docs)
+        build_seconds += time.perf_counter() - start
+        n_docs += len(ids)
+        del docs, rows
+        logger.debug("[%s] %d documents added", name, n_docs)
+        start = time.perf_counter()
+    start = time.perf_counter()
+    # Lazy parts of building, forced here so they are timed: the exact index concatenates its
+    # appends, PLAID builds its inverted lists on first search.
+    if spec["plaid"] is None:
+        index._store()
+    elif hasattr(index, "_ivf_lists"):
+        index._ivf_lists()
+    build_seconds += time.perf_counter() - start
     rss_built = peak_rss_mib()
     n_tokens, dim = index.n_tokens, index.dim
-    logger.info("[%s] built in %.1f s", name, build_seconds)
+    logger.info("[%s] %d documents, %d tokens built in %.1f s", name, len(index), n_tokens, build_seconds)
 
     if spec["plaid"] is None:
         memory = {"tokens": n_tokens * dim * 2, "doc_lengths": len(index) * 8}
@@ -350,6 +621,9 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
         "n_tokens": n_tokens,
         "dim": dim,
         "build_seconds": build_seconds,
+        "read_seconds": read_seconds,
+        "chunk_docs": args.chunk_docs,
+        "chunk_bytes": chunk_bytes,
         "save_seconds": save_seconds,
         "memory_bytes": memory,
         "vector_bytes": vector_bytes,
@@ -360,7 +634,7 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def spawn_build(name: str, args: argparse.Namespace, query_file: Path, workdir: Path) -> dict[str, Any]:
+def spawn_build(name: str, args: argparse.Namespace, export: Path, workdir: Path) -> dict[str, Any]:
     """Run one build in a fresh interpreter; its progress goes to our stderr, its result to a file."""
     out = workdir / f"{name}.json"
     command = [
@@ -370,16 +644,16 @@ def spawn_build(name: str, args: argparse.Namespace, query_file: Path, workdir: 
         name,
         "--emit-json",
         str(out),
-        "--query-file",
-        str(query_file),
-        "--cache",
-        str(args.cache),
+        "--export",
+        str(export),
         "--k",
         str(args.k),
         "--threads",
         str(args.threads),
         "--device",
         args.device,
+        "--chunk-docs",
+        str(args.chunk_docs),
     ]
     if args.queries is not None:
         command += ["--queries", str(args.queries)]
@@ -396,9 +670,101 @@ def spawn_build(name: str, args: argparse.Namespace, query_file: Path, workdir: 
     return result
 
 
+# ---------------------------------------------------------------------- peers
+def peer_python(args: argparse.Namespace, name: str) -> Path | None:
+    if args.peer_venvs is None:
+        return None
+    python = Path(args.peer_venvs) / PEERS[name]["venv"] / "bin" / "python"
+    return python if python.exists() else None
+
+
+def run_peer(
+    name: str, args: argparse.Namespace, export: Path, workdir: Path
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run one peer's driver under its venv's interpreter: (status for the peers list, build or None)."""
+    peer = PEERS[name]
+    status: dict[str, Any] = {"peer": name, "engine": peer["engine"], "package": peer["package"]}
+    python = peer_python(args, name)
+    if python is None:
+        where = "no --peer-venvs given" if args.peer_venvs is None else f"no {Path(args.peer_venvs) / peer['venv']}"
+        reason = PEER_NOT_INSTALLABLE.get(name)
+        status.update(
+            ran=False, status=f"not run: {reason}" if reason else f"not run: {where} (see benchmarks/README.md)"
+        )
+        return status, None
+    out, scratch = workdir / f"peer-{name}.json", workdir / f"peer-{name}"
+    command = [
+        str(python),
+        str(PEERS_DIR / peer["driver"]),
+        "--input",
+        str(export),
+        "--output",
+        str(out),
+        "--workdir",
+        str(scratch),
+        "--threads",
+        str(args.threads),
+        "--k",
+        str(args.k),
+        "--chunk-docs",
+        str(args.chunk_docs),
+    ]
+    if args.queries is not None:
+        command += ["--queries", str(args.queries)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "RAYON_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    logger.info("Peer %s (%s)", name, python)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, cwd=PEERS_DIR, env=env, check=False, timeout=args.peer_timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+    wall = time.perf_counter() - start
+    status.update(python=str(python), wall_seconds=wall)
+    result = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    status["version"] = result.get("version")
+    if code is None:
+        status.update(ran=False, status=f"not run: stopped after --peer-timeout {args.peer_timeout:.0f} s")
+        return status, None
+    if code != 0 or "error" in result or "searches" not in result:
+        reason = result.get("error") or f"driver exited with code {code}"
+        status.update(ran=False, status=f"failed: {reason}")
+        return status, None
+    status.update(ran=True, status=f"measured ({result['index']}, {result.get('version')})")
+    for extra in ("fast_plaid_backend", "shard_info", "extension_load_seconds"):
+        if extra in result:
+            status[extra] = result[extra]
+    build = {
+        "build": name,
+        "peer": True,
+        "index": result["index"],
+        "plaid_config": result.get("plaid_config"),
+        "n_centroids": result.get("n_centroids"),
+        "n_documents": result["n_documents"],
+        "n_tokens": result["n_tokens"],
+        "dim": result["dim"],
+        "build_seconds": result["build_seconds"],
+        "memory_bytes": None,
+        "vector_bytes": None,
+        "disk_files": {},
+        "disk_bytes_without_fp16": result["disk_bytes"],
+        "peak_rss_mib": result["peak_rss_mib"],
+        "searches": result["searches"],
+        "wall_seconds": wall,
+    }
+    return status, build
+
+
 # ---------------------------------------------------------------------- report
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation percentile (numpy's default), without needing numpy here."""
+    """Linear-interpolation percentile (numpy's default)."""
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
@@ -419,16 +785,19 @@ def make_rows(builds: list[dict[str, Any]], qrels: dict[str, dict[str, int]]) ->
             rows.append({"config": b["build"], "build": b["build"], "error": b["error"]})
             continue
         n_tokens = b["n_tokens"]
+        memory = b["memory_bytes"]
+        memory_per_token = sum(memory.values()) / n_tokens if memory is not None else None
         for label, s in b["searches"].items():
             run, lat = s["run"], s["latencies_ms"]
-            judged = {q: qrels[q] for q in run}
+            judged = {q: qrels.get(q, {}) for q in run}
             overlap = [len(set(run[q][:10]) & set(exact_run[q][:10])) / 10 for q in run]
             mean_ms = statistics.fmean(lat)
-            memory_per_token = sum(b["memory_bytes"].values()) / n_tokens
+            rss = b["peak_rss_mib"]
             rows.append(
                 {
                     "config": f"{b['build']} {label}".strip(),
                     "build": b["build"],
+                    "peer": b.get("peer", False),
                     "search": label or None,
                     "index": b["index"],
                     "plaid_config": b["plaid_config"],
@@ -436,10 +805,15 @@ def make_rows(builds: list[dict[str, Any]], qrels: dict[str, dict[str, int]]) ->
                     "n_centroids": b["n_centroids"],
                     "build_seconds": b["build_seconds"],
                     "bytes_per_token_memory": memory_per_token,
-                    "bytes_per_token_vectors": b["vector_bytes"] / n_tokens,
+                    "bytes_per_token_vectors": b["vector_bytes"] / n_tokens if b["vector_bytes"] is not None else None,
                     "bytes_per_token_disk": b["disk_bytes_without_fp16"] / n_tokens,
+                    "index_bytes_memory": sum(memory.values()) if memory is not None else None,
+                    "index_bytes_disk": b["disk_bytes_without_fp16"],
                     "fp16_file_bytes": b["disk_files"].get(FP16_FILE),
-                    "size_ratio_vs_fp16": memory_per_token / fp16_bytes_per_token,
+                    "size_ratio_vs_fp16": (memory_per_token or b["disk_bytes_without_fp16"] / n_tokens)
+                    / fp16_bytes_per_token,
+                    "chunk_bytes": b.get("chunk_bytes"),
+                    "build_memory_mib": rss["after_build"] - rss["inputs_loaded"],
                     "latency_ms": {
                         "p50": statistics.median(lat),
                         "p95": percentile(lat, 95),
@@ -450,17 +824,95 @@ def make_rows(builds: list[dict[str, Any]], qrels: dict[str, dict[str, int]]) ->
                     "speedup_vs_exact": exact_latency / mean_ms,
                     "recall@10_vs_exact": statistics.fmean(overlap),
                     **evaluate(run, judged, metrics=("ndcg@10", "recall@100")),
-                    "peak_rss_mib": b["peak_rss_mib"],
+                    "peak_rss_mib": rss,
                     "latencies_ms": lat,
                 }
             )
     return rows
 
 
+def done_when_checks(rows: list[dict[str, Any]], scale: bool) -> list[dict[str, Any]]:
+    """The issue's acceptance figures that this table can decide, each with its numbers."""
+    ours = [r for r in rows if "error" not in r and not r["peer"] and r["build"] != "exact"]
+    peers = [r for r in rows if "error" not in r and r["peer"]]
+    exact = next(r for r in rows if r["build"] == "exact" and "error" not in r)
+    checks: list[dict[str, Any]] = []
+    if peers:
+        fastest_build = min(peers, key=lambda r: r["build_seconds"])
+        for build in sorted({r["build"] for r in ours}):
+            seconds = next(r["build_seconds"] for r in ours if r["build"] == build)
+            ratio = seconds / fastest_build["build_seconds"]
+            checks.append(
+                {
+                    "check": f"build time {build} <= 1/5 of the fastest peer's ({fastest_build['build']})",
+                    "value": ratio,
+                    "limit": 0.2,
+                    "pass": ratio <= 0.2,
+                    "detail": f"{seconds:.1f} s vs {fastest_build['build_seconds']:.1f} s",
+                }
+            )
+        fastest = max(peers, key=lambda r: r["qps"])
+        better = [r for r in ours if r["recall@10_vs_exact"] >= fastest["recall@10_vs_exact"]]
+        if better:
+            best = max(better, key=lambda r: r["qps"])
+            ratio = best["qps"] / fastest["qps"]
+            detail = (
+                f"{best['config']} {best['qps']:.1f} QPS at R@10 {best['recall@10_vs_exact']:.3f} vs "
+                f"{fastest['config']} {fastest['qps']:.1f} QPS at R@10 {fastest['recall@10_vs_exact']:.3f}"
+            )
+        else:
+            ratio, detail = (
+                0.0,
+                f"no row of ours reaches {fastest['config']}'s R@10 {fastest['recall@10_vs_exact']:.3f}",
+            )
+        checks.append(
+            {
+                "check": "QPS at equal-or-better R@10 >= 1.5x the fastest peer setting",
+                "value": ratio,
+                "limit": 1.5,
+                "pass": ratio >= 1.5,
+                "detail": detail,
+            }
+        )
+    if scale:
+        for r in ours:
+            ratio = r["latency_ms"]["mean"] / exact["latency_ms"]["mean"]
+            checks.append(
+                {
+                    "check": f"latency {r['config']} <= 1/10 of exact",
+                    "value": ratio,
+                    "limit": 0.1,
+                    "pass": ratio <= 0.1,
+                    "detail": f"mean {r['latency_ms']['mean']:.1f} ms vs {exact['latency_ms']['mean']:.1f} ms",
+                }
+            )
+        for build in sorted({r["build"] for r in ours}):
+            r = next(x for x in ours if x["build"] == build)
+            if r["index_bytes_memory"] is None or r["chunk_bytes"] is None:
+                continue
+            allowed = (1.5 * r["index_bytes_memory"] + r["chunk_bytes"]) / 2**20
+            checks.append(
+                {
+                    "check": f"build memory {build} <= 1.5 x index + one chunk",
+                    "value": r["build_memory_mib"],
+                    "limit": allowed,
+                    "pass": r["build_memory_mib"] <= allowed,
+                    "detail": f"peak RSS growth {r['build_memory_mib']:.0f} MiB; index "
+                    f"{r['index_bytes_memory'] / 2**20:.0f} MiB, chunk {r['chunk_bytes'] / 2**20:.0f} MiB",
+                }
+            )
+    return checks
+
+
 def format_table(report: dict[str, Any]) -> str:
     cfg, m, inputs = report["config"], report["machine"], report["inputs"]
+    corpus = (
+        "SciFact"
+        if cfg["scale"] is None
+        else f"SciFact scale-up ({inputs['n_real_documents']} real documents + synthetic)"
+    )
     title = (
-        f"Indexes on SciFact ({cfg['split']}): {inputs['n_documents']} docs, {inputs['n_tokens']} tokens x "
+        f"Indexes on {corpus} ({cfg['split']}): {inputs['n_documents']} docs, {inputs['n_tokens']} tokens x "
         f"{inputs['dim']}, {cfg['n_queries']} queries one at a time, k={cfg['k']}, {m['device']}, "
         f"{m['torch_threads']} threads"
     )
@@ -468,7 +920,6 @@ def format_table(report: dict[str, Any]) -> str:
         "config",
         "build s",
         "B/tok mem",
-        "B/tok vec",
         "B/tok disk",
         "vs fp16",
         "p50 ms",
@@ -488,10 +939,9 @@ def format_table(report: dict[str, Any]) -> str:
         rss = r["peak_rss_mib"]
         rows.append(
             (
-                r["config"],
+                ("[peer] " if r["peer"] else "") + r["config"],
                 f"{r['build_seconds']:.1f}",
-                f"{r['bytes_per_token_memory']:.1f}",
-                f"{r['bytes_per_token_vectors']:.1f}",
+                f"{r['bytes_per_token_memory']:.1f}" if r["bytes_per_token_memory"] is not None else "-",
                 f"{r['bytes_per_token_disk']:.1f}",
                 f"{r['size_ratio_vs_fp16']:.3f}x",
                 f"{r['latency_ms']['p50']:.2f}",
@@ -501,7 +951,7 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{r['recall@10_vs_exact']:.3f}",
                 f"{r['ndcg@10']:.4f}",
                 f"{r['recall@100']:.4f}",
-                f"{rss['end']:.0f} (+{rss['end'] - rss['inputs_loaded']:.0f})",
+                f"{rss['after_build']:.0f} (+{r['build_memory_mib']:.0f})",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -512,17 +962,27 @@ def format_table(report: dict[str, Any]) -> str:
     fp16_file = next((x["fp16_file_bytes"] for x in report["results"] if x.get("fp16_file_bytes")), None)
     lines += [
         "",
-        "B/tok mem: every in-memory part / tokens; vec: fp16 vectors (exact) or codes + residuals (PLAID);",
-        "disk: saved folder / tokens, without the fp16 copy PLAID's re-score keeps memory-mapped"
+        "build s: index calls only (reading the exported vectors and encoding excluded); ours stream "
+        f"{cfg['chunk_docs']} documents per add.",
+        "B/tok mem: every in-memory part / tokens (ours only); disk: saved folder / tokens, without the fp16 copy",
+        "PLAID's re-score keeps memory-mapped"
         + (f" ({fp16_file / 2**20:.0f} MiB more on disk)" if fp16_file else "")
-        + ";",
-        "vs fp16: B/tok mem / (2 x dim); speed-up: exact mean latency / mean latency; QPS: 1 / mean latency;",
-        "peak RSS: the build's child process, (+ growth after loading the cached fp16 vectors and queries).",
-        "",
-        "peers:",
+        + "; vs fp16: B/tok mem (peers: disk) / (2 x dim);",
+        "speed-up: exact mean latency / mean latency; QPS: 1 / mean latency (one query at a time);",
+        "peak RSS: the build's own process after building, (+ growth while building, over imports and queries;",
+        "peers: over their inputs loaded as they need them).",
     ]
+    if cfg["scale"] is not None:
+        lines.append("nDCG@10 / R@100: the real judgments, with the synthetic documents as unjudged distractors.")
+    lines += ["", "peers:"]
     for p in report["peers"]:
         lines.append(f"  {p['engine']} ({p['package']}): {p['status']}")
+        if "fast_plaid_backend" in p:
+            lines.append(f"    fast-plaid backend {p['fast_plaid_backend']}")
+    if report["checks"]:
+        lines += ["", "done-when checks:"]
+        for c in report["checks"]:
+            lines.append(f"  [{'pass' if c['pass'] else 'FAIL'}] {c['check']}: {c['detail']}")
     lines.append("")
     lines.append(f"load average (1, 5, 15 min): start {m['load_average_start']}, end {m['load_average_end']}")
     lines.extend(machine_lines(m))
@@ -565,16 +1025,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_manifest = inputs.pop("manifest")
     # All the split's queries are cached, so a smoke run and a full run share one file.
     inputs.update(ensure_queries(args, data.queries, store_manifest))
+    export = ensure_export(args, Path(inputs["query_file"]))
+    if args.scale is not None:
+        export = ensure_scaleup(args, export)
+    export_manifest = read_manifest(export) or {}
+    inputs.update(
+        export=str(export),
+        n_documents=export_manifest["n_documents"],
+        n_tokens=export_manifest["n_tokens"],
+        n_real_documents=export_manifest.get("n_real_documents", export_manifest["n_documents"]),
+        scale_up={k: export_manifest[k] for k in ("seed", "noise", "spans") if k in export_manifest} or None,
+    )
 
-    builds = []
-    with tempfile.TemporaryDirectory(prefix="bench-index-results-") as workdir:
+    builds, peers = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-index-results-") as tmp:
+        workdir = Path(tmp)
         for name in args.builds:
             logger.info("Build %s (child process)", name)
-            builds.append(spawn_build(name, args, Path(inputs["query_file"]), Path(workdir)))
-    if "error" in builds[0]:
-        raise SystemExit("bench_index: the exact build failed, so nothing can be compared; see the messages above.")
+            builds.append(spawn_build(name, args, export, workdir))
+        if "error" in builds[0]:
+            raise SystemExit("bench_index: the exact build failed, so nothing can be compared; see the messages above.")
+        for name in args.peers:
+            status, build = run_peer(name, args, export, workdir)
+            peers.append(status)
+            if build is not None:
+                builds.append(build)
     machine["load_average_end"] = load_average()
 
+    rows = make_rows(builds, data.qrels)
     report = {
         "benchmark": "bench_index",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -584,26 +1062,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "split": args.split,
             "model": str(args.model),
             "cache": str(args.cache),
+            "scale": args.scale,
             "n_queries": len(queries),
             "k": args.k,
+            "chunk_docs": args.chunk_docs,
             "builds": {name: BUILDS[name] for name in args.builds},
+            "peers": args.peers,
             "warmup_queries": WARMUP_QUERIES,
-            "timing": "one query per index.search(q, k) call, time.perf_counter around it, after warm-up queries",
-            "build_timing": "index.add from the cached fp16 vectors plus the lazy consolidation / inverted lists; "
-            "no encoding",
-            "isolation": "each build in its own child process; peak RSS is the child's ru_maxrss",
+            "timing": "one query per search call, time.perf_counter around it, after warm-up queries",
+            "build_timing": "index calls only (add per chunk plus the lazy consolidation / inverted lists; peers: "
+            "their build calls) from the exported vectors; no encoding, no file reads",
+            "isolation": "each build in its own process; peak RSS is that process's ru_maxrss",
             "recall@10_vs_exact": "mean over queries of |top-10 ids ∩ exact top-10 ids| / 10",
             "quality": "nDCG@10 and Recall@100 against the qrels of the measured queries",
         },
         "machine": machine,
         "inputs": inputs,
-        "results": make_rows(builds, data.qrels),
+        "results": rows,
         "builds": [
             {k: v for k, v in b.items() if k != "searches"}
             | {"searches": {label: s["search_config"] for label, s in b.get("searches", {}).items()}}
             for b in builds
         ],
-        "peers": [{**p, "status": PEER_STATUS} for p in PEERS],
+        "peers": peers,
+        "checks": done_when_checks(rows, scale=args.scale is not None),
         "wall_seconds": time.perf_counter() - started,
     }
 
