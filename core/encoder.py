@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import string
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -140,6 +141,8 @@ class ColBERTEncoder:
         self.dtype = dtype
         self.name_or_path = name_or_path
         self.tokenizer = tokenizer
+        # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
         self.backbone = backbone.to(self.device, dtype).eval()
         self.projection = (projection or nn.Identity()).to(self.device, dtype).eval()
         self._head, self._tail = _special_frame(tokenizer)
@@ -264,7 +267,8 @@ class ColBERTEncoder:
 
     # ------------------------------------------------------------------ framing
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
         return [list(ids) for ids in encoded["input_ids"]]
 
     def _frame_query(self, index: int, content: list[int]) -> _Sequence:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -97,6 +98,8 @@ class LateInteractionStore:
                 "use the model the index was built with."
             )
         self._texts: dict[str, str] = {}
+        # One writer or searcher at a time: indexes consolidate added vectors lazily on search.
+        self._lock = threading.RLock()
 
     @classmethod
     def from_pretrained(
@@ -154,6 +157,8 @@ class LateInteractionStore:
         vectors besides the index. An index that still has to train (PLAID) first learns from a
         random sample of ``chunk_size`` texts. If a chunk fails, the ids this call added are removed
         again; ids it replaced keep their new text (an upsert is safe to repeat).
+
+        Thread-safe: searches from other threads see each chunk whole or not at all.
         """
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
@@ -179,11 +184,12 @@ class LateInteractionStore:
                     stop = start + chunk_size
                     vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
                     chunk_ids = ids[start:stop]
-                    replaced = [i for i in chunk_ids if i in self.index]
-                    if replaced:
-                        self.index.remove(replaced)
-                    self.index.add(chunk_ids, vectors, metas[start:stop])
-                    self._texts.update(zip(chunk_ids, texts[start:stop], strict=True))
+                    with self._lock:
+                        replaced = [i for i in chunk_ids if i in self.index]
+                        if replaced:
+                            self.index.remove(replaced)
+                        self.index.add(chunk_ids, vectors, metas[start:stop])
+                        self._texts.update(zip(chunk_ids, texts[start:stop], strict=True))
                     added += [i for i in chunk_ids if i not in replaced]
                     bar.update(len(chunk_ids))
         except BaseException:
@@ -197,7 +203,8 @@ class LateInteractionStore:
         picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))
         sample = self.encoder.encode_documents([texts[i] for i in picked], batch_size=batch_size)
         n_sampled = sum(v.shape[0] for v in sample)
-        self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
+        with self._lock:
+            self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""
@@ -210,22 +217,25 @@ class LateInteractionStore:
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
         vectors = self.encoder.encode_queries(list(queries))
-        hits = self.index.search(vectors, k=k, filter=filter)
-        return [[SearchResult(h.id, h.score, self._texts[h.id], h.metadata) for h in row] for row in hits]
+        with self._lock:
+            hits = self.index.search(vectors, k=k, filter=filter)
+            return [[SearchResult(h.id, h.score, self._texts[h.id], h.metadata) for h in row] for row in hits]
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
-        return [SearchResult(i, 0.0, self._texts[i], self.index.metadata(i)) for i in ids if i in self._texts]
+        with self._lock:
+            return [SearchResult(i, 0.0, self._texts[i], self.index.metadata(i)) for i in ids if i in self._texts]
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
-        self.index.remove(ids)
-        for doc_id in ids:
-            del self._texts[doc_id]
+        with self._lock:
+            self.index.remove(ids)
+            for doc_id in ids:
+                del self._texts[doc_id]
 
     def save(self, path: str | Path) -> None:
         """Write the store (index, texts, model reference) to the folder ``path`` atomically."""
-        with _io.atomic_directory(path) as tmp:
+        with self._lock, _io.atomic_directory(path) as tmp:
             self.index.save(tmp / "index")
             _io.write_jsonl(tmp / "texts.jsonl", ({"id": i, "text": self._texts[i]} for i in self.index.ids))
             _io.write_manifest(

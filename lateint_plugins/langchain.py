@@ -29,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -68,22 +66,6 @@ logger = logging.getLogger(__name__)
 
 Model: TypeAlias = str | Path | ColBERTEncoder
 """A Hugging Face Hub id, a local checkpoint folder, or an already loaded :class:`ColBERTEncoder`."""
-
-# LangChain runs sync code in worker threads (``ainvoke``, ``asimilarity_search``, ...). Neither the
-# indexes (which pack pending vectors lazily on search) nor Hugging Face fast tokenizers may be used
-# from two threads at once, so every call that touches an encoder, or the store around it, holds
-# that encoder's lock. Keyed by encoder (weakly), so a retriever, a vector store and a reranker that
-# share one model also share one lock.
-_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(encoder: object) -> threading.RLock:
-    with _LOCKS_GUARD:
-        try:
-            return _LOCKS.setdefault(encoder, threading.RLock())
-        except TypeError:  # not weak-referenceable: serialise this adapter's own calls at least
-            return threading.RLock()
 
 
 def _new_store(
@@ -190,15 +172,12 @@ class LateInteractionRetriever(BaseRetriever):
     score_key: str | None = "score"
     """Metadata key that receives the MaxSim score (None: leave metadata as stored)."""
 
-    _lock: threading.RLock = PrivateAttr()
-
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
         if not isinstance(self.store, DocumentStore):
             raise InvalidInputError(
                 f"store must implement DocumentStore (add_texts, search, get, delete), got {type(self.store).__name__}."
             )
-        self._lock = _lock_for(self.store.encoder)
         self._search_arguments(self.search_kwargs)  # fail at construction, not at the first query
 
     # ------------------------------------------------------------------ construction
@@ -274,15 +253,14 @@ class LateInteractionRetriever(BaseRetriever):
         documents = list(documents)
         if ids is None:
             ids = [d.id for d in documents]
-        with self._lock:
-            return self.store.add_texts(
-                [d.page_content for d in documents],
-                [dict(d.metadata) for d in documents],
-                _fill_ids(ids, len(documents)),
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                replace=True,
-            )
+        return self.store.add_texts(
+            [d.page_content for d in documents],
+            [dict(d.metadata) for d in documents],
+            _fill_ids(ids, len(documents)),
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            replace=True,
+        )
 
     async def aadd_documents(
         self,
@@ -299,10 +277,9 @@ class LateInteractionRetriever(BaseRetriever):
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id; ids that are not stored are ignored."""
-        with self._lock:
-            existing = _existing(self.store, ids)
-            if existing:
-                self.store.delete(existing)
+        existing = _existing(self.store, ids)
+        if existing:
+            self.store.delete(existing)
 
     async def adelete(self, ids: Sequence[str]) -> None:
         """:meth:`delete` in a worker thread."""
@@ -335,8 +312,7 @@ class LateInteractionRetriever(BaseRetriever):
         arguments = self._search_arguments({**self.search_kwargs, **overrides})
         if k is not None:
             arguments["k"] = _check_k(k)
-        with self._lock:
-            results = self.store.search(query, **arguments)
+        results = self.store.search(query, **arguments)
         return [_document(r, self.score_key) for r in results]
 
     def _search_arguments(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -398,7 +374,6 @@ class LateInteractionReranker(BaseDocumentCompressor):
 
     _encoder: ColBERTEncoder = PrivateAttr()
     _document_cache: MutableMapping[str, torch.Tensor] | None = PrivateAttr(default=None)
-    _lock: threading.RLock = PrivateAttr()
 
     def __init__(
         self,
@@ -424,7 +399,6 @@ class LateInteractionReranker(BaseDocumentCompressor):
             encoder = ColBERTEncoder.from_pretrained(str(self.model), device=self.device)
         self._encoder = encoder
         self._document_cache = document_cache
-        self._lock = _lock_for(encoder)
 
     @property
     def encoder(self) -> ColBERTEncoder:
@@ -444,16 +418,15 @@ class LateInteractionReranker(BaseDocumentCompressor):
         if not documents:
             return []
         texts = [d.page_content for d in documents]
-        with self._lock:
-            embeddings = self._document_embeddings(texts)
-            ranked = rerank(
-                query,
-                texts,
-                k=self.top_n,
-                encoder=self._encoder,
-                batch_size=self.batch_size,
-                document_embeddings=embeddings,
-            )
+        embeddings = self._document_embeddings(texts)
+        ranked = rerank(
+            query,
+            texts,
+            k=self.top_n,
+            encoder=self._encoder,
+            batch_size=self.batch_size,
+            document_embeddings=embeddings,
+        )
         return [
             documents[r.index].model_copy(update={"metadata": {**documents[r.index].metadata, self.score_key: r.score}})
             for r in ranked
@@ -492,8 +465,8 @@ class LateInteractionVectorStore(VectorStore):
     stored is a no-op. Scores from :meth:`similarity_search_with_score` are raw MaxSim (higher is
     better); relevance scores (``search_type="similarity_score_threshold"``) are MaxSim divided by
     the query length, mapped from [-1, 1] to [0, 1]. The async methods are LangChain's defaults,
-    which run these sync methods in a worker thread; they hold the encoder's lock, so concurrent
-    calls are safe.
+    which run these sync methods in a worker thread; the core store and encoder are thread-safe,
+    so concurrent calls are too.
 
     Args:
         store: any :class:`~lateint_plugins.core.store.DocumentStore`.
@@ -510,7 +483,6 @@ class LateInteractionVectorStore(VectorStore):
                 f"store must implement DocumentStore (add_texts, search, get, delete), got {type(store).__name__}."
             )
         self.store = store
-        self._lock = _lock_for(store.encoder)
 
     @classmethod
     def from_texts(
@@ -569,32 +541,29 @@ class LateInteractionVectorStore(VectorStore):
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
         texts = list(texts)
-        with self._lock:
-            return self.store.add_texts(
-                texts,
-                _plain_metadatas(metadatas),
-                _fill_ids(ids, len(texts)),
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                replace=True,
-            )
+        return self.store.add_texts(
+            texts,
+            _plain_metadatas(metadatas),
+            _fill_ids(ids, len(texts)),
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            replace=True,
+        )
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Remove the stored documents among ``ids`` (others are ignored); returns True."""
         if ids is None:
             raise InvalidInputError("delete needs ids=[...]; deleting everything is not supported, make a new store.")
-        with self._lock:
-            existing = _existing(self.store, ids)
-            if existing:
-                self.store.delete(existing)
+        existing = _existing(self.store, ids)
+        if existing:
+            self.store.delete(existing)
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Stored documents with these ids, in the order asked; unknown ids are skipped."""
         if isinstance(ids, str):
             raise InvalidInputError("ids must be a list of str; wrap a single id in a list.")
-        with self._lock:
-            return [_document(r) for r in self.store.get(list(ids))]
+        return [_document(r) for r in self.store.get(list(ids))]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -611,8 +580,7 @@ class LateInteractionVectorStore(VectorStore):
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
         _check_k(k)
-        with self._lock:
-            results = self.store.search(query, k=k, filter=filter)
+        results = self.store.search(query, k=k, filter=filter)
         return [(_document(r), r.score) for r in results]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
