@@ -96,6 +96,8 @@ MAX_MULTIVECTOR_FLOATS = 1_048_576
 
 TOKENS = "tokens"
 POOLED = "pooled"
+LEXICAL = "lexical"
+BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
 _MARKER = "lateint"
 _POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -139,7 +141,10 @@ class CollectionConfig:
 
     Args:
         pooled_vectors: 1 for one mean-pooled dense vector per point; ``K > 1`` for a ``MAX_SIM``
-            multivector of at most ``K`` k-means means (better candidates, more memory).
+            multivector of at most ``K`` k-means means (more memory).
+        lexical: also index each document's WordPiece tokens (the encoder's tokenizer) as a BM25
+            sparse vector (Qdrant's IDF modifier) and prefetch from it too: mean pooling alone
+            misses documents that match on rare terms (see the benchmark).
         shard_number: Qdrant shards (spread over the cluster's nodes).
         replication_factor: copies of each shard.
         write_consistency_factor: replicas that must acknowledge a write.
@@ -156,6 +161,7 @@ class CollectionConfig:
     """
 
     pooled_vectors: int = 1
+    lexical: bool = True
     shard_number: int | None = None
     replication_factor: int | None = None
     write_consistency_factor: int | None = None
@@ -215,6 +221,23 @@ def pool(tokens: torch.Tensor, n_vectors: int) -> torch.Tensor:
 
     factor = math.ceil((x.shape[0] - 1) / (n_vectors - 1))
     return pool_tokens(x, factor)
+
+
+def bm25_vector(token_ids: Sequence[int]) -> models.SparseVector:
+    """A document's BM25 term weights ``tf (k1 + 1) / (tf + k1 (1 - b + b len / avg_len))`` as a sparse vector.
+
+    The IDF factor is applied by Qdrant (``Modifier.IDF``) over the whole collection.
+    """
+    from collections import Counter
+
+    from qdrant_client import models
+
+    counts = Counter(token_ids)
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * len(token_ids) / BM25_AVG_LEN)
+    indices = sorted(counts)
+    return models.SparseVector(
+        indices=indices, values=[counts[t] * (BM25_K1 + 1) / (counts[t] + norm) for t in indices]
+    )
 
 
 def to_qdrant_filter(filter: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
@@ -399,11 +422,16 @@ class QdrantLateInteractionStore:
                 f"{self.marker['model_name']!r}; scores of different models do not mix. Load "
                 f"{recorded.get('model')!r} or use another collection."
             )
-        pooled = int(recorded.get("pooled_vectors", 1))
-        if pooled != config.pooled_vectors and config != CollectionConfig():
-            logger.warning("Collection %r exists with pooled_vectors=%d; the config passed is ignored", name, pooled)
+        existing = CollectionConfig(
+            pooled_vectors=int(recorded.get("pooled_vectors", 1)), lexical=bool(recorded.get("lexical"))
+        )
+        if config != CollectionConfig() and (existing.pooled_vectors, existing.lexical) != (
+            config.pooled_vectors,
+            config.lexical,
+        ):
+            logger.warning("Collection %r exists with %s; the config passed is ignored", name, existing)
         self.marker = recorded
-        return CollectionConfig(pooled_vectors=pooled)
+        return existing
 
     def _create(self, config: CollectionConfig) -> None:
         from qdrant_client import models
@@ -444,6 +472,9 @@ class QdrantLateInteractionStore:
             replication_factor=config.replication_factor,
             write_consistency_factor=config.write_consistency_factor,
             on_disk_payload=config.on_disk_payload,
+            sparse_vectors_config=(
+                {LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)} if config.lexical else None
+            ),
             metadata={_MARKER: self.marker},
         )
         for field_name, schema in (
@@ -559,7 +590,7 @@ class QdrantLateInteractionStore:
         queries = list(queries)
         if not queries:
             return []
-        return self.search_embeddings(self.encoder.encode_queries(queries), k=k, filter=filter)
+        return self.search_embeddings(self.encoder.encode_queries(queries), k=k, filter=filter, query_texts=queries)
 
     def search_embeddings(
         self,
@@ -569,8 +600,12 @@ class QdrantLateInteractionStore:
         *,
         mode: Mode | None = None,
         candidate_depth: int | None = None,
+        query_texts: Sequence[str] | None = None,
     ) -> list[list[SearchResult]]:
         """Search with encoded queries, one ``(q_len, dim)`` matrix each; ``mode``/``candidate_depth`` override.
+
+        ``query_texts`` (the queries' texts) enable the lexical prefetch; without them only the
+        pooled vector finds candidates.
 
         Returns one best-first list of :class:`SearchResult` per query, at most ``k`` each.
         """
@@ -584,9 +619,12 @@ class QdrantLateInteractionStore:
         qfilter = to_qdrant_filter(filter)
         exact = filter if isinstance(filter, Mapping) else None
         depth = max(depth, k)
+        if query_texts is not None and (isinstance(query_texts, str) or len(query_texts) != len(queries)):
+            raise InvalidInputError(f"query_texts must be a list with one text per query ({len(queries)}).")
+        lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
-            return self._search_native(queries, k, depth, qfilter, exact)
-        return self._search_local(queries, k, depth, qfilter, exact)
+            return self._search_native(queries, lexical, k, depth, qfilter, exact)
+        return self._search_local(queries, lexical, k, depth, qfilter, exact)
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
@@ -654,7 +692,7 @@ class QdrantLateInteractionStore:
         return texts, ids, metas
 
     def _points(
-        self, doc_id: str, tokens: torch.Tensor, text: str, meta: Metadata, write_id: str
+        self, doc_id: str, tokens: torch.Tensor, text: str, meta: Metadata, write_id: str, lexical: list[int]
     ) -> list[models.PointStruct]:
         """The points of one document: its windows, window 0 last (sync reads window 0 as 'complete')."""
         from qdrant_client import models
@@ -676,12 +714,14 @@ class QdrantLateInteractionStore:
                 "content_hash": digest,
                 "write_id": write_id,
             }
-            if w == 0:
-                payload["page_content"] = text
             vector: dict[str, Any] = {
                 TOKENS: _as_list(window),
                 POOLED: _as_list(pooled[0]) if self.config.pooled_vectors == 1 else _as_list(pooled),
             }
+            if w == 0:
+                payload["page_content"] = text
+                if lexical:
+                    vector[LEXICAL] = bm25_vector(lexical)
             points.append(models.PointStruct(id=point_id(doc_id, w), vector=vector, payload=payload))
         return points[1:] + points[:1]
 
@@ -699,13 +739,14 @@ class QdrantLateInteractionStore:
 
         write_id = uuid.uuid4().hex
         points: list[models.PointStruct] = []
-        for doc_id, tokens, text, meta in zip(ids, vectors, texts, metas, strict=True):
+        lexical = self._lexical_ids(texts)
+        for doc_id, tokens, text, meta, terms in zip(ids, vectors, texts, metas, lexical, strict=True):
             if tokens.shape[-1] != self.encoder.dim:
                 raise DimensionMismatchError(
                     f"document {doc_id!r} has {tokens.shape[-1]}-d vectors but collection {self.collection_name!r} "
                     f"holds {self.encoder.dim}-d ones; encode with {self.marker.get('model_name')!r}."
                 )
-            points.extend(self._points(doc_id, tokens, text, meta, write_id))
+            points.extend(self._points(doc_id, tokens, text, meta, write_id, terms))
         # A document's windows go in one request, so batches split only between documents.
         batch: list[models.PointStruct] = []
         for point in points:
@@ -841,6 +882,7 @@ class QdrantLateInteractionStore:
     def _search_local(
         self,
         queries: list[torch.Tensor],
+        lexical: list[list[int]],
         k: int,
         depth: int,
         qfilter: models.Filter | None,
@@ -849,17 +891,29 @@ class QdrantLateInteractionStore:
         from qdrant_client import models
 
         fields = ["doc_id", "window", "n_windows"] + (["metadata"] if exact else [])
-        requests = [
-            models.QueryRequest(
-                query=self._pooled_query(q),
-                using=POOLED,
-                filter=qfilter,
-                limit=depth,
-                with_payload=fields,
-                with_vector=[TOKENS],
+        requests = []
+        for q, terms in zip(queries, lexical, strict=True):
+            sources = self._prefetches(q, terms, depth, qfilter)
+            # Several sources: their union (RRF only orders it; every candidate is rescored here).
+            requests.append(
+                models.QueryRequest(
+                    prefetch=sources,
+                    query=models.FusionQuery(fusion=models.Fusion.RRF),
+                    filter=qfilter,
+                    limit=depth * len(sources),
+                    with_payload=fields,
+                    with_vector=[TOKENS],
+                )
+                if len(sources) > 1
+                else models.QueryRequest(
+                    query=sources[0].query,
+                    using=POOLED,
+                    filter=qfilter,
+                    limit=depth,
+                    with_payload=fields,
+                    with_vector=[TOKENS],
+                )
             )
-            for q in queries
-        ]
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
         ranked: list[list[tuple[str, float]]] = []
         for q, response in zip(queries, responses, strict=True):
@@ -877,6 +931,7 @@ class QdrantLateInteractionStore:
     def _search_native(
         self,
         queries: list[torch.Tensor],
+        lexical: list[list[int]],
         k: int,
         depth: int,
         qfilter: models.Filter | None,
@@ -886,14 +941,14 @@ class QdrantLateInteractionStore:
 
         requests = [
             models.QueryRequest(
-                prefetch=models.Prefetch(query=self._pooled_query(q), using=POOLED, filter=qfilter, limit=depth),
+                prefetch=self._prefetches(q, terms, depth, qfilter),
                 query=_as_list(q),
                 using=TOKENS,
                 filter=qfilter,
-                limit=depth,
+                limit=2 * depth,
                 with_payload=["doc_id", "metadata"],
             )
-            for q in queries
+            for q, terms in zip(queries, lexical, strict=True)
         ]
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
         ranked = []
@@ -904,6 +959,28 @@ class QdrantLateInteractionStore:
                     best.setdefault(p.payload["doc_id"], float(p.score))
             ranked.append(list(best.items())[:k])
         return self._results(ranked)
+
+    def _lexical_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """WordPiece ids of each text (no special tokens, no truncation); empty lists when lexical is off."""
+        if not self.config.lexical or not any(texts):
+            return [[] for _ in texts]
+        return [
+            list(ids)
+            for ids in self.encoder.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        ]
+
+    def _prefetches(
+        self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
+    ) -> list[models.Prefetch]:
+        """Candidate sources: the pooled vector, plus the BM25 sparse vector when the query has terms."""
+        from qdrant_client import models
+
+        sources = [models.Prefetch(query=self._pooled_query(q), using=POOLED, filter=qfilter, limit=depth)]
+        if self.config.lexical and terms:
+            unique = sorted(set(terms))
+            sparse = models.SparseVector(indices=unique, values=[1.0] * len(unique))  # IDF applied by Qdrant
+            sources.append(models.Prefetch(query=sparse, using=LEXICAL, filter=qfilter, limit=depth))
+        return sources
 
     def _pooled_query(self, q: torch.Tensor) -> list[float] | list[list[float]]:
         """The query against the pooled field: the re-normalised mean, or every token (multivector)."""
@@ -1052,6 +1129,9 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         "model_name": path.name if path.is_dir() else str(encoder.name_or_path),
         "dim": encoder.dim,
         "pooled_vectors": config.pooled_vectors,
+        "lexical": {"tokenizer": "encoder", "k1": BM25_K1, "b": BM25_B, "avg_len": BM25_AVG_LEN}
+        if config.lexical
+        else None,
         "token_dtype": "float16",
         "encoder_config": encoder_config,
     }

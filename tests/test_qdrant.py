@@ -32,6 +32,7 @@ from lateint_plugins.qdrant import (
     PartialWriteError,
     QdrantLateInteractionStore,
     QdrantUnavailableError,
+    bm25_vector,
     content_hash,
     sync,
     sync_from_qdrant,
@@ -201,6 +202,31 @@ def test_collection_layout(tiny_encoder) -> None:
     assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 1
     assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
     assert "QdrantLateInteractionStore" in repr(store)
+
+
+def test_candidates_are_the_union_of_pooled_and_lexical_prefetches(tiny_encoder) -> None:
+    texts = {"rare": "protein cell gene zeppelin", **dict(zip(*corpus()[:2], strict=True))}
+    stores = {}
+    for lexical in (True, False):
+        stores[lexical] = QdrantLateInteractionStore(
+            QdrantClient(":memory:"), collection(), tiny_encoder, config=CollectionConfig(lexical=lexical), device="cpu"
+        )
+        stores[lexical].add_texts(list(texts.values()), ids=list(texts))
+    q = tiny_encoder.encode_queries("zeppelin")
+    pooled_top = stores[False].search("zeppelin", k=1)[0].id
+    exact = {i: maxsim([q], [tiny_encoder.encode_documents(texts[i]).half().float()])[0, 0].item() for i in texts}
+    # "rare" alone holds the term, so BM25 brings it in whatever its pooled rank.
+    hit = stores[True].search("zeppelin", k=1)[0]
+    assert hit.id == max({pooled_top, "rare"}, key=exact.__getitem__)
+    assert hit.score == pytest.approx(exact[hit.id], abs=ATOL)
+    # Without the query text (embeddings only) only the pooled vector finds candidates.
+    assert stores[True].search_embeddings([q], k=1)[0][0].id == pooled_top
+
+
+def test_bm25_vector() -> None:
+    vector = bm25_vector([5, 7, 5])
+    assert vector.indices == [5, 7]
+    assert vector.values[0] > vector.values[1] > 0  # saturating in the term count
 
 
 # ---------------------------------------------------------------------- filters

@@ -1,0 +1,428 @@
+"""The Qdrant store on SciFact: our path (pooled prefetch + local MaxSim) vs Qdrant native vs the exact index.
+
+Use this when you change the Qdrant adapter (collection layout, pooling, candidate depth, how
+candidates are fetched) and want to know what it costs or buys against exact search on real
+ColBERT embeddings: nDCG@10, Recall@10 against the exact index's top 10, query latency and bytes
+held per document, side by side in one run.
+
+Method: the corpus is encoded once and cached as a ``LateInteractionStore`` (exact index), the
+test queries once next to it (``queries-*.pt``, shared with ``bench_index.py``); encoding is never
+timed. The cached vectors are upserted into a Qdrant collection in **embedded local mode**
+(``QdrantClient(path=...)``: pure Python, brute force, no HNSW; a server's latencies differ) with
+the adapter's layout. Then every query runs alone (``time.perf_counter`` around one call, after
+warm-up queries), ``k=100``:
+
+* ``exact``: ``ExactIndex.search``, exhaustive MaxSim over fp16 vectors; the reference.
+* ``ours d=N``: ``QdrantLateInteractionStore`` ``mode="local"``: the union of the ``N`` best points
+  by the pooled (mean) vector and the ``N`` best by BM25 over WordPiece terms (sparse vector, IDF by
+  Qdrant), with their token vectors, from Qdrant; exact MaxSim here (``core.scoring.maxsim``).
+* ``native d=N``: ``mode="native"``: the same prefetch, then Qdrant's ``MAX_SIM`` rescoring.
+
+Bytes per document: ``exact`` holds fp16 tokens and a length; the Qdrant rows show what the
+layout holds on a server (fp16 tokens, the pooled vector in float32, its HNSW links at ``m=16``,
+payload JSON) and what the embedded local-mode folder takes on disk (it pickles float32 lists).
+
+Run from the repository root::
+
+    python benchmarks/bench_qdrant.py --cache /work/cache/scifact-store       # all 300 test queries
+    python benchmarks/bench_qdrant.py --queries 20 --depths 64,256              # smoke test
+
+The table goes to stdout, progress to stderr, everything to ``--output`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+
+DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
+DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_qdrant.json"
+WARMUP_QUERIES = 3
+COLLECTION = "scifact"
+
+logger = logging.getLogger("bench_qdrant")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Qdrant store (ours and native) vs the exact index on SciFact: quality, latency, bytes/doc.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
+    parser.add_argument("--split", default="test", help="qrels split whose queries are searched")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="saved LateInteractionStore of the corpus (encoded and saved here when missing); "
+        "query embeddings are cached next to it",
+    )
+    parser.add_argument("--queries", type=int, default=None, help="first N queries of the split (None: all)")
+    parser.add_argument("--k", type=int, default=100, help="hits per query")
+    parser.add_argument("--depths", default="64,128", help="candidate depths of our path (first: native too)")
+    parser.add_argument("--native-depths", default=None, help="prefetch depths of native mode (default: first depth)")
+    parser.add_argument("--pooled-vectors", type=int, default=1, help="CollectionConfig.pooled_vectors")
+    parser.add_argument("--no-lexical", action="store_true", help="CollectionConfig(lexical=False): pooled only")
+    parser.add_argument("--qdrant-path", type=Path, default=None, help="local-mode folder (default: a temp folder)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="torch device for MaxSim, e.g. cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=32, help="encoding batch size (cache misses only)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file to write")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    for name in ("queries", "k", "threads", "batch_size", "pooled_vectors"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+    try:
+        args.depths = [int(d) for d in args.depths.split(",") if d.strip()]
+        args.native_depths = (
+            [int(d) for d in args.native_depths.split(",") if d.strip()] if args.native_depths else args.depths[:1]
+        )
+    except ValueError:
+        parser.error("--depths / --native-depths must be comma-separated integers, e.g. 256,1024.")
+    if not args.depths or min(args.depths + args.native_depths) < 1:
+        parser.error("--depths must list positive integers.")
+    return args
+
+
+# ---------------------------------------------------------------------- inputs
+def check_inputs(args: argparse.Namespace) -> None:
+    problems = []
+    if not (args.data / "qrels" / f"{args.split}.tsv").is_file():
+        problems.append(f"{args.data} has no qrels/{args.split}.tsv (pass --data PATH to a BEIR folder, or --split)")
+    if not args.model.is_dir():
+        problems.append(f"model folder {args.model} does not exist (pass --model PATH)")
+    if args.cache.exists() and not (args.cache / "manifest.json").is_file():
+        problems.append(f"--cache {args.cache} exists but holds no saved store; pass an empty path")
+    if problems:
+        raise SystemExit("bench_qdrant: " + "; ".join(problems) + ".")
+
+
+def ensure_store(args: argparse.Namespace, corpus: dict[str, dict[str, str]]) -> bool:
+    """Encode and save the corpus into ``--cache`` unless it is there; True when encoded now."""
+    if (args.cache / "manifest.json").is_file():
+        return False
+    from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+
+    ids = list(corpus)
+    texts = [f"{corpus[i].get('title', '')} {corpus[i].get('text', '')}".strip() for i in ids]
+    logger.info("Encoding %d documents into %s (once)", len(ids), args.cache)
+    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True)
+    store = LateInteractionStore(encoder)
+    store.add_texts(texts, ids=ids, batch_size=args.batch_size, show_progress_bar=True)
+    store.save(args.cache)
+    return True
+
+
+def ensure_queries(args: argparse.Namespace, queries: dict[str, str], manifest: dict[str, Any]) -> Path:
+    """Cached query embeddings (same key and file as bench_index.py), encoded on a miss."""
+    import torch
+
+    encoder_config = dict(manifest.get("encoder_config") or {})
+    key = json.dumps(
+        {"model": str(args.model), "encoder_config": encoder_config, "queries": list(queries.items())}, sort_keys=True
+    )
+    path = args.cache / f"queries-{args.split}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.pt"
+    if path.is_file():
+        return path
+    from lateint_plugins.core import ColBERTEncoder
+
+    if "skiplist_words" in encoder_config:
+        encoder_config["skiplist_words"] = tuple(encoder_config["skiplist_words"])
+    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True, **encoder_config)
+    vectors = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"ids": list(queries), "embeddings": [v.float().cpu() for v in vectors]}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------- measuring
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def timed_run(search: Any, queries: list[Any], query_ids: list[str], label: str) -> dict[str, Any]:
+    for q in queries[:WARMUP_QUERIES]:
+        search(q)
+    latencies, ranked = [], []
+    for i, q in enumerate(queries):
+        start = time.perf_counter()
+        hits = search(q)
+        latencies.append((time.perf_counter() - start) * 1e3)
+        ranked.append([h.id for h in hits])
+        if (i + 1) % 50 == 0:
+            logger.info("[%s] %d/%d queries, median %.1f ms", label, i + 1, len(queries), statistics.median(latencies))
+    return {"latencies_ms": latencies, "run": dict(zip(query_ids, ranked, strict=True))}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def machine_info(torch: Any, device: str, threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "device": device,
+        "versions": {name: package_version(name) for name in ("torch", "numpy", "qdrant-client", "lateint-plugins")},
+        "git_revision": git_revision(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+# ---------------------------------------------------------------------- report
+def make_rows(runs: dict[str, dict[str, Any]], qrels: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    from lateint_plugins.core import evaluate
+
+    exact_run = runs["exact"]["run"]
+    rows = []
+    for name, r in runs.items():
+        run, lat = r["run"], r["latencies_ms"]
+        overlap = [len(set(run[q][:10]) & set(exact_run[q][:10])) / 10 for q in run]
+        rows.append(
+            {
+                "config": name,
+                **{k: v for k, v in r.items() if k not in ("run", "latencies_ms")},
+                "latency_ms": {
+                    "p50": statistics.median(lat),
+                    "p95": percentile(lat, 95),
+                    "mean": statistics.fmean(lat),
+                },
+                "recall@10_vs_exact": statistics.fmean(overlap),
+                **evaluate(run, {q: qrels[q] for q in run}, metrics=("ndcg@10", "recall@100")),
+                "latencies_ms": lat,
+            }
+        )
+    return rows
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cfg, m, inputs = report["config"], report["machine"], report["inputs"]
+    title = (
+        f"Qdrant adapter on SciFact ({cfg['split']}): {inputs['n_documents']} docs, {inputs['n_tokens']} tokens x "
+        f"{inputs['dim']}, {cfg['n_queries']} queries one at a time, k={cfg['k']}, MaxSim on {m['device']}, "
+        f"{m['torch_threads']} threads, Qdrant embedded local mode (qdrant-client {m['versions'].get('qdrant-client')})"
+    )
+    header = ("config", "nDCG@10", "R@10 vs exact", "R@100", "p50 ms", "p95 ms", "B/doc server", "B/doc local disk")
+    rows = [header]
+    for r in report["results"]:
+        rows.append(
+            (
+                r["config"],
+                f"{r['ndcg@10']:.4f}",
+                f"{r['recall@10_vs_exact']:.3f}",
+                f"{r['recall@100']:.4f}",
+                f"{r['latency_ms']['p50']:.1f}",
+                f"{r['latency_ms']['p95']:.1f}",
+                f"{r['bytes_per_doc_server']:,.0f}",
+                f"{r['bytes_per_doc_disk']:,.0f}" if r.get("bytes_per_doc_disk") else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [title, ""]
+    for r in rows:
+        lines.append("  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]))
+    b = inputs["bytes_breakdown_server"]
+    lines += [
+        "",
+        "ours d=N: the union of the N best points by the pooled vector and the N best by BM25 (sparse, IDF)",
+        "from Qdrant, with their token vectors, exact MaxSim here; native d=N: the same prefetches, Qdrant's",
+        "MAX_SIM rescoring; R@10 vs exact: overlap with the exact index's top 10.",
+        f"B/doc server (Qdrant rows): fp16 tokens {b['tokens']:,.0f} + pooled fp32 {b['pooled']:,.0f} + HNSW links "
+        f"{b['hnsw']:,.0f} + BM25 sparse {b['lexical']:,.0f} + payload {b['payload']:,.0f};",
+        f"a default float32 multivector would hold {2 * b['tokens']:,.0f} for the tokens alone.",
+        f"B/doc local disk: the embedded local-mode folder / documents (pickled float32 lists); "
+        f"collection upsert took {inputs['upsert_seconds']:.0f} s.",
+        "",
+        f"load average (1, 5, 15 min): start {m['load_average_start']}, end {m['load_average_end']}",
+        *machine_lines(m),
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    prepare_process()
+    args = parse_args(argv)
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    args.cache, args.model, args.data = args.cache.resolve(), args.model.resolve(), args.data.resolve()
+    check_inputs(args)
+
+    import torch
+    from lateint_plugins.core import ColBERTEncoder, load_beir
+    from lateint_plugins.core.index import load_index
+    from qdrant_client import QdrantClient
+
+    from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    machine = machine_info(torch, args.device, args.threads)
+    data = load_beir(args.data, split=args.split)
+    encoded_now = ensure_store(args, data.corpus)
+    manifest = json.loads((args.cache / "manifest.json").read_text(encoding="utf-8"))
+    query_file = ensure_queries(args, data.queries, manifest)
+
+    index = load_index(args.cache / "index", device=args.device)
+    if set(index.ids) != set(data.corpus):
+        raise SystemExit(f"bench_qdrant: the store at {args.cache} does not hold {args.data}'s corpus.")
+    doc_ids, docs = index.ids, index.embeddings()
+    texts = {}
+    with (args.cache / "texts.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            texts[row["id"]] = row["text"]
+    saved = torch.load(query_file, weights_only=True)
+    n = len(saved["ids"]) if args.queries is None else min(args.queries, len(saved["ids"]))
+    query_ids, embeddings = saved["ids"][:n], [q.float() for q in saved["embeddings"][:n]]
+    queries = [(q, data.queries[i]) for q, i in zip(embeddings, query_ids, strict=True)]
+    n_tokens, dim = index.n_tokens, index.dim
+
+    config = dict(manifest.get("encoder_config") or {})
+    config["skiplist_words"] = tuple(config.get("skiplist_words") or ())
+    encoder = ColBERTEncoder.from_pretrained(args.model, device="cpu", local_files_only=True, **config)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-qdrant-")) if args.qdrant_path is None else args.qdrant_path
+    if args.qdrant_path is not None and workdir.exists():
+        shutil.rmtree(workdir)
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        client = QdrantClient(path=str(workdir))
+        store = QdrantLateInteractionStore(
+            client,
+            COLLECTION,
+            encoder,
+            config=CollectionConfig(pooled_vectors=args.pooled_vectors, lexical=not args.no_lexical),
+            device=args.device,
+            write_batch_size=128,
+        )
+        logger.info("Upserting %d documents into Qdrant local mode at %s", len(doc_ids), workdir)
+        start = time.perf_counter()
+        store.add_embeddings(doc_ids, docs, [texts[i] for i in doc_ids], show_progress_bar=True)
+        upsert_seconds = time.perf_counter() - start
+        client.close()  # flushes; reopened below so searches read what a fresh process would
+        disk = folder_bytes(workdir)
+        client = QdrantClient(path=str(workdir))
+        store = QdrantLateInteractionStore(client, COLLECTION, encoder, device=args.device, create=False)
+
+        fp16_per_doc = n_tokens * dim * 2 / len(doc_ids)
+        payload = statistics.fmean(len(json.dumps({"page_content": texts[i], "doc_id": i})) + 200 for i in doc_ids)
+        breakdown = {
+            "tokens": fp16_per_doc,
+            "pooled": args.pooled_vectors * dim * 4 if args.pooled_vectors == 1 else 0,
+            "hnsw": 16 * 2 * 4,
+            # BM25 sparse vector: a u32 index and an f32 weight per distinct WordPiece term.
+            "lexical": 8 * statistics.fmean(len(set(t)) for t in store._lexical_ids([texts[i] for i in doc_ids])),
+            "payload": payload,
+        }
+        if args.pooled_vectors > 1:
+            breakdown["pooled"] = statistics.fmean(min(args.pooled_vectors, d.shape[0]) for d in docs) * dim * 4
+        server = sum(breakdown.values())
+
+        logger.info("exact: %d queries", n)
+        runs["exact"] = timed_run(lambda q: index.search(q[0], k=args.k), queries, query_ids, "exact")
+        runs["exact"].update(bytes_per_doc_server=fp16_per_doc + 8, bytes_per_doc_disk=None)
+        for depth in args.depths:
+            name = f"ours d={depth}"
+            logger.info("%s", name)
+            runs[name] = timed_run(
+                lambda q, d=depth: store.search_embeddings(
+                    [q[0]], k=args.k, mode="local", candidate_depth=d, query_texts=[q[1]]
+                )[0],
+                queries,
+                query_ids,
+                name,
+            )
+            runs[name].update(bytes_per_doc_server=server, bytes_per_doc_disk=disk / len(doc_ids))
+        for depth in args.native_depths:
+            name = f"native d={depth}"
+            logger.info("%s", name)
+            runs[name] = timed_run(
+                lambda q, d=depth: store.search_embeddings(
+                    [q[0]], k=args.k, mode="native", candidate_depth=d, query_texts=[q[1]]
+                )[0],
+                queries,
+                query_ids,
+                name,
+            )
+            runs[name].update(bytes_per_doc_server=server, bytes_per_doc_disk=disk / len(doc_ids))
+        client.close()
+    finally:
+        if args.qdrant_path is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    report = {
+        "benchmark": "bench_qdrant",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "config": {
+            "data": str(args.data),
+            "split": args.split,
+            "model": str(args.model),
+            "cache": str(args.cache),
+            "n_queries": n,
+            "k": args.k,
+            "depths": args.depths,
+            "native_depths": args.native_depths,
+            "pooled_vectors": args.pooled_vectors,
+            "lexical": not args.no_lexical,
+            "qdrant": "embedded local mode, QdrantClient(path=...): pure Python, exhaustive (no HNSW)",
+            "warmup_queries": WARMUP_QUERIES,
+            "timing": "one query per call (index.search / store.search_embeddings), time.perf_counter, no encoding",
+            "recall@10_vs_exact": "mean over queries of |top-10 ids ∩ exact top-10 ids| / 10",
+        },
+        "machine": machine,
+        "inputs": {
+            "n_documents": len(doc_ids),
+            "n_tokens": n_tokens,
+            "dim": dim,
+            "store_encoded_now": encoded_now,
+            "query_file": str(query_file),
+            "upsert_seconds": upsert_seconds,
+            "local_mode_disk_bytes": disk,
+            "bytes_breakdown_server": breakdown,
+        },
+        "results": make_rows(runs, data.qrels),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    print(format_table(report))
+    output = args.output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("Wrote %s", output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
