@@ -59,6 +59,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -116,12 +117,20 @@ PEERS: dict[str, dict[str, str]] = {
         "driver": "peer_qdrant_edge.py",
         "venv": "qdrant-edge",
     },
-    "fast-plaid": {"engine": "fast-plaid", "package": "fast-plaid", "driver": "peer_fast_plaid.py", "venv": "fast-plaid"},
+    "fast-plaid": {
+        "engine": "fast-plaid",
+        "package": "fast-plaid",
+        "driver": "peer_fast_plaid.py",
+        "venv": "fast-plaid",
+    },
 }
-# Why a peer has no venv to run in, when it cannot be installed here (shown instead of "no venv").
-PEER_NOT_INSTALLABLE = {
-    "fast-plaid": "every fast-plaid wheel on PyPI pins one torch (newest: 1.7.0.2110 needs torch==2.11.0); "
-    "none is built for torch 2.13, which every venv here keeps",
+# What is known about a peer that cannot run here: shown with its status (and instead of "no venv").
+PEER_NOTES = {
+    "fast-plaid": "each fast-plaid wheel is compiled against one torch (1.4.6.2110 to 1.7.0.2110: torch==2.11.0), "
+    "so pip next to torch 2.13 falls back to 1.1.0, which declares no torch pin; both 1.1.0 and 1.4.6.2110 "
+    "(--no-deps) import under torch 2.13 and crash with a segmentation fault in FastPlaid.create",
+    "pylate-plaid": "PyLate 1.6.0's default backend is fast-plaid (see fast-plaid), so its PLAID runs here on "
+    "its vendored Stanford backend (use_fast=False)",
 }
 
 logger = logging.getLogger("bench_index")
@@ -687,10 +696,9 @@ def run_peer(
     python = peer_python(args, name)
     if python is None:
         where = "no --peer-venvs given" if args.peer_venvs is None else f"no {Path(args.peer_venvs) / peer['venv']}"
-        reason = PEER_NOT_INSTALLABLE.get(name)
-        status.update(
-            ran=False, status=f"not run: {reason}" if reason else f"not run: {where} (see benchmarks/README.md)"
-        )
+        status.update(ran=False, status=f"not run: {where} (see benchmarks/README.md)")
+        if name in PEER_NOTES:
+            status["note"] = PEER_NOTES[name]
         return status, None
     out, scratch = workdir / f"peer-{name}.json", workdir / f"peer-{name}"
     command = [
@@ -733,8 +741,15 @@ def run_peer(
     if code is None:
         status.update(ran=False, status=f"not run: stopped after --peer-timeout {args.peer_timeout:.0f} s")
         return status, None
+    if name in PEER_NOTES:
+        status["note"] = PEER_NOTES[name]
     if code != 0 or "error" in result or "searches" not in result:
-        reason = result.get("error") or f"driver exited with code {code}"
+        if result.get("error"):
+            reason = result["error"]
+        elif code < 0:
+            reason = f"driver killed by signal {-code} ({signal.Signals(-code).name})"
+        else:
+            reason = f"driver exited with code {code}"
         status.update(ran=False, status=f"failed: {reason}")
         return status, None
     status.update(ran=True, status=f"measured ({result['index']}, {result.get('version')})")
@@ -977,8 +992,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["", "peers:"]
     for p in report["peers"]:
         lines.append(f"  {p['engine']} ({p['package']}): {p['status']}")
-        if "fast_plaid_backend" in p:
-            lines.append(f"    fast-plaid backend {p['fast_plaid_backend']}")
+        if "note" in p:
+            lines.append(f"    note: {p['note']}")
     if report["checks"]:
         lines += ["", "done-when checks:"]
         for c in report["checks"]:
