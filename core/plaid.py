@@ -371,32 +371,38 @@ class PLAIDIndex(Index):
         centroid_scores = q @ codec.centroids.T  # (q_len, n_centroids)
         n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), codec.n_centroids)
         best_centroids = centroid_scores.topk(n_keep, dim=1)
-        floor = best_centroids.values[:, -1:]  # no unkept centroid scores above this, per query token
-        kept = torch.zeros(codec.n_centroids, dtype=torch.bool, device=q.device)
-        kept[best_centroids.indices.reshape(-1)] = True
+        # Per query token, no unkept centroid scores above its floor; with a threshold, every
+        # centroid at or above it is kept too.
+        floor = best_centroids.values[:, -1]
+        pair_token = torch.arange(q.shape[0], device=q.device).repeat_interleave(n_keep)
+        pair_centroid = best_centroids.indices.reshape(-1)
+        pair_rank = torch.arange(n_keep, device=q.device).repeat(q.shape[0])
         if cfg.centroid_score_threshold is not None:
-            kept |= centroid_scores.max(0).values >= cfg.centroid_score_threshold
-        probed = torch.zeros_like(kept)
-        probed[best_centroids.indices[:, : cfg.n_ivf_probe].reshape(-1)] = True
-        kept_ids = kept.nonzero().squeeze(1)
-        starts, ends = offsets[kept_ids], offsets[kept_ids + 1]
-        rows = ragged_rows(starts, ends - starts)
-        slots = ivf_slots[rows].long()
-        centroid_of_row = torch.repeat_interleave(kept_ids, ends - starts)
-        # Candidates: allowed documents in the probed lists.
-        candidate = torch.zeros(allowed.numel(), dtype=torch.bool, device=q.device)
-        candidate[slots[probed[centroid_of_row]]] = True
+            extra = (centroid_scores >= cfg.centroid_score_threshold).nonzero()
+            extra = extra[centroid_scores[extra[:, 0], extra[:, 1]] < floor[extra[:, 0]]]
+            pair_token = torch.cat([pair_token, extra[:, 0]])
+            pair_centroid = torch.cat([pair_centroid, extra[:, 1]])
+            pair_rank = torch.cat([pair_rank, torch.full_like(extra[:, 0], n_keep)])
+            floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=q.device))
+        # Stage 1 and 2 over the (query token, kept centroid) pairs' inverted lists: each posting is
+        # one scalar max into a dense (q_len, slots) table, so the work is the postings read, not
+        # q_len times them.
+        starts, ends = offsets[pair_centroid], offsets[pair_centroid + 1]
+        list_lengths = ends - starts
+        slots = ivf_slots[ragged_rows(starts, list_lengths)].long()
+        n_slots = allowed.numel()
+        candidate = torch.zeros(n_slots, dtype=torch.bool, device=q.device)
+        probed_rows = torch.repeat_interleave(pair_rank < cfg.n_ivf_probe, list_lengths)
+        candidate[slots[probed_rows]] = True
         candidate &= allowed
-        keep = candidate[slots]
-        slots, centroid_of_row = slots[keep], centroid_of_row[keep]
-        if slots.numel() == 0:
-            return slots
-        unique_slots, inverse = torch.unique(slots, return_inverse=True)
-        # Per query token, the best kept centroid of each candidate (the floor where it has none).
-        best = floor.expand(q.shape[0], unique_slots.numel()).contiguous()
-        best.scatter_reduce_(1, inverse.expand(q.shape[0], -1), centroid_scores[:, centroid_of_row], reduce="amax")
-        approx = best.sum(0)
-        chosen = unique_slots[torch.topk(approx, min(cfg.n_full_scores, approx.numel())).indices]
+        best = floor[:, None].expand(q.shape[0], n_slots).contiguous()
+        scores = centroid_scores[pair_token, pair_centroid]
+        flat = torch.repeat_interleave(pair_token * n_slots, list_lengths) + slots
+        best.view(-1).scatter_reduce_(0, flat, torch.repeat_interleave(scores, list_lengths), reduce="amax")
+        # Ranked among the candidates only, so ties break by slot order whatever the tombstones.
+        candidates = candidate.nonzero().squeeze(1)
+        approx = best.sum(0)[candidates]
+        chosen = candidates[torch.topk(approx, min(cfg.n_full_scores, candidates.numel())).indices]
         # Stage 3, full centroid interaction: every token of the chosen documents scored by its
         # centroid; the best quarter go on to decompression.
         n_decompress = max(depth, cfg.n_full_scores // 4)

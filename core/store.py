@@ -262,7 +262,7 @@ class LateInteractionStore:
         Args:
             encoder: reuse an already loaded encoder; by default the recorded model is loaded with the
                 recorded encoder settings.
-            device: device for the loaded encoder (ignored when ``encoder`` is given).
+            device: device for the loaded encoder (unless ``encoder`` is given) and the index.
             **index_options: passed to the index constructor (e.g. ``device``).
         """
         folder = _io.existing_directory(path)
@@ -274,6 +274,8 @@ class LateInteractionStore:
                 f"The store at {str(folder)!r} was built with {manifest.get('model')!r} ({manifest.get('dim')}-d) "
                 f"but the encoder gives {encoder.dim}-d vectors; load it with the same model."
             )
+        if device is not None:
+            index_options.setdefault("device", device)
         store = cls(encoder, load_index(folder / "index", **index_options))
         rows = _io.read_jsonl(folder / "texts.jsonl")
         store._texts = {str(r["id"]): str(r["text"]) for r in rows}
