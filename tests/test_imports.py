@@ -83,3 +83,11 @@ def test_missing_extra_names_the_install_command() -> None:
         require("surely_not_an_installed_module_xyz", "qdrant")
     with pytest.raises(ImportError):  # still an ImportError for generic handlers
         require("surely_not_an_installed_module_xyz", "qdrant")
+
+
+def test_adapter_exports_are_pinned() -> None:
+    import lateint_plugins.langchain as lc
+    import lateint_plugins.llama_index as li
+
+    assert sorted(lc.__all__) == ["LateInteractionReranker", "LateInteractionRetriever", "LateInteractionVectorStore"]
+    assert sorted(li.__all__) == ["LateInteractionRerank", "LateInteractionRetriever"]
