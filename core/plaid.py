@@ -524,8 +524,11 @@ class PLAIDIndex(Index):
 
     def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.cpu()
-        starts = torch.cumsum(self._lengths, 0) - self._lengths
-        return ragged_rows(starts[slots], self._lengths[slots])
+        cached = self.__dict__.get("_starts_of")
+        if cached is None or cached[0] is not self._lengths:  # lengths are replaced, never edited in place
+            cached = (self._lengths, torch.cumsum(self._lengths, 0) - self._lengths)
+            self._starts_of = cached
+        return ragged_rows(cached[1][slots], self._lengths[slots])
 
     def _ivf_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Inverted lists as CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
