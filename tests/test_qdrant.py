@@ -458,3 +458,25 @@ def test_maxsim_reference_is_the_core_function(tiny_encoder) -> None:
     q = tiny_encoder.encode_queries("protein")
     want = maxsim([q], [tiny_encoder.encode_documents("protein cell gene").half().float()])[0, 0].item()
     assert store.search("protein", k=1)[0].score == pytest.approx(want, abs=ATOL)
+
+
+def test_public_names_are_pinned() -> None:
+    import lateint_plugins.qdrant as module
+
+    assert sorted(module.__all__) == [
+        "LAYOUT_VERSION",
+        "MAX_MULTIVECTOR_FLOATS",
+        "CollectionConfig",
+        "CollectionMismatchError",
+        "CollectionNotFoundError",
+        "PartialWriteError",
+        "QdrantLateInteractionStore",
+        "QdrantUnavailableError",
+        "SyncReport",
+        "bm25_vector",
+        "content_hash",
+        "sync",
+        "sync_from_qdrant",
+        "sync_to_qdrant",
+        "to_qdrant_filter",
+    ]
