@@ -463,20 +463,22 @@ def test_maxsim_reference_is_the_core_function(tiny_encoder) -> None:
 def test_public_names_are_pinned() -> None:
     import lateint_plugins.qdrant as module
 
-    assert sorted(module.__all__) == [
-        "LAYOUT_VERSION",
-        "MAX_MULTIVECTOR_FLOATS",
-        "CollectionConfig",
-        "CollectionMismatchError",
-        "CollectionNotFoundError",
-        "PartialWriteError",
-        "QdrantLateInteractionStore",
-        "QdrantUnavailableError",
-        "SyncReport",
-        "bm25_vector",
-        "content_hash",
-        "sync",
-        "sync_from_qdrant",
-        "sync_to_qdrant",
-        "to_qdrant_filter",
-    ]
+    assert sorted(module.__all__) == sorted(
+        [
+            "LAYOUT_VERSION",
+            "MAX_MULTIVECTOR_FLOATS",
+            "CollectionConfig",
+            "CollectionMismatchError",
+            "CollectionNotFoundError",
+            "PartialWriteError",
+            "QdrantLateInteractionStore",
+            "QdrantUnavailableError",
+            "SyncReport",
+            "bm25_vector",
+            "content_hash",
+            "sync",
+            "sync_from_qdrant",
+            "sync_to_qdrant",
+            "to_qdrant_filter",
+        ]
+    )
