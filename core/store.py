@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -184,12 +185,7 @@ class LateInteractionStore:
                     stop = start + chunk_size
                     vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
                     chunk_ids = ids[start:stop]
-                    with self._lock:
-                        replaced = [i for i in chunk_ids if i in self.index]
-                        if replaced:
-                            self.index.remove(replaced)
-                        self.index.add(chunk_ids, vectors, metas[start:stop])
-                        self._texts.update(zip(chunk_ids, texts[start:stop], strict=True))
+                    replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop])
                     added += [i for i in chunk_ids if i not in replaced]
                     bar.update(len(chunk_ids))
         except BaseException:
@@ -198,6 +194,49 @@ class LateInteractionStore:
                 self.delete(added)
             raise
         return ids
+
+    def add_embeddings(
+        self,
+        texts: Sequence[str],
+        embeddings: Sequence[torch.Tensor | np.ndarray],
+        metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        replace: bool = False,
+    ) -> list[str]:
+        """Add documents encoded elsewhere (e.g. read back from Qdrant): one ``(n_tokens, dim)`` matrix per text.
+
+        The vectors must come from this store's encoder (same model and settings); only their
+        width can be checked. Otherwise as :meth:`add_texts`, in one step.
+        """
+        if isinstance(texts, str):
+            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
+        texts = list(texts)
+        ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
+        if not len(ids) == len(texts) == len(embeddings):
+            raise InvalidInputError(
+                f"Got {len(texts)} texts, {len(embeddings)} embeddings and {len(ids)} ids; "
+                "pass one of each per document."
+            )
+        ids, metas = (ExactIndex() if replace else self.index).check_new(ids, metadatas)
+        self._insert(ids, embeddings, metas, texts)
+        return ids
+
+    def _insert(
+        self,
+        ids: list[str],
+        vectors: Sequence[torch.Tensor | np.ndarray],
+        metas: Sequence[Metadata],
+        texts: Sequence[str],
+    ) -> list[str]:
+        """Index validated documents, replacing the ids already present; returns those ids."""
+        with self._lock:
+            replaced = [i for i in ids if i in self.index]
+            if replaced:
+                self.index.remove(replaced)
+            self.index.add(ids, vectors, metas)
+            self._texts.update(zip(ids, texts, strict=True))
+        return replaced
 
     def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> None:
         picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))

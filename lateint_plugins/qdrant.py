@@ -1120,9 +1120,12 @@ def _add_page(remote: QdrantLateInteractionStore, store: LateInteractionStore, p
     matrices = remote._assemble(points)
     payloads = {p.payload["doc_id"]: p.payload for p in points}
     ids = [d for d in payloads if d in matrices]
-    store.index.add(ids, [matrices[i] for i in ids], [dict(payloads[i].get("metadata") or {}) for i in ids])
-    # LateInteractionStore has no public "add pre-encoded documents with texts" yet.
-    store._texts.update((i, str(payloads[i].get("page_content", ""))) for i in ids)
+    store.add_embeddings(
+        [str(payloads[i].get("page_content", "")) for i in ids],
+        [matrices[i] for i in ids],
+        [dict(payloads[i].get("metadata") or {}) for i in ids],
+        ids,
+    )
 
 
 # ---------------------------------------------------------------------- small helpers

@@ -191,3 +191,13 @@ def test_plaid_store_trains_on_a_sample_before_streaming(tiny_encoder: ColBERTEn
     exact_scores = {r.id: r.score for r in exact.search("document about qubits", k=60)}
     # 4-bit residuals: every score is the exact MaxSim of that document up to compression error.
     assert max(abs(h.score - exact_scores[h.id]) / exact_scores[h.id] for h in hits) < 0.02
+
+
+def test_add_embeddings_equals_add_texts(store: LateInteractionStore, tiny_encoder: ColBERTEncoder) -> None:
+    again = LateInteractionStore(tiny_encoder)
+    assert again.add_embeddings(TEXTS, tiny_encoder.encode_documents(TEXTS), META, IDS) == IDS
+    assert again.search_batch(["cat", "qubits"], k=6) == store.search_batch(["cat", "qubits"], k=6)
+    with pytest.raises(InvalidInputError, match="one of each"):
+        again.add_embeddings(["x"], [], ids=["x"])
+    with pytest.raises(DuplicateIdError):
+        again.add_embeddings(["x"], tiny_encoder.encode_documents(["x"]), ids=["t0"])
