@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,26 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
         f"machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, {machine['platform']}",
         f"versions: {versions}",
     ]
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15-minute load averages: other processes' load shifts latencies, so every report records it."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_info(torch: Any, device: str, packages: Sequence[str]) -> dict[str, Any]:
+    """Machine, torch threads, device (and GPU name), ``packages``' versions, git revision and load."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "versions": {name: package_version(name) for name in (*packages, "lateint-plugins")},
+        "git_revision": git_revision(),
+        "load_average_start": load_average(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+from _common import ROOT, machine_info, machine_lines, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -121,25 +119,6 @@ def read_jsonl_texts(path: Path, n: int, *, with_title: bool) -> list[str]:
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def machine_info(torch: Any, device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "versions": {
-            name: package_version(name)
-            for name in ("torch", "transformers", "sentence-transformers", "tokenizers", "lateint-plugins")
-        },
-        "git_revision": git_revision(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
 
 
 # ---------------------------------------------------------------------- timing
@@ -344,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_note": "ours loads first and so also pays first-use import costs inside transformers",
             "ours_config": repr(ours_model.config),
         },
-        "machine": machine_info(torch, device),
+        "machine": machine_info(torch, device, ("torch", "transformers", "sentence-transformers", "tokenizers")),
         "results": results,
     }
 

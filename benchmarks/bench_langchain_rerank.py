@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -47,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+from _common import ROOT, machine_info, machine_lines, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -245,20 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rerank_warm": summary(warm_ms),
         **({"rerank_cold": summary(cold_ms)} if cold_ms else {}),
     }
-    machine = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": args.threads,
-        "device": args.device,
-        "versions": {
-            name: package_version(name)
-            for name in ("torch", "transformers", "langchain-core", "bm25s", "lateint-plugins")
-        },
-        "git_revision": git_revision(),
-        "load_average": os.getloadavg(),
-    }
+    machine = machine_info(torch, args.device, ("torch", "transformers", "langchain-core", "bm25s"))
     report = {
         "benchmark": "bench_langchain_rerank",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

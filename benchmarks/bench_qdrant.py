@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -49,7 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+from _common import ROOT, load_average, machine_info, machine_lines, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -194,23 +193,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def machine_info(torch: Any, device: str, threads: int) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "device": device,
-        "versions": {name: package_version(name) for name in ("torch", "numpy", "qdrant-client", "lateint-plugins")},
-        "git_revision": git_revision(),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
 # ---------------------------------------------------------------------- report
 def make_rows(runs: dict[str, dict[str, Any]], qrels: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     from lateint_plugins.core import evaluate
@@ -337,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    machine = machine_info(torch, args.device, args.threads)
+    machine = machine_info(torch, args.device, ("torch", "numpy", "qdrant-client"))
     data = load_beir(args.data, split=args.split)
     encoded_now = ensure_store(args, data.corpus)
     manifest = json.loads((args.cache / "manifest.json").read_text(encoding="utf-8"))
@@ -435,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.qdrant_path is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["load_average_end"] = load_average()
 
     report = {
         "benchmark": "bench_qdrant",

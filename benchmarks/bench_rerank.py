@@ -47,8 +47,6 @@ import argparse
 import json
 import logging
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -57,13 +55,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+from _common import ROOT, load_average, machine_info, machine_lines, package_version, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_rerank.json"
 PEER_PACKAGE = "llama-index-postprocessor-colbert-rerank"
 
+RERANK_PACKAGES = ("torch", "transformers", "llama-index-core", "llama-index-retrievers-bm25", PEER_PACKAGE, "bm25s")
 logger = logging.getLogger("bench_rerank")
 
 
@@ -198,43 +197,12 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine_info(torch: Any, device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "versions": {
-            name: package_version(name)
-            for name in (
-                "torch",
-                "transformers",
-                "llama-index-core",
-                "llama-index-retrievers-bm25",
-                PEER_PACKAGE,
-                "bm25s",
-                "lateint-plugins",
-            )
-        },
-        "git_revision": git_revision(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 # ---------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     prepare_process()
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    load_start = _load()
+    load_start = load_average()
 
     import torch
     from lateint_plugins.core.evaluation import evaluate, load_beir
@@ -307,8 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "device": args.device,
             },
             "rows": rows,
-            "load_average": {"start": load_start, "end": _load()},
-            "machine": machine_info(torch, args.device),
+            "load_average": {"start": load_start, "end": load_average()},
+            "machine": machine_info(
+                torch,
+                args.device,
+                ("torch", "transformers", "llama-index-core", "llama-index-retrievers-bm25", PEER_PACKAGE, "bm25s"),
+            ),
             "per_query": per_query,
         }
         report["table"] = format_table(report)
