@@ -57,7 +57,6 @@ import json
 import logging
 import math
 import os
-import platform
 import resource
 import signal
 import statistics
@@ -71,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, cpu_model, git_revision, machine_lines, package_version, prepare_process
+from _common import ROOT, load_average, machine_info, machine_lines, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -505,33 +504,6 @@ def export_queries(folder: Path, n: int | None) -> tuple[list[str], list[np.ndar
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info(torch: Any, device: str, threads: int) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "device": device,
-        "versions": {
-            name: package_version(name) for name in ("torch", "numpy", "faiss-cpu", "transformers", "lateint-plugins")
-        },
-        "git_revision": git_revision(),
-        # Other processes' load shifts the latencies; recorded so a reader can tell.
-        "load_average_start": load_average(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
 
 
 def peak_rss_mib() -> float:
@@ -1072,7 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    machine = machine_info(torch, args.device, args.threads)
+    machine = machine_info(torch, args.device, ("torch", "numpy", "faiss-cpu", "transformers"))
     data = load_beir(args.data, split=args.split)
     queries = dict(list(data.queries.items())[: args.queries])
     logger.info(
