@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
+from lateint_plugins.core.codec import (
+    CentroidGroups,
+    ResidualCodec,
+    assign,
+    default_n_centroids,
+    pool_tokens,
+    train_codec,
+)
 from lateint_plugins.core.errors import CorruptIndexError, DimensionMismatchError, InvalidInputError
 from lateint_plugins.core.index import ExactIndex, load_index
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
@@ -96,6 +103,22 @@ def test_rotated_decompression_preserves_dot_products(corpus) -> None:
     plain = queries[0] @ codec.decompress(codes, packed).T
     rotated = codec.rotate(queries[0]) @ codec.decompress(codes, packed, rotated=True).T
     torch.testing.assert_close(plain, rotated, atol=1e-5, rtol=1e-5)
+
+
+def test_grouped_assignment_finds_the_nearest_centroid_almost_always() -> None:
+    g = torch.Generator().manual_seed(0)
+    centroids = torch.nn.functional.normalize(torch.randn(1024, 32, generator=g), dim=1)
+    # Tokens near centroids, as in a trained index.
+    x = torch.nn.functional.normalize(
+        centroids[torch.randint(0, 1024, (5000,), generator=g)] + 0.05 * torch.randn(5000, 32, generator=g), dim=1
+    )
+    groups = CentroidGroups.fit(centroids)
+    assert groups.centers.shape[0] == 32 and sorted(groups.members.tolist()) == list(range(1024))
+    exact, grouped = assign(x, centroids), assign(x, centroids, groups)
+    assert (grouped == exact).float().mean() >= 0.95
+    # Misses are rare and cost little similarity on average; none can beat the exhaustive search.
+    loss = (x * centroids[exact]).sum(1) - (x * centroids[grouped]).sum(1)
+    assert loss.min() >= 0 and loss.mean() < 0.01
 
 
 def test_codec_rejects_bad_settings() -> None:
