@@ -156,6 +156,7 @@ class PLAIDIndex(Index):
         self._residuals = torch.zeros((0, 0), dtype=torch.uint8, device=self.device)
         self._ivf: tuple[torch.Tensor, torch.Tensor] | None = None  # (offsets (K+1,), slots (P,) int32)
         self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
+        self._starts_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (lengths, their starts), cached
         self._trained_error = 0.0
         self._added_error_sum = 0.0
         self._added_tokens = 0
@@ -524,7 +525,7 @@ class PLAIDIndex(Index):
 
     def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.cpu()
-        cached = self.__dict__.get("_starts_of")
+        cached = self._starts_of
         if cached is None or cached[0] is not self._lengths:  # lengths are replaced, never edited in place
             cached = (self._lengths, torch.cumsum(self._lengths, 0) - self._lengths)
             self._starts_of = cached

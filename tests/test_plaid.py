@@ -144,6 +144,20 @@ def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, floor: float
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_centroid_score_threshold_only_adds_centroids(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    narrow = SearchConfig(n_ivf_probe=1, n_centroid_interaction=1, n_full_scores=32)
+    ix = PLAIDIndex(device="cpu", search_config=narrow)
+    ix.add(ids, docs, meta)
+    baseline = recall_vs_exact(ix, exact, queries)
+    # A threshold below every score keeps every centroid in the centroid interaction (candidates
+    # still come from the probed lists), so the approximate ranking can only get better.
+    ix.search_config = SearchConfig(
+        n_ivf_probe=1, n_centroid_interaction=1, n_full_scores=32, centroid_score_threshold=-1.0
+    )
+    assert recall_vs_exact(ix, exact, queries) > baseline
+
+
 def test_full_precision_rescore_matches_exact(corpus, exact) -> None:
     ids, docs, meta, queries = corpus
     ix = PLAIDIndex(
