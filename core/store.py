@@ -26,7 +26,7 @@ from .index import ExactIndex, Index, Metadata, create_index, load_index
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DocumentStore", "LateInteractionStore", "SearchResult"]
+__all__ = ["DocumentStore", "LateInteractionStore", "SearchResult", "check_documents"]
 
 _STORE_KIND = "store"
 _STORE_VERSION = 1
@@ -161,19 +161,10 @@ class LateInteractionStore:
 
         Thread-safe: searches from other threads see each chunk whole or not at all.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
-        texts = list(texts)
-        ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
-        if len(ids) != len(texts):
-            raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
-        if any(not isinstance(t, str) for t in texts):
-            raise InvalidInputError("texts must all be str.")
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be a positive int, got {chunk_size!r}.")
         # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
-        # (An upsert validates against an empty index, so existing ids pass.)
-        ids, metas = (ExactIndex() if replace else self.index).check_new(ids, metadatas)
+        texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
         if not texts:
             return []
         if not self.index.is_trained and len(texts) > chunk_size:
@@ -209,16 +200,9 @@ class LateInteractionStore:
         The vectors must come from this store's encoder (same model and settings); only their
         width can be checked. Otherwise as :meth:`add_texts`, in one step.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
-        texts = list(texts)
-        ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
-        if not len(ids) == len(texts) == len(embeddings):
-            raise InvalidInputError(
-                f"Got {len(texts)} texts, {len(embeddings)} embeddings and {len(ids)} ids; "
-                "pass one of each per document."
-            )
-        ids, metas = (ExactIndex() if replace else self.index).check_new(ids, metadatas)
+        texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
+        if len(embeddings) != len(texts):
+            raise InvalidInputError(f"Got {len(texts)} texts but {len(embeddings)} embeddings; pass one per text.")
         self._insert(ids, embeddings, metas, texts)
         return ids
 
@@ -326,6 +310,29 @@ class LateInteractionStore:
 
     def __repr__(self) -> str:
         return f"LateInteractionStore({self.encoder!r}, {type(self.index).__name__}, n_documents={len(self)})"
+
+
+def check_documents(
+    texts: Sequence[str],
+    metadatas: Sequence[Metadata | None] | None,
+    ids: Sequence[str] | None,
+    index: Index | None = None,
+) -> tuple[list[str], list[str], list[Metadata]]:
+    """Validate documents before any work: returns ``(texts, ids, metadata dicts)``; ids default to new UUID4 hex.
+
+    Checks that texts are a list of str, one id (non-empty, unique str) and one JSON-serialisable
+    metadata dict (or None) per text, and, given ``index``, that no id is in it already.
+    """
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
+    texts = list(texts)
+    if any(not isinstance(t, str) for t in texts):
+        raise InvalidInputError("texts must all be str.")
+    ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
+    if len(ids) != len(texts):
+        raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
+    checked_ids, metas = (index if index is not None else ExactIndex()).check_new(ids, metadatas)
+    return texts, checked_ids, metas
 
 
 def _model_reference(name_or_path: str) -> str:

@@ -72,7 +72,7 @@ from lateint_plugins.core.errors import (
 )
 from lateint_plugins.core.index import ExactIndex, Metadata
 from lateint_plugins.core.scoring import maxsim
-from lateint_plugins.core.store import LateInteractionStore, SearchResult
+from lateint_plugins.core.store import LateInteractionStore, SearchResult, check_documents
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -318,7 +318,7 @@ def _is_transport_error(exc: Exception) -> bool:
     try:
         import grpc
 
-        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
     except ImportError:  # pragma: no cover - grpc ships with qdrant-client
         return False
 
@@ -688,17 +688,7 @@ class QdrantLateInteractionStore:
     def _check_new(
         self, texts: Sequence[str], metadatas: Sequence[Metadata | None] | None, ids: Sequence[str] | None
     ) -> tuple[list[str], list[str], list[Metadata]]:
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
-        texts = list(texts)
-        ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
-        if len(ids) != len(texts):
-            raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
-        if any(not isinstance(t, str) for t in texts):
-            raise InvalidInputError("texts must all be str.")
-        # An empty index accepts every id once; it checks ids (non-empty str, no repeats) and metadata (JSON).
-        ids, metas = ExactIndex().check_new(ids, metadatas)
-        return texts, ids, metas
+        return check_documents(texts, metadatas, ids)
 
     def _points(
         self, doc_id: str, tokens: torch.Tensor, text: str, meta: Metadata, write_id: str, lexical: list[int]
