@@ -25,16 +25,14 @@ measured queries only (``lateint_plugins.core.evaluation``, trec_eval definition
 
 Run from the repository root::
 
-    python benchmarks/bench_rerank.py --queries 10 --threads 1   # the recorded table (9 of 10 finished, ~20 min)
+    python benchmarks/bench_rerank.py --queries 30 --threads 1   # the recorded table (~16 min on 2 CPU cores)
     python benchmarks/bench_rerank.py --queries 300           # every SciFact test query (slow on CPU)
     python benchmarks/bench_rerank.py --queries 2 --top-k 10 --output /tmp/smoke.json   # smoke test
 
-On two shared CPU cores (load average ~10) one query cost our reranker 25-70 s and ColbertRerank 35-130 s,
-so the recorded run uses the first N queries; the header says which N. ColbertRerank also holds every
-document's autograd graph until the call returns (it runs without ``torch.no_grad``): about 100 MiB per
-document here, ~10 GiB for 100 candidates, where ours stays at a few hundred MiB. Stop a run with Ctrl-C
-and it reports the queries completed; the JSON is also rewritten after every query, so a run killed
-mid-way (the recorded one was OOM-killed on its 10th query) keeps the queries it finished.
+On two CPU cores one query costs each reranker 14-23 s (100 documents encoded), so the recorded run
+uses the first N queries; the header says which N. Stop a run with Ctrl-C and it reports the queries
+completed; the JSON is also rewritten after every query, so a run killed mid-way keeps the queries it
+finished.
 ``--threads 1`` is faster than 2 when other processes share the two cores (no thread oversubscription).
 
 The table goes to stdout, progress to stderr, everything (every query's latency and top-10, machine,
