@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
 _ADD_CHUNK_TOKENS = 65_536  # tokens expanded to float32 at a time while adding
+_IVF_BLOCK_DOCS = 4096  # documents per block while building the inverted lists
 
 
 @dataclass(frozen=True)
@@ -541,18 +542,30 @@ class PLAIDIndex(Index):
             self._consolidate()
             codec = self._require_codec()
             n_slots = self._lengths.numel()
-            token_slot = torch.repeat_interleave(
-                torch.arange(n_slots, device=self.device), self._lengths.to(self.device)
-            )
-            pairs = torch.unique(self._codes.long() * n_slots + token_slot)  # sorted by centroid, then slot
-            counts = (
-                torch.bincount(pairs // n_slots, minlength=codec.n_centroids)
-                if n_slots
-                else torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
-            )
+            # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64
+            # keys and the sort stay block-sized; blocks are in slot order, so a stable sort by
+            # centroid afterwards keeps each list sorted by slot.
+            starts = torch.cumsum(self._lengths, 0) - self._lengths
+            empty = torch.zeros(0, dtype=torch.int32, device=self.device)
+            block_codes, block_slots = [empty], [empty]
+            for first in range(0, n_slots, _IVF_BLOCK_DOCS):
+                last = min(first + _IVF_BLOCK_DOCS, n_slots)
+                lengths = self._lengths[first:last]
+                if not int(lengths.sum()):
+                    continue
+                a = int(starts[first])
+                codes = self._codes[a : a + int(lengths.sum())].long()
+                slot = torch.repeat_interleave(torch.arange(first, last, device=self.device), lengths.to(self.device))
+                pairs = torch.unique(codes * n_slots + slot)
+                block_codes.append((pairs // n_slots).to(torch.int32))
+                block_slots.append((pairs % n_slots).to(torch.int32))
+            pair_codes, pair_slots = torch.cat(block_codes), torch.cat(block_slots)
+            del block_codes, block_slots
+            order = torch.argsort(pair_codes, stable=True)
+            counts = torch.bincount(pair_codes.long(), minlength=codec.n_centroids)
             offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
             torch.cumsum(counts, 0, out=offsets[1:])
-            self._ivf = (offsets, (pairs % max(n_slots, 1)).to(torch.int32))
+            self._ivf = (offsets, pair_slots[order])
         return self._ivf
 
     def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
