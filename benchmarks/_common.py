@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+logger = logging.getLogger("benchmarks")
 
 
 def cpu_model() -> str:
@@ -84,3 +89,84 @@ def machine_info(torch: Any, device: str, packages: Sequence[str]) -> dict[str, 
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+# ---------------------------------------------------------------------- the encoded-corpus cache
+def check_inputs(script: str, model: Path, data: Path, split: str, cache: Path) -> None:
+    """Exit with a message saying what is missing and how to point at it."""
+    problems = []
+    if not data.is_dir():
+        problems.append(f"data folder {data} does not exist (pass --data PATH to a BEIR folder)")
+    elif not (data / "qrels" / f"{split}.tsv").is_file():
+        problems.append(f"data folder {data} has no qrels/{split}.tsv (pass --split or another --data)")
+    if not model.is_dir():
+        problems.append(f"model folder {model} does not exist (pass --model PATH to a local checkpoint folder)")
+    if cache.exists() and not (cache / "manifest.json").is_file():
+        problems.append(f"--cache {cache} exists but holds no saved store (no manifest.json); pass an empty path")
+    if problems:
+        raise SystemExit(f"{script}: " + "; ".join(problems) + ".")
+
+
+def corpus_texts(corpus: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
+    """Document ids and ``title + " " + text`` as in BEIR; an empty document stops the run."""
+    ids = list(corpus)
+    texts = [f"{corpus[i].get('title', '')} {corpus[i].get('text', '')}".strip() for i in ids]
+    empty = [i for i, t in zip(ids, texts, strict=True) if not t]
+    if empty:
+        raise SystemExit(f"{len(empty)} corpus documents are empty (first {empty[:5]}).")
+    return ids, texts
+
+
+def encode_corpus_once(
+    cache: Path, corpus: dict[str, dict[str, str]], model: Path, device: str, batch_size: int
+) -> float | None:
+    """Encode ``corpus`` into an exact store saved at ``cache`` unless one is there.
+
+    Returns the seconds spent encoding, or None when the cache already held a store.
+    """
+    if (cache / "manifest.json").is_file():
+        return None
+    from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+
+    logger.info("No store at %s: encoding %d documents (once; later runs reuse it)", cache, len(corpus))
+    store = LateInteractionStore(ColBERTEncoder.from_pretrained(model, device=device, local_files_only=True))
+    ids, texts = corpus_texts(corpus)
+    start = time.perf_counter()
+    store.add_texts(texts, ids=ids, batch_size=batch_size, show_progress_bar=True)
+    seconds = time.perf_counter() - start
+    store.save(cache)
+    return seconds
+
+
+def query_embeddings_once(
+    cache: Path, split: str, queries: dict[str, str], model: Path, device: str, batch_size: int
+) -> tuple[Path, float | None]:
+    """The cached query embeddings file for exactly these queries, encoded on a miss.
+
+    The key covers the model folder, the cached store's encoder settings (queries are encoded with
+    the settings the documents were) and every query id and text. Returns the file (a dict of
+    ``ids`` and float32 ``embeddings``) and the seconds spent encoding (None on a hit).
+    """
+    import torch
+
+    manifest = json.loads((cache / "manifest.json").read_text(encoding="utf-8"))
+    encoder_config = dict(manifest.get("encoder_config") or {})
+    key = json.dumps(
+        {"model": str(model), "encoder_config": encoder_config, "queries": list(queries.items())}, sort_keys=True
+    )
+    path = cache / f"queries-{split}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.pt"
+    if path.is_file():
+        return path, None
+    from lateint_plugins.core import ColBERTEncoder
+
+    if "skiplist_words" in encoder_config:
+        encoder_config["skiplist_words"] = tuple(encoder_config["skiplist_words"])
+    logger.info("Encoding %d queries (cached as %s)", len(queries), path)
+    encoder = ColBERTEncoder.from_pretrained(model, device=device, local_files_only=True, **encoder_config)
+    start = time.perf_counter()
+    vectors = encoder.encode_queries(list(queries.values()), batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    tmp = path.with_suffix(".tmp")
+    torch.save({"ids": list(queries), "embeddings": [v.float().cpu() for v in vectors]}, tmp)
+    os.replace(tmp, path)
+    return path, seconds

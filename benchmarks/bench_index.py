@@ -70,7 +70,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, load_average, machine_info, machine_lines, prepare_process
+from _common import (
+    ROOT,
+    check_inputs,
+    encode_corpus_once,
+    load_average,
+    machine_info,
+    machine_lines,
+    prepare_process,
+    query_embeddings_once,
+)
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -215,49 +224,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------- inputs
-def check_inputs(model: Path, data: Path, split: str, cache: Path) -> None:
-    """Exit with a message saying what is missing and how to point at it."""
-    problems = []
-    if not data.is_dir():
-        problems.append(f"data folder {data} does not exist (pass --data PATH to a BEIR folder)")
-    elif not (data / "qrels" / f"{split}.tsv").is_file():
-        problems.append(f"data folder {data} has no qrels/{split}.tsv (pass --split or another --data)")
-    if not model.is_dir():
-        problems.append(f"model folder {model} does not exist (pass --model PATH to a local checkpoint folder)")
-    if cache.exists() and not (cache / "manifest.json").is_file():
-        problems.append(f"--cache {cache} exists but holds no saved store (no manifest.json); pass an empty path")
-    if problems:
-        raise SystemExit("bench_index: " + "; ".join(problems) + ".")
-
-
-def corpus_texts(corpus: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
-    """Document ids and ``title + " " + text`` as in BEIR."""
-    ids = list(corpus)
-    texts = [f"{corpus[i].get('title', '')} {corpus[i].get('text', '')}".strip() for i in ids]
-    empty = [i for i, t in zip(ids, texts, strict=True) if not t]
-    if empty:
-        raise SystemExit(f"bench_index: {len(empty)} corpus documents are empty (first {empty[:5]}).")
-    return ids, texts
-
-
 def ensure_store(args: argparse.Namespace, corpus: dict[str, dict[str, str]]) -> dict[str, Any]:
     """The cached store's manifest, encoding and saving the corpus first when the cache is empty."""
-    from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
     from lateint_plugins.core.index import load_index
 
     cache: Path = args.cache
-    info: dict[str, Any] = {"store": str(cache), "store_encoded_now": False}
-    if not (cache / "manifest.json").is_file():
-        logger.info("No store at %s: encoding %d documents (once; later runs reuse it)", cache, len(corpus))
-        encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True)
-        store = LateInteractionStore(encoder)
-        ids, texts = corpus_texts(corpus)
-        start = time.perf_counter()
-        store.add_texts(texts, ids=ids, batch_size=args.batch_size, show_progress_bar=True)
-        info["store_encode_seconds"] = time.perf_counter() - start
-        store.save(cache)
-        info["store_encoded_now"] = True
-        del store, encoder
+    seconds = encode_corpus_once(cache, corpus, args.model, args.device, args.batch_size)
+    info: dict[str, Any] = {"store": str(cache), "store_encoded_now": seconds is not None}
+    if seconds is not None:
+        info["store_encode_seconds"] = seconds
     manifest = json.loads((cache / "manifest.json").read_text(encoding="utf-8"))
     index = load_index(cache / "index", device="cpu")
     if type(index).__name__ != "ExactIndex":
@@ -270,42 +245,16 @@ def ensure_store(args: argparse.Namespace, corpus: dict[str, dict[str, str]]) ->
     recorded = Path(str(manifest.get("model", "")))
     if recorded.name != args.model.name:
         logger.warning("The store was encoded with %s but queries are encoded with %s", recorded, args.model)
-    info.update(
-        model_recorded=str(recorded), n_documents=len(index), n_tokens=index.n_tokens, dim=index.dim, manifest=manifest
-    )
+    info.update(model_recorded=str(recorded), n_documents=len(index), n_tokens=index.n_tokens, dim=index.dim)
     return info
 
 
-def ensure_queries(args: argparse.Namespace, queries: dict[str, str], store_manifest: dict[str, Any]) -> dict[str, Any]:
-    """Path of the cached query embeddings for exactly these queries, encoding them on a miss.
-
-    The key covers the model folder, the store's encoder settings (queries are encoded with the
-    settings the documents were) and every query id and text.
-    """
-    import torch
-
-    encoder_config = dict(store_manifest.get("encoder_config") or {})
-    key = json.dumps(
-        {"model": str(args.model), "encoder_config": encoder_config, "queries": list(queries.items())},
-        sort_keys=True,
-    )
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-    path = args.cache / f"queries-{args.split}-{digest}.pt"
-    info: dict[str, Any] = {"query_file": str(path), "queries_encoded_now": False}
-    if path.is_file():
-        return info
-    from lateint_plugins.core import ColBERTEncoder
-
-    if "skiplist_words" in encoder_config:
-        encoder_config["skiplist_words"] = tuple(encoder_config["skiplist_words"])
-    logger.info("Encoding %d queries (cached as %s)", len(queries), path)
-    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True, **encoder_config)
-    start = time.perf_counter()
-    vectors = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size)
-    info.update(queries_encoded_now=True, query_encode_seconds=time.perf_counter() - start)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"ids": list(queries), "embeddings": [v.float().cpu() for v in vectors]}, tmp)
-    os.replace(tmp, path)
+def ensure_queries(args: argparse.Namespace, queries: dict[str, str]) -> dict[str, Any]:
+    """The cached query embeddings for exactly these queries (see ``query_embeddings_once``)."""
+    path, seconds = query_embeddings_once(args.cache, args.split, queries, args.model, args.device, args.batch_size)
+    info: dict[str, Any] = {"query_file": str(path), "queries_encoded_now": seconds is not None}
+    if seconds is not None:
+        info["query_encode_seconds"] = seconds
     return info
 
 
@@ -1037,7 +986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return merge_reports(args.merge, args.output)
 
     args.model, args.data = args.model.resolve(), args.data.resolve()
-    check_inputs(args.model, args.data, args.split, args.cache)
+    check_inputs("bench_index", args.model, args.data, args.split, args.cache)
 
     import torch
     from lateint_plugins.core import load_beir
@@ -1057,9 +1006,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     inputs = ensure_store(args, data.corpus)
-    store_manifest = inputs.pop("manifest")
     # All the split's queries are cached, so a smoke run and a full run share one file.
-    inputs.update(ensure_queries(args, data.queries, store_manifest))
+    inputs.update(ensure_queries(args, data.queries))
     export = ensure_export(args, Path(inputs["query_file"]))
     if args.scale is not None:
         export = ensure_scaleup(args, export)

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine_info, machine_lines, prepare_process
+from _common import ROOT, corpus_texts, encode_corpus_once, machine_info, machine_lines, prepare_process
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -98,28 +98,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def corpus_texts(corpus: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
-    """Document ids and ``title + " " + text`` as in BEIR."""
-    ids = list(corpus)
-    return ids, [f"{corpus[i].get('title', '')} {corpus[i].get('text', '')}".strip() for i in ids]
-
-
-def load_store(args: argparse.Namespace, ids: list[str], texts: list[str]) -> Any:
+def load_store(args: argparse.Namespace, corpus: dict[str, dict[str, str]]) -> Any:
     """The cached exact store of the corpus, encoding and saving it first when the cache is empty."""
-    from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+    from lateint_plugins.core import LateInteractionStore
 
-    if not (args.cache / "manifest.json").is_file():
-        logger.info("No store at %s: encoding %d documents (once; later runs reuse it)", args.cache, len(ids))
-        encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True)
-        store = LateInteractionStore(encoder)
-        store.add_texts(texts, ids=ids, batch_size=args.batch_size, show_progress_bar=True)
-        store.save(args.cache)
-        return store
+    encode_corpus_once(args.cache, corpus, args.model, args.device, args.batch_size)
     store = LateInteractionStore.load(args.cache, device=args.device)
-    if set(store.index.ids) != set(ids):
+    if set(store.index.ids) != set(corpus):
         raise SystemExit(
             f"bench_langchain_rerank: the store at {args.cache} holds {len(store)} documents, not this corpus's "
-            f"{len(ids)}; point --cache at an empty folder to encode this corpus."
+            f"{len(corpus)}; point --cache at an empty folder to encode this corpus."
         )
     if Path(store.encoder.name_or_path).name != args.model.name:
         raise SystemExit(
@@ -194,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         candidates[qid] = [documents[int(p)] for p in positions[0]]
 
     # ---------------------------------------------------------------- reranker, warm document cache
-    store = load_store(args, doc_ids, doc_texts)
+    store = load_store(args, data.corpus)
     text_of = dict(zip(doc_ids, doc_texts, strict=True))
     document_cache = {text_of[i]: v.float() for i, v in zip(store.index.ids, store.index.embeddings(), strict=True)}
     encoder = store.encoder

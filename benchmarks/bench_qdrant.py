@@ -33,11 +33,9 @@ The table goes to stdout, progress to stderr, everything to ``--output`` as JSON
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -48,7 +46,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, load_average, machine_info, machine_lines, prepare_process
+from _common import (
+    ROOT,
+    check_inputs,
+    encode_corpus_once,
+    load_average,
+    machine_info,
+    machine_lines,
+    prepare_process,
+    query_embeddings_once,
+)
 
 DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
@@ -116,58 +123,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------- inputs
-def check_inputs(args: argparse.Namespace) -> None:
-    problems = []
-    if not (args.data / "qrels" / f"{args.split}.tsv").is_file():
-        problems.append(f"{args.data} has no qrels/{args.split}.tsv (pass --data PATH to a BEIR folder, or --split)")
-    if not args.model.is_dir():
-        problems.append(f"model folder {args.model} does not exist (pass --model PATH)")
-    if args.cache.exists() and not (args.cache / "manifest.json").is_file():
-        problems.append(f"--cache {args.cache} exists but holds no saved store; pass an empty path")
-    if problems:
-        raise SystemExit("bench_qdrant: " + "; ".join(problems) + ".")
-
-
-def ensure_store(args: argparse.Namespace, corpus: dict[str, dict[str, str]]) -> bool:
-    """Encode and save the corpus into ``--cache`` unless it is there; True when encoded now."""
-    if (args.cache / "manifest.json").is_file():
-        return False
-    from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
-
-    ids = list(corpus)
-    texts = [f"{corpus[i].get('title', '')} {corpus[i].get('text', '')}".strip() for i in ids]
-    logger.info("Encoding %d documents into %s (once)", len(ids), args.cache)
-    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True)
-    store = LateInteractionStore(encoder)
-    store.add_texts(texts, ids=ids, batch_size=args.batch_size, show_progress_bar=True)
-    store.save(args.cache)
-    return True
-
-
-def ensure_queries(args: argparse.Namespace, queries: dict[str, str], manifest: dict[str, Any]) -> Path:
-    """Cached query embeddings (same key and file as bench_index.py), encoded on a miss."""
-    import torch
-
-    encoder_config = dict(manifest.get("encoder_config") or {})
-    key = json.dumps(
-        {"model": str(args.model), "encoder_config": encoder_config, "queries": list(queries.items())}, sort_keys=True
-    )
-    path = args.cache / f"queries-{args.split}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.pt"
-    if path.is_file():
-        return path
-    from lateint_plugins.core import ColBERTEncoder
-
-    if "skiplist_words" in encoder_config:
-        encoder_config["skiplist_words"] = tuple(encoder_config["skiplist_words"])
-    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True, **encoder_config)
-    vectors = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"ids": list(queries), "embeddings": [v.float().cpu() for v in vectors]}, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-# ---------------------------------------------------------------------- measuring
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100
@@ -308,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     args.cache, args.model, args.data = args.cache.resolve(), args.model.resolve(), args.data.resolve()
-    check_inputs(args)
+    check_inputs("bench_qdrant", args.model, args.data, args.split, args.cache)
 
     import torch
     from lateint_plugins.core import ColBERTEncoder, load_beir
@@ -321,9 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     machine = machine_info(torch, args.device, ("torch", "numpy", "qdrant-client"))
     data = load_beir(args.data, split=args.split)
-    encoded_now = ensure_store(args, data.corpus)
+    encoded_now = encode_corpus_once(args.cache, data.corpus, args.model, args.device, args.batch_size) is not None
     manifest = json.loads((args.cache / "manifest.json").read_text(encoding="utf-8"))
-    query_file = ensure_queries(args, data.queries, manifest)
+    query_file, _ = query_embeddings_once(
+        args.cache, args.split, data.queries, args.model, args.device, args.batch_size
+    )
 
     index = load_index(args.cache / "index", device=args.device)
     if set(index.ids) != set(data.corpus):

@@ -122,21 +122,23 @@ def version(package: str) -> str | None:
 
 
 def time_searches(
+    label: str,
+    setting: Any,
     search: Callable[[np.ndarray, int], Sequence[str]],
     export: Export,
-    k: int,
-    warmup: int = WARMUP_QUERIES,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Warm-up queries, then each query timed alone: latencies (ms) and ranked ids per query id."""
-    for q in export.queries[:warmup]:
-        search(q, k)
+    """Warm-up queries, then each query timed alone at ``setting``: latencies (ms) and ranked ids per query id."""
+    for q in export.queries[: args.warmup]:
+        search(q, args.k)
     latencies, run = [], {}
     for qid, q in zip(export.query_ids, export.queries, strict=True):
         start = time.perf_counter()
-        ids = list(search(q, k))
+        ids = list(search(q, args.k))
         latencies.append((time.perf_counter() - start) * 1e3)
         run[qid] = [str(i) for i in ids]
-    return {"latencies_ms": latencies, "run": run}
+    log(f"{label}: median {np.median(latencies):.1f} ms/query")
+    return {"search_config": repr(setting), "latencies_ms": latencies, "run": run}
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

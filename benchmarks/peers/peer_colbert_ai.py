@@ -102,8 +102,7 @@ def body(args: Any, export: Export, result: dict[str, Any]) -> None:
                 pids, _ = scorer.rank(search_config, torch.from_numpy(q).unsqueeze(0))
                 return [export.doc_ids[p] for p in pids[:k]]
 
-            searches[label] = {"search_config": repr(setting), **time_searches(search, export, args.k, args.warmup)}
-            log(f"{label}: median {np.median(searches[label]['latencies_ms']):.1f} ms/query")
+            searches[label] = time_searches(label, setting, search, export, args)
 
     result.update(
         build="colbert-ai plaid-2bit",

@@ -47,8 +47,7 @@ def body(args: Any, export: Export, result: dict[str, Any]) -> None:
             )
             return [export.doc_ids[int(doc)] for doc, _ in hits[0]]
 
-        searches[label] = {"search_config": repr(setting), **time_searches(search, export, args.k, args.warmup)}
-        log(f"{label}: median {np.median(searches[label]['latencies_ms']):.1f} ms/query")
+        searches[label] = time_searches(label, setting, search, export, args)
 
     result.update(
         build="fast-plaid",

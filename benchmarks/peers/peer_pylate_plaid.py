@@ -89,8 +89,7 @@ def body(args: Any, export: Export, result: dict[str, Any]) -> None:
         def search(q: np.ndarray, k: int) -> list[str]:
             return [hit["id"] for hit in index([q], k=k)[0]]
 
-        searches[label] = {"search_config": repr(setting), **time_searches(search, export, args.k, args.warmup)}
-        log(f"{label}: median {np.median(searches[label]['latencies_ms']):.1f} ms/query")
+        searches[label] = time_searches(label, setting, search, export, args)
 
     result.update(
         build="pylate plaid" + ("" if use_fast else " (stanford backend)"),

@@ -49,8 +49,7 @@ def body(args: Any, export: Export, result: dict[str, Any]) -> None:
             hits = retriever.retrieve(queries_embeddings=[q], k=k, k_token=k_token, device="cpu")
             return [hit["id"] for hit in hits[0]]
 
-        searches[label] = {"search_config": repr(setting), **time_searches(search, export, args.k, args.warmup)}
-        log(f"{label}: median {np.median(searches[label]['latencies_ms']):.1f} ms/query")
+        searches[label] = time_searches(label, setting, search, export, args)
 
     result.update(
         build="pylate voyager",

@@ -90,8 +90,7 @@ def body(args: Any, export: Export, result: dict[str, Any]) -> None:
             hits = shard.query(QueryRequest(limit=k, query=Query.Nearest(q.tolist()), params=params))
             return [export.doc_ids[int(hit.id)] for hit in hits]
 
-        searches[label] = {"search_config": repr(setting), **time_searches(search, export, args.k, args.warmup)}
-        log(f"{label}: median {np.median(searches[label]['latencies_ms']):.1f} ms/query")
+        searches[label] = time_searches(label, setting, search, export, args)
     shard.close()
 
     result.update(
