@@ -219,7 +219,7 @@ class ColBERTEncoder:
         A single string gives a single tensor; a sequence gives a list in the same order.
         """
         single, items = _check_texts(texts)
-        sequences = [self._frame_query(i, ids) for i, ids in enumerate(self._tokenize(items))]
+        sequences = [self._frame_query(i, ids) for i, ids in enumerate(self.tokenize(items))]
         out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries")
         return out[0] if single else out
 
@@ -260,13 +260,14 @@ class ColBERTEncoder:
         if mode not in ("truncate", "window"):
             raise InvalidInputError(f"long_documents must be 'truncate' or 'window', got {mode!r}.")
         sequences: list[_Sequence] = []
-        for i, ids in enumerate(self._tokenize(items)):
+        for i, ids in enumerate(self.tokenize(items)):
             sequences.extend(self._frame_document(i, ids, window=mode == "window"))
         out = self._run(sequences, len(items), batch_size, show_progress_bar, "documents")
         return out[0] if single else out
 
     # ------------------------------------------------------------------ framing
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """WordPiece ids of each text: no special tokens, no markers, no truncation (thread-safe)."""
         with self._tokenizer_lock:
             encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
         return [list(ids) for ids in encoded["input_ids"]]

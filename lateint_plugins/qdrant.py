@@ -963,10 +963,7 @@ class QdrantLateInteractionStore:
         """WordPiece ids of each text (no special tokens, no truncation); empty lists when lexical is off."""
         if not self.config.lexical or not any(texts):
             return [[] for _ in texts]
-        return [
-            list(ids)
-            for ids in self.encoder.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-        ]
+        return self.encoder.tokenize(texts)
 
     def _prefetches(
         self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
