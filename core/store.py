@@ -167,14 +167,20 @@ class LateInteractionStore:
         texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
         if not texts:
             return []
+        encoded: dict[int, torch.Tensor] = {}
         if not self.index.is_trained and len(texts) > chunk_size:
-            self._train_on_sample(texts, chunk_size, batch_size)
+            # The sample's vectors are kept (one chunk's worth) and indexed with their chunks.
+            encoded = self._train_on_sample(texts, chunk_size, batch_size)
         added: list[str] = []
         try:
             with tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
                 for start in range(0, len(texts), chunk_size):
-                    stop = start + chunk_size
-                    vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
+                    stop = min(start + chunk_size, len(texts))
+                    todo = [i for i in range(start, stop) if i not in encoded]
+                    fresh = iter(
+                        self.encoder.encode_documents([texts[i] for i in todo], batch_size=batch_size) if todo else []
+                    )
+                    vectors = [encoded.pop(i) if i in encoded else next(fresh) for i in range(start, stop)]
                     chunk_ids = ids[start:stop]
                     replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop])
                     added += [i for i in chunk_ids if i not in replaced]
@@ -222,12 +228,14 @@ class LateInteractionStore:
             self._texts.update(zip(ids, texts, strict=True))
         return replaced
 
-    def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> None:
+    def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> dict[int, torch.Tensor]:
+        """Train the index on ``n_sample`` random texts; returns their vectors by position in ``texts``."""
         picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))
         sample = self.encoder.encode_documents([texts[i] for i in picked], batch_size=batch_size)
         n_sampled = sum(v.shape[0] for v in sample)
         with self._lock:
             self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
+        return dict(zip(picked, sample, strict=True))
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""
