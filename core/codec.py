@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CentroidGroups", "ResidualCodec", "assign", "default_n_centroids", "kmeans", "pool_tokens", "train_codec"]
 
-_ASSIGN_ROWS = 4096  # tokens per assignment block: keeps the (rows, centroids) buffer in cache
+_ASSIGN_ROWS = 1024  # tokens per assignment block: keeps the (rows, centroids) buffer in cache
 _GROUPED_ROWS = 65_536  # tokens per grouped-assignment block: large enough for good matmuls per group
 _GROUPED_MIN_CENTROIDS = 8192  # below this, exhaustive assignment is about as fast
 _GROUPS_PROBED = 8  # coarse groups searched per token by grouped assignment
@@ -228,8 +228,12 @@ class ResidualCodec:
         The byte is the block's nearest codebook entry; for a scalar quantiser that is each
         dimension's bucket (the count of cutoffs below the value), packed first dimension high.
         """
-        out = torch.empty((residuals.shape[0], self.bytes_per_token), dtype=torch.uint8, device=residuals.device)
         rotation = self.rotation.to(residuals.device)
+        pq = self._faiss_pq() if residuals.device.type == "cpu" else None
+        if pq is not None:  # FAISS's product-quantiser encoder: same bytes, 6-17x faster than torch on a CPU
+            rotated = (residuals.float() @ rotation).numpy()
+            return torch.from_numpy(pq.compute_codes(np.ascontiguousarray(rotated)))
+        out = torch.empty((residuals.shape[0], self.bytes_per_token), dtype=torch.uint8, device=residuals.device)
         per_byte = 8 // self.nbits
         if self.levels is not None:
             levels = self.levels.to(residuals.device)
@@ -278,6 +282,23 @@ class ResidualCodec:
             cached = CentroidGroups.fit(self.centroids)
             object.__setattr__(self, "_centroid_groups", cached)
         return cached
+
+    def _faiss_pq(self) -> Any:
+        """A ``faiss.ProductQuantizer`` holding the codebooks (product quantiser only), or None without FAISS."""
+        if self.levels is not None:
+            return None
+        if "_pq" not in self.__dict__:
+            pq = None
+            try:
+                import faiss
+            except ImportError:
+                pass
+            else:
+                pq = faiss.ProductQuantizer(self.dim, self.bytes_per_token, 8)
+                books = self.codebooks.detach().cpu().float().contiguous().numpy().ravel()
+                faiss.copy_array_to_vector(books, pq.centroids)
+            object.__setattr__(self, "_pq", pq)
+        return self.__dict__["_pq"]
 
     def _rotated_centroids(self) -> torch.Tensor:
         cached: torch.Tensor | None = self.__dict__.get("_rotated")

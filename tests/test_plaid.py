@@ -95,6 +95,22 @@ def test_scalar_codec_buckets_each_dimension_by_its_cutoffs(corpus) -> None:
     assert torch.equal(codec.pack(x[:50] - codec.centroids[codec.compress(x[:50])[0]]).long(), expected)
 
 
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_pq_codec_packs_each_block_as_its_nearest_codeword(corpus, nbits: int) -> None:
+    _, docs, _, _ = corpus
+    x = torch.cat(docs)
+    codec = train_codec(x, n_centroids=32, nbits=nbits)
+    residual = x[:200] - codec.centroids[codec.compress(x[:200])[0]]
+    blocks = (residual @ codec.rotation).reshape(200, -1, 1, 8 // nbits)  # (n, blocks, 1, dims per byte)
+    distances = ((blocks - codec.codebooks[None]) ** 2).sum(-1)  # (n, blocks, 256)
+    packed = codec.pack(residual).long()
+    assert packed.shape == distances.shape[:2]
+    # The stored byte is the nearest codeword (up to float rounding between exact ties).
+    chosen = distances.gather(-1, packed[..., None])[..., 0]
+    torch.testing.assert_close(chosen, distances.amin(-1), atol=1e-6, rtol=0)
+    assert (packed == distances.argmin(-1)).float().mean() > 0.999
+
+
 def test_rotated_decompression_preserves_dot_products(corpus) -> None:
     _, docs, _, queries = corpus
     x = torch.cat(docs[:20])
