@@ -30,6 +30,7 @@ _GROUPED_ROWS = 65_536  # tokens per grouped-assignment block: large enough for 
 _GROUPED_MIN_CENTROIDS = 8192  # below this, exhaustive assignment is about as fast
 _GROUPS_PROBED = 8  # coarse groups searched per token by grouped assignment
 _PACK_ROWS = 1024  # tokens per quantisation block: the (blocks, rows, 256) distances stay in cache
+_SCORE_ROWS = 4096  # tokens decompressed at a time by `similarities` on a CPU (16x that on a GPU)
 
 
 def default_n_centroids(n_tokens: int) -> int:
@@ -262,13 +263,34 @@ class ResidualCodec:
         skips a ``(n, dim) @ (dim, dim)`` product; dot products are unchanged if the query is
         rotated too (see :meth:`rotate`).
         """
+        vectors = F.normalize(self._reconstruct(codes, residuals), dim=-1)
+        return vectors if rotated else vectors @ self.rotation.to(vectors.device).T
+
+    def similarities(self, queries: torch.Tensor, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
+        """Cosines of query tokens ``(q_len, dim)`` with decompressed tokens ``(n,)`` / ``(n, bytes_per_token)`` -> ``(q_len, n)``.
+
+        ``queries @ decompress(codes, residuals).T`` up to rounding, computed a block of tokens at
+        a time so that only one block is ever expanded to float32, and without normalising the
+        vectors: each column is scaled by its vector's inverse norm instead (``q_len`` products
+        per token rather than ``dim``).
+        """
+        q = self.rotate(queries).to(residuals.device)
+        out = torch.empty((q.shape[0], codes.shape[0]), dtype=torch.float32, device=residuals.device)
+        block = _SCORE_ROWS if residuals.device.type == "cpu" else 16 * _SCORE_ROWS
+        for start in range(0, codes.shape[0], block):
+            vectors = self._reconstruct(codes[start : start + block], residuals[start : start + block])
+            scores = q @ vectors.T
+            scores *= torch.linalg.vector_norm(vectors, dim=1).clamp_(min=1e-12).reciprocal_()
+            out[:, start : start + block] = scores
+        return out
+
+    def _reconstruct(self, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
+        """``centroid + residual`` in the rotated basis, not normalised: ``(n, dim)`` float32."""
         books = self.codebooks.to(residuals.device).reshape(-1, 8 // self.nbits)  # (blocks * 256, s)
         # Row of (block j, byte b) in the flattened table is 256 * j + b; embedding() is the fast gather.
         rows = residuals.long() + 256 * torch.arange(residuals.shape[1], device=residuals.device)
         delta = F.embedding(rows, books).reshape(residuals.shape[0], self.dim)
-        vectors = F.embedding(codes.long(), self._rotated_centroids().to(residuals.device)).add_(delta)
-        vectors = F.normalize(vectors, dim=-1)
-        return vectors if rotated else vectors @ self.rotation.to(vectors.device).T
+        return F.embedding(codes.long(), self._rotated_centroids().to(residuals.device)).add_(delta)
 
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ rotation``: bring queries into the basis of ``decompress(..., rotated=True)``."""

@@ -33,7 +33,7 @@ from . import _io
 from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
 from .index import Index, _default_device, ragged_rows
-from .scoring import maxsim
+from .scoring import maxsim, segment_max
 
 logger = logging.getLogger(__name__)
 
@@ -410,12 +410,9 @@ class PLAIDIndex(Index):
         n_decompress = max(depth, cfg.n_full_scores // 4)
         if chosen.numel() <= n_decompress:
             return chosen
-        token_codes = self._codes[self._token_rows(chosen).to(q.device)].long()
-        lengths = self._lengths[chosen.cpu()].to(q.device)
-        owner = torch.repeat_interleave(torch.arange(chosen.numel(), device=q.device), lengths)
-        per_token = centroid_scores[:, token_codes]  # (q_len, tokens)
-        doc_best = torch.full((q.shape[0], chosen.numel()), -torch.inf, device=q.device)
-        doc_best.scatter_reduce_(1, owner.expand(q.shape[0], -1), per_token, reduce="amax")
+        token_codes = self._codes.index_select(0, self._token_rows(chosen).to(q.device)).long()
+        per_token = centroid_scores.index_select(1, token_codes)  # (q_len, tokens)
+        doc_best = segment_max(per_token, self._lengths[chosen.cpu()])
         return chosen[torch.topk(doc_best.sum(0), n_decompress).indices]
 
     def _decompressed_scores(self, q: torch.Tensor, codec: ResidualCodec, slots: torch.Tensor) -> torch.Tensor:
@@ -423,10 +420,8 @@ class PLAIDIndex(Index):
         if slots.numel() == 0:
             return torch.zeros(0, device=q.device)
         rows = self._token_rows(slots).to(self.device)
-        vectors = codec.decompress(self._codes[rows], self._residuals[rows], rotated=True)
-        return maxsim(codec.rotate(q)[None], vectors, documents_lengths=self._lengths[slots.cpu()], device=self.device)[
-            0
-        ]
+        similarities = codec.similarities(q, self._codes.index_select(0, rows), self._residuals.index_select(0, rows))
+        return segment_max(similarities, self._lengths[slots.cpu()], empty=0.0).sum(0)
 
     # ------------------------------------------------------------------ persistence
     def _write(self, folder: Path) -> dict[str, Any]:

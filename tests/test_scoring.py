@@ -9,7 +9,7 @@ import pytest
 import torch
 from lateint_plugins.core import scoring
 from lateint_plugins.core.errors import DimensionMismatchError, InvalidInputError
-from lateint_plugins.core.scoring import maxsim
+from lateint_plugins.core.scoring import maxsim, segment_max
 
 
 def loop_maxsim(query: torch.Tensor, doc: torch.Tensor) -> float:
@@ -120,6 +120,21 @@ def test_bad_input_raises_typed_errors() -> None:
         maxsim([torch.randn(2, 4)], [torch.randn(4)])
     with pytest.raises(InvalidInputError):
         maxsim([[1.0, 2.0]], [torch.randn(3, 2)])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("lengths", [[3, 1, 4], [0, 2, 0, 0, 3, 0], [0, 0], [5]])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_segment_max_matches_a_loop_empty_runs_included(lengths: list[int], requires_grad: bool) -> None:
+    # requires_grad takes the scatter path (the one CUDA uses), otherwise NumPy's reduceat.
+    values = torch.randn(3, sum(lengths), generator=torch.Generator().manual_seed(len(lengths)))
+    values.requires_grad_(requires_grad)
+    bounds = np.cumsum([0, *lengths])
+    want = torch.tensor(
+        [[float(row[a:b].max()) if b > a else -7.0 for a, b in zip(bounds[:-1], bounds[1:])] for row in values.detach()]
+    )
+    got = segment_max(values, torch.tensor(lengths), empty=-7.0)
+    assert got.shape == (3, len(lengths))
+    torch.testing.assert_close(got.detach(), want)
 
 
 def test_docstring_example() -> None:
