@@ -267,7 +267,9 @@ class ResidualCodec:
         return vectors if rotated else vectors @ self.rotation.to(vectors.device).T
 
     def similarities(self, queries: torch.Tensor, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
-        """Cosines of query tokens ``(q_len, dim)`` with decompressed tokens ``(n,)`` / ``(n, bytes_per_token)`` -> ``(q_len, n)``.
+        """Cosines of query tokens ``(q_len, dim)`` with the decompressed tokens: ``(q_len, n)``.
+
+        The tokens are ``codes (n,)`` and ``residuals (n, bytes_per_token)``, as from :meth:`compress`.
 
         ``queries @ decompress(codes, residuals).T`` up to rounding, computed a block of tokens at
         a time so that only one block is ever expanded to float32, and without normalising the
@@ -401,9 +403,14 @@ def _batched_kmeans(points: torch.Tensor, k: int, *, niters: int, generator: tor
     centroids = points[:, start].clone()
     if n < k:  # too few points: repeat some, so every byte value decodes to something sensible
         centroids = points[:, torch.arange(k) % n].clone()
+    labels = torch.empty((n_sets, n), dtype=torch.long)
     for _ in range(niters):
         norms = (centroids**2).sum(-1)[:, None, :]
-        labels = torch.baddbmm(norms, points, centroids.transpose(1, 2), alpha=-2).argmin(-1)  # (B, n)
+        for start in range(0, n, _PACK_ROWS):  # (B, rows, k) distances a block of points at a time
+            block = points[:, start : start + _PACK_ROWS]
+            labels[:, start : start + _PACK_ROWS] = torch.baddbmm(
+                norms, block, centroids.transpose(1, 2), alpha=-2
+            ).argmin(-1)
         sums = torch.zeros_like(centroids).scatter_add_(1, labels[..., None].expand_as(points), points)
         counts = torch.zeros(n_sets, k).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
         # Empty clusters keep their previous centroid.

@@ -394,10 +394,14 @@ class ExactIndex(Index):
         self._lengths = torch.from_numpy(lengths.astype(np.int64))
 
 
-def ragged_rows(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Concatenated ``arange(start, start + length)`` for every (start, length) pair, without a loop."""
+def ragged_rows(starts: torch.Tensor, lengths: torch.Tensor, *, owner: torch.Tensor | None = None) -> torch.Tensor:
+    """Concatenated ``arange(start, start + length)`` for every (start, length) pair, without a loop.
+
+    ``owner``, when the caller has it, is ``repeat_interleave(arange(len(lengths)), lengths)``.
+    """
     shift = starts - (torch.cumsum(lengths, 0) - lengths)
-    return torch.repeat_interleave(shift, lengths) + torch.arange(int(lengths.sum()), device=lengths.device)
+    shift = torch.repeat_interleave(shift, lengths) if owner is None else shift.index_select(0, owner)
+    return shift + torch.arange(shift.numel(), device=lengths.device)
 
 
 def _gather_documents(

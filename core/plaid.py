@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
-_ADD_CHUNK_TOKENS = 65_536  # tokens expanded to float32 at a time while adding
+_ADD_CHUNK_TOKENS = 16_384  # tokens expanded to float32 at a time while adding (~6 MiB each)
 _IVF_BLOCK_DOCS = 4096  # documents per block while building the inverted lists
 
 
@@ -152,7 +152,7 @@ class PLAIDIndex(Index):
         self._slots = torch.zeros(0, dtype=torch.long)
         self._alive = torch.zeros(0, dtype=torch.bool)
         self._lengths = torch.zeros(0, dtype=torch.long)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._pending = _PendingCodes()  # added since the last search, on disk until consolidated
         self._codes = torch.zeros(0, dtype=torch.int16, device=self.device)
         self._residuals = torch.zeros((0, 0), dtype=torch.uint8, device=self.device)
         self._ivf: tuple[torch.Tensor, torch.Tensor] | None = None  # (offsets (K+1,), slots (P,) int32)
@@ -291,7 +291,10 @@ class PLAIDIndex(Index):
                 flat = torch.cat(vectors[a:b])
                 picked = torch.randperm(flat.shape[0], generator=generator)[: math.ceil(flat.shape[0] * rate)]
                 parts.append(flat[picked].float())
-            self.train(torch.cat(parts), n_tokens=n_tokens)
+            sample = torch.cat(parts)
+            del parts, flat
+            self.train(sample, n_tokens=n_tokens)
+            del sample
         codec = self._require_codec()
         for a, b in chunks:
             flat = torch.cat([v.detach() for v in vectors[a:b]]).to(self.device, torch.float32)
@@ -301,7 +304,7 @@ class PLAIDIndex(Index):
                 error = _reconstruction_error(codec, flat[probe], codes[probe], residuals[probe])
                 self._added_error_sum += error * flat.shape[0]
                 self._added_tokens += flat.shape[0]
-            self._pending.append((codes.to(torch.int16), residuals))
+            self._pending.append(codes.to(torch.int16), residuals)
             if self._fp16 is not None:
                 self._fp16.append(flat.half().cpu().numpy())
         first_slot = self._alive.numel()
@@ -372,35 +375,32 @@ class PLAIDIndex(Index):
         cfg = self.search_config
         centroid_scores = q @ codec.centroids.T  # (q_len, n_centroids)
         n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), codec.n_centroids)
-        best_centroids = centroid_scores.topk(n_keep, dim=1)
+        kept = centroid_scores.topk(n_keep, dim=1)  # sorted, best first
         # Per query token, no unkept centroid scores above its floor; with a threshold, every
-        # centroid at or above it is kept too.
-        floor = best_centroids.values[:, -1]
-        pair_token = torch.arange(q.shape[0], device=q.device).repeat_interleave(n_keep)
-        pair_centroid = best_centroids.indices.reshape(-1)
-        pair_rank = torch.arange(n_keep, device=q.device).repeat(q.shape[0])
+        # centroid at or above it is kept too. Pairs go rank by rank (every token's best centroid,
+        # then every token's second best, ...), so the probed pairs' postings come first.
+        floor = kept.values[:, -1]
+        pair_row = torch.arange(q.shape[0], device=q.device).repeat(n_keep)
+        pair_centroid, pair_score = kept.indices.T.reshape(-1), kept.values.T.reshape(-1)
         if cfg.centroid_score_threshold is not None:
-            extra = (centroid_scores >= cfg.centroid_score_threshold).nonzero()
-            extra = extra[centroid_scores[extra[:, 0], extra[:, 1]] < floor[extra[:, 0]]]
-            pair_token = torch.cat([pair_token, extra[:, 0]])
+            extra = ((centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[:, None])).nonzero()
+            pair_row = torch.cat([pair_row, extra[:, 0]])
             pair_centroid = torch.cat([pair_centroid, extra[:, 1]])
-            pair_rank = torch.cat([pair_rank, torch.full_like(extra[:, 0], n_keep)])
+            pair_score = torch.cat([pair_score, centroid_scores[extra[:, 0], extra[:, 1]]])
             floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=q.device))
-        # Stage 1 and 2 over the (query token, kept centroid) pairs' inverted lists: each posting is
-        # one scalar max into a dense (q_len, slots) table, so the work is the postings read, not
-        # q_len times them.
-        starts, ends = offsets[pair_centroid], offsets[pair_centroid + 1]
-        list_lengths = ends - starts
-        slots = ivf_slots[ragged_rows(starts, list_lengths)].long()
+        # Stage 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
+        # dense (q_len, slots) table, so the work is the postings read, not q_len times them.
+        starts = offsets.index_select(0, pair_centroid)
+        list_lengths = offsets.index_select(0, pair_centroid + 1) - starts
+        pair_of = torch.repeat_interleave(torch.arange(list_lengths.numel(), device=q.device), list_lengths)
+        slots = ivf_slots.index_select(0, ragged_rows(starts, list_lengths, owner=pair_of)).long()
         n_slots = allowed.numel()
         candidate = torch.zeros(n_slots, dtype=torch.bool, device=q.device)
-        probed_rows = torch.repeat_interleave(pair_rank < cfg.n_ivf_probe, list_lengths)
-        candidate[slots[probed_rows]] = True
+        candidate[slots[: int(list_lengths[: q.shape[0] * min(cfg.n_ivf_probe, n_keep)].sum())]] = True
         candidate &= allowed
         best = floor[:, None].expand(q.shape[0], n_slots).contiguous()
-        scores = centroid_scores[pair_token, pair_centroid]
-        flat = torch.repeat_interleave(pair_token * n_slots, list_lengths) + slots
-        best.view(-1).scatter_reduce_(0, flat, torch.repeat_interleave(scores, list_lengths), reduce="amax")
+        flat = (pair_row * n_slots).index_select(0, pair_of) + slots
+        best.view(-1).scatter_reduce_(0, flat, pair_score.index_select(0, pair_of), reduce="amax")
         # Ranked among the candidates only, so ties break by slot order whatever the tombstones.
         candidates = candidate.nonzero().squeeze(1)
         approx = best.sum(0)[candidates]
@@ -512,12 +512,20 @@ class PLAIDIndex(Index):
         return self.codec
 
     def _consolidate(self) -> None:
-        if self._pending:
-            codes = [self._codes, *(c for c, _ in self._pending)]
-            width = self._pending[0][1].shape[1]
-            residuals = [self._residuals.reshape(-1, width), *(r for _, r in self._pending)]
-            self._codes, self._residuals = torch.cat(codes), torch.cat(residuals)
-            self._pending = []
+        """Move the codes added since the last search from their scratch files into the index arrays.
+
+        The new arrays are filled straight from disk, so peak memory is the index once plus the
+        arrays it replaces, never the added chunks on top (a streamed build peaks at one index).
+        """
+        if not self._pending.n_rows:
+            return
+        n_old = self._codes.shape[0]
+        n_total = n_old + self._pending.n_rows
+        codes = torch.empty(n_total, dtype=torch.int16, device=self.device)
+        residuals = torch.empty((n_total, self._pending.width), dtype=torch.uint8, device=self.device)
+        codes[:n_old], residuals[:n_old] = self._codes, self._residuals.reshape(n_old, self._pending.width)
+        self._codes, self._residuals = codes, residuals
+        self._pending.drain_into(codes[n_old:], residuals[n_old:])
 
     def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.cpu()
@@ -537,30 +545,38 @@ class PLAIDIndex(Index):
             self._consolidate()
             codec = self._require_codec()
             n_slots = self._lengths.numel()
-            # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64
-            # keys and the sort stay block-sized; blocks are in slot order, so a stable sort by
-            # centroid afterwards keeps each list sorted by slot.
+            # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64 keys
+            # stay block-sized. A block's pairs come out sorted by centroid, then slot; blocks are
+            # in slot order. So after counting every list's length, each block's runs go straight
+            # to their place (after the earlier blocks' part of the list): sorted lists, no global sort.
             starts = torch.cumsum(self._lengths, 0) - self._lengths
-            empty = torch.zeros(0, dtype=torch.int32, device=self.device)
-            block_codes, block_slots = [empty], [empty]
+            blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
+            counts = torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
             for first in range(0, n_slots, _IVF_BLOCK_DOCS):
                 last = min(first + _IVF_BLOCK_DOCS, n_slots)
                 lengths = self._lengths[first:last]
-                if not int(lengths.sum()):
-                    continue
                 a = int(starts[first])
                 codes = self._codes[a : a + int(lengths.sum())].long()
                 slot = torch.repeat_interleave(torch.arange(first, last, device=self.device), lengths.to(self.device))
                 pairs = torch.unique(codes * n_slots + slot)
-                block_codes.append((pairs // n_slots).to(torch.int32))
-                block_slots.append((pairs % n_slots).to(torch.int32))
-            pair_codes, pair_slots = torch.cat(block_codes), torch.cat(block_slots)
-            del block_codes, block_slots
-            order = torch.argsort(pair_codes, stable=True)
-            counts = torch.bincount(pair_codes.long(), minlength=codec.n_centroids)
+                block_codes = pairs // n_slots
+                counts += torch.bincount(block_codes, minlength=codec.n_centroids)
+                blocks.append((block_codes.to(torch.int16), (pairs % n_slots).to(torch.int32)))
             offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
             torch.cumsum(counts, 0, out=offsets[1:])
-            self._ivf = (offsets, pair_slots[order])
+            ivf_slots = torch.empty(int(offsets[-1]), dtype=torch.int32, device=self.device)
+            cursor = offsets[:-1].clone()
+            blocks.reverse()
+            while blocks:
+                block_codes, block_slots = blocks.pop()
+                block_codes = block_codes.long()
+                block_counts = torch.bincount(block_codes, minlength=codec.n_centroids)
+                run_starts = torch.cumsum(block_counts, 0) - block_counts
+                shift = cursor - run_starts  # where each centroid's run of this block goes
+                positions = shift.index_select(0, block_codes) + torch.arange(block_codes.numel(), device=self.device)
+                ivf_slots[positions] = block_slots
+                cursor += block_counts
+            self._ivf = (offsets, ivf_slots)
         return self._ivf
 
     def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
@@ -585,6 +601,45 @@ def _stack_ragged(rows: list[torch.Tensor], width: int, fill: float) -> torch.Te
     for i, row in enumerate(rows):
         out[i, : row.numel()] = row
     return out
+
+
+class _PendingCodes:
+    """Centroid ids and residuals appended to scratch files, not RAM, until the index takes them in.
+
+    Holding each added chunk in memory until consolidation would need the whole index twice at
+    that moment (and many mid-sized blocks left between temporaries fragment the heap).
+    """
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.n_rows = 0
+        self.width = 0
+
+    def append(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
+        """Add ``codes (n,)`` int16 and ``residuals (n, width)`` uint8."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="lateint-plaid-")
+        for name, rows in (("codes", codes), ("residuals", residuals)):
+            with open(Path(self._dir.name) / name, "ab") as f:
+                rows.cpu().numpy().tofile(f)
+        self.n_rows += codes.shape[0]
+        self.width = residuals.shape[1]
+
+    def drain_into(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
+        """Read every pending row into ``codes (n_rows,)`` and ``residuals (n_rows, width)``, then forget them."""
+        if self._dir is None:
+            return
+        for name, out in (("codes", codes), ("residuals", residuals)):
+            with open(Path(self._dir.name) / name, "rb") as f:
+                if out.device.type == "cpu":  # straight into the index's memory
+                    f.readinto(memoryview(out.numpy()).cast("B"))
+                else:
+                    out.copy_(torch.from_numpy(np.fromfile(f, dtype=_NUMPY_DTYPES[out.dtype])).view(out.shape))
+        self._dir.cleanup()
+        self._dir, self.n_rows = None, 0
+
+
+_NUMPY_DTYPES = {torch.int16: np.int16, torch.uint8: np.uint8}
 
 
 class _Fp16Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 
 import numpy as np
 import pytest
@@ -130,7 +131,7 @@ def test_segment_max_matches_a_loop_empty_runs_included(lengths: list[int], requ
     values.requires_grad_(requires_grad)
     bounds = np.cumsum([0, *lengths])
     want = torch.tensor(
-        [[float(row[a:b].max()) if b > a else -7.0 for a, b in zip(bounds[:-1], bounds[1:])] for row in values.detach()]
+        [[float(row[a:b].max()) if b > a else -7.0 for a, b in itertools.pairwise(bounds)] for row in values.detach()]
     )
     got = segment_max(values, torch.tensor(lengths), empty=-7.0)
     assert got.shape == (3, len(lengths))
