@@ -87,7 +87,7 @@ DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_index.json"
 PEERS_DIR = ROOT / "benchmarks" / "peers"
 
-FAST = {"n_ivf_probe": 4, "n_centroid_interaction": 32, "n_full_scores": 256}
+FAST = {"n_ivf_probe": 2, "n_centroid_interaction": 16, "n_full_scores": 128}
 # One entry per index build (one child process each): PLAIDConfig kwargs (None = ExactIndex) and
 # the search settings measured on that build, as SearchConfig kwargs. Plain data, so the parent
 # never needs to import torch to know what to run.
@@ -833,6 +833,8 @@ def done_when_checks(rows: list[dict[str, Any]], scale: bool) -> list[dict[str, 
                 "detail": detail,
             }
         )
+    if not scale:
+        checks += quality_and_size_checks(ours, exact)
     if scale:
         for r in ours:
             ratio = r["latency_ms"]["mean"] / exact["latency_ms"]["mean"]
@@ -859,6 +861,50 @@ def done_when_checks(rows: list[dict[str, Any]], scale: bool) -> list[dict[str, 
                     "detail": f"peak RSS growth {r['build_memory_mib']:.0f} MiB; index "
                     f"{r['index_bytes_memory'] / 2**20:.0f} MiB, chunk {r['chunk_bytes'] / 2**20:.0f} MiB",
                 }
+            )
+    return checks
+
+
+def quality_and_size_checks(ours: list[dict[str, Any]], exact: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recall, nDCG and size targets of the builds that ran (SciFact run)."""
+    rows = {r["config"]: r for r in ours}
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float, limit: float, passed: bool, detail: str) -> None:
+        checks.append({"check": name, "value": value, "limit": limit, "pass": passed, "detail": detail})
+
+    defaults = rows.get("plaid-2bit accurate")
+    if defaults is not None:
+        gap = exact["ndcg@10"] - defaults["ndcg@10"]
+        check(
+            "plaid-2bit defaults: nDCG@10 within 0.005 of exact",
+            gap,
+            0.005,
+            gap <= 0.005,
+            f"{defaults['ndcg@10']:.4f} vs exact {exact['ndcg@10']:.4f}",
+        )
+    for config, limit in (("plaid-2bit accurate", 0.90), ("plaid-4bit accurate", 0.97)):
+        if config in rows:
+            recall = rows[config]["recall@10_vs_exact"]
+            name = f"{config.replace(' accurate', ' defaults')}: R@10 vs exact >= {limit}"
+            check(name, recall, limit, recall >= limit, f"{recall:.3f}")
+    for config, r in rows.items():
+        if r["search_config"] and "rescore=0" not in r["search_config"]:
+            recall = r["recall@10_vs_exact"]
+            check(f"{config} (fp16 re-score): R@10 vs exact >= 0.99", recall, 0.99, recall >= 0.99, f"{recall:.3f}")
+    two_bit = next((r for r in ours if r["build"] == "plaid-2bit"), None)
+    if two_bit is not None:
+        per_token = two_bit["bytes_per_token_vectors"]
+        check("plaid-2bit: centroid id + residual <= 26 B/token", per_token, 26, per_token <= 26, f"{per_token:.1f} B")
+        fp16 = exact["bytes_per_token_vectors"]
+        for where in ("memory", "disk"):
+            ratio = two_bit[f"bytes_per_token_{where}"] / fp16
+            check(
+                f"plaid-2bit: everything in {where} <= 1/6 of the fp16 store",
+                ratio,
+                1 / 6,
+                ratio <= 1 / 6,
+                f"{two_bit[f'bytes_per_token_{where}']:.1f} B/token vs {fp16:.0f}",
             )
     return checks
 
