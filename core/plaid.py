@@ -8,13 +8,16 @@ vectorised over tokens and documents:
    centroids per query token, plus every centroid scoring at least ``centroid_score_threshold``
    for some query token, select documents through the inverted lists (centroid -> documents).
 2. **Centroid interaction** (pruned): each candidate's approximate MaxSim uses only those kept
-   centroids, read straight from the inverted lists; the best ``n_full_scores`` go on.
-3. **Exact scoring** of those candidates on their decompressed vectors with :func:`maxsim`.
-   Optionally (``rescore > 0``) the best ``rescore`` are scored once more against the original
-   fp16 vectors, kept memory-mapped on disk rather than in RAM.
+   centroids, read straight from the inverted lists; the best ``n_full_scores`` go on, and full
+   centroid interaction (every token's centroid) keeps the best quarter of them (at least ``k``).
+3. **Exact scoring**: MaxSim of those on their decompressed vectors (decompressed a block at a
+   time). Optionally (``rescore > 0``) the best ``rescore`` are scored once more against the
+   original fp16 vectors, kept memory-mapped on disk rather than in RAM.
 
-Removals are tombstones (documents keep their storage slot and are skipped at search time);
-:meth:`PLAIDIndex.save` writes a compacted index, and :meth:`PLAIDIndex.compact` compacts in memory.
+Adds compress a chunk at a time and park the codes in scratch files until the next search, so a
+streamed build holds one input chunk plus the compressed index. Removals are tombstones
+(documents keep their storage slot and are skipped at search time); :meth:`PLAIDIndex.save`
+writes a compacted index, and :meth:`PLAIDIndex.compact` compacts in memory.
 """
 
 from __future__ import annotations
@@ -632,7 +635,9 @@ class _PendingCodes:
         for name, out in (("codes", codes), ("residuals", residuals)):
             with open(Path(self._dir.name) / name, "rb") as f:
                 if out.device.type == "cpu":  # straight into the index's memory
-                    f.readinto(memoryview(out.numpy()).cast("B"))
+                    target = memoryview(out.numpy()).cast("B")
+                    if f.readinto(target) != len(target):
+                        raise CorruptIndexError(f"The scratch file of added {name} was cut short; add them again.")
                 else:
                     out.copy_(torch.from_numpy(np.fromfile(f, dtype=_NUMPY_DTYPES[out.dtype])).view(out.shape))
         self._dir.cleanup()

@@ -210,7 +210,9 @@ def test_any_adds_and_removes_equal_a_rebuild_from_the_survivors(seed: int) -> N
     ix.add(ids[:150], docs[:150], meta[:150])
     live = list(ids[:150])
     cursor = 150
-    for _ in range(6):
+    for step in range(6):
+        if step % 2:  # a search takes the pending codes in; later adds append to the taken-in arrays
+            ix.search(queries[0], k=5)
         drop = [live[int(i)] for i in torch.randperm(len(live), generator=g)[:15]]
         ix.remove(drop)
         live = [i for i in live if i not in set(drop)]
