@@ -865,6 +865,23 @@ def done_when_checks(rows: list[dict[str, Any]], scale: bool) -> list[dict[str, 
     return checks
 
 
+def peer_comparisons(rows: list[dict[str, Any]]) -> list[str]:
+    """For every peer setting, our fastest row (exact included) at equal-or-better Recall@10."""
+    ours = [r for r in rows if "error" not in r and not r["peer"]]
+    lines = []
+    for peer in (r for r in rows if "error" not in r and r["peer"]):
+        better = [r for r in ours if r["recall@10_vs_exact"] >= peer["recall@10_vs_exact"]]
+        if not better:
+            lines.append(f"{peer['config']}: no row of ours reaches its R@10 {peer['recall@10_vs_exact']:.3f}")
+            continue
+        best = max(better, key=lambda r: r["qps"])
+        lines.append(
+            f"{peer['config']} ({peer['qps']:.1f} QPS, R@10 {peer['recall@10_vs_exact']:.3f}): {best['config']} "
+            f"{best['qps']:.1f} QPS at R@10 {best['recall@10_vs_exact']:.3f}, {best['qps'] / peer['qps']:.2f}x"
+        )
+    return lines
+
+
 def quality_and_size_checks(ours: list[dict[str, Any]], exact: dict[str, Any]) -> list[dict[str, Any]]:
     """Recall, nDCG and size targets of the builds that ran (SciFact run)."""
     rows = {r["config"]: r for r in ours}
@@ -984,6 +1001,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"  {p['engine']} ({p['package']}): {p['status']}")
         if "note" in p:
             lines.append(f"    note: {p['note']}")
+    comparisons = peer_comparisons(report["results"])
+    if comparisons:
+        lines += ["", "each peer setting against our fastest row at equal-or-better R@10:"]
+        lines += [f"  {line}" for line in comparisons]
     if report["checks"]:
         lines += ["", "done-when checks:"]
         for c in report["checks"]:

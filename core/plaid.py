@@ -54,7 +54,7 @@ class PLAIDConfig:
         nbits: residual bits per dimension: 1, 2 or 4.
         quantizer: ``"pq"`` (each byte a learned codeword for a block of dimensions; most accurate)
             or ``"scalar"`` (ColBERTv2's per-dimension buckets; faster to build).
-        n_centroids: k-means centroids (default from the number of tokens, see
+        n_centroids: k-means centroids (default from the number of tokens and nbits, see
             :func:`~lateint_plugins.core.codec.default_n_centroids`).
         kmeans_niters: k-means iterations.
         max_training_tokens: token vectors sampled to train centroids and buckets.
@@ -218,7 +218,7 @@ class PLAIDIndex(Index):
         if sample.shape[0] > config.max_training_tokens:
             generator = torch.Generator().manual_seed(config.seed)
             sample = sample[torch.randperm(sample.shape[0], generator=generator)[: config.max_training_tokens]]
-        n_centroids = config.n_centroids or default_n_centroids(n_tokens or sample.shape[0])
+        n_centroids = config.n_centroids or default_n_centroids(n_tokens or sample.shape[0], config.nbits)
         n_centroids = min(n_centroids, max(1, sample.shape[0] // 4))
         self.codec = train_codec(
             sample,

@@ -147,6 +147,7 @@ def test_codec_rejects_bad_settings() -> None:
     with pytest.raises(InvalidInputError, match="n_full_scores"):
         SearchConfig(n_full_scores=0)
     assert default_n_centroids(1_221_388) == 4096 and default_n_centroids(10) == 16
+    assert default_n_centroids(1_221_388, nbits=4) == 16384
 
 
 # ---------------------------------------------------------------------- index vs oracle
