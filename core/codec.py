@@ -235,8 +235,7 @@ class ResidualCodec:
         rotation = self.rotation.to(residuals.device)
         pq = self._faiss_pq() if residuals.device.type == "cpu" else None
         if pq is not None:  # FAISS's product-quantiser encoder: same bytes, 6-17x faster than torch on a CPU
-            rotated = (residuals.float() @ rotation).numpy()
-            return torch.from_numpy(pq.compute_codes(np.ascontiguousarray(rotated)))
+            return torch.from_numpy(pq.compute_codes(np.ascontiguousarray((residuals.float() @ rotation).numpy())))
         out = torch.empty((residuals.shape[0], self.bytes_per_token), dtype=torch.uint8, device=residuals.device)
         per_byte = 8 // self.nbits
         if self.levels is not None:
@@ -409,9 +408,9 @@ def _batched_kmeans(points: torch.Tensor, k: int, *, niters: int, generator: tor
     labels = torch.empty((n_sets, n), dtype=torch.long)
     for _ in range(niters):
         norms = (centroids**2).sum(-1)[:, None, :]
-        for start in range(0, n, _PACK_ROWS):  # (B, rows, k) distances a block of points at a time
-            block = points[:, start : start + _PACK_ROWS]
-            labels[:, start : start + _PACK_ROWS] = torch.baddbmm(
+        for first in range(0, n, _PACK_ROWS):  # (B, rows, k) distances a block of points at a time
+            block = points[:, first : first + _PACK_ROWS]
+            labels[:, first : first + _PACK_ROWS] = torch.baddbmm(
                 norms, block, centroids.transpose(1, 2), alpha=-2
             ).argmin(-1)
         sums = torch.zeros_like(centroids).scatter_add_(1, labels[..., None].expand_as(points), points)

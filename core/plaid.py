@@ -635,7 +635,7 @@ class _PendingCodes:
         for name, out in (("codes", codes), ("residuals", residuals)):
             with open(Path(self._dir.name) / name, "rb") as f:
                 if out.device.type == "cpu":  # straight into the index's memory
-                    target = memoryview(out.numpy()).cast("B")
+                    target = out.numpy().data.cast("B")
                     if f.readinto(target) != len(target):
                         raise CorruptIndexError(f"The scratch file of added {name} was cut short; add them again.")
                 else:
