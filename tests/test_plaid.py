@@ -121,6 +121,16 @@ def test_rotated_decompression_preserves_dot_products(corpus) -> None:
     torch.testing.assert_close(plain, rotated, atol=1e-5, rtol=1e-5)
 
 
+def test_similarities_equal_dot_products_with_the_decompressed_vectors(corpus, monkeypatch) -> None:
+    _, docs, _, queries = corpus
+    x = torch.cat(docs[:40])
+    codec = train_codec(torch.cat(docs), n_centroids=32, nbits=2)
+    codes, packed = codec.compress(x)
+    monkeypatch.setattr("lateint_plugins.core.codec._SCORE_ROWS", 100)  # several blocks and a ragged last one
+    want = queries[0] @ codec.decompress(codes, packed).T
+    torch.testing.assert_close(codec.similarities(queries[0], codes, packed), want, atol=1e-5, rtol=1e-5)
+
+
 def test_grouped_assignment_finds_the_nearest_centroid_almost_always() -> None:
     g = torch.Generator().manual_seed(0)
     centroids = torch.nn.functional.normalize(torch.randn(1024, 32, generator=g), dim=1)
