@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
+DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"  # the encoded corpus, shared by the benchmarks
 
 logger = logging.getLogger("benchmarks")
 
@@ -48,6 +52,21 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, split: bool = True, cache_help: str | None = None) -> None:
+    """``--model`` and ``--data`` (with ``--split``, and ``--cache`` when ``cache_help`` says what it holds)."""
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local ColBERT checkpoint folder")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
+    if split:
+        parser.add_argument("--split", default="test", help="qrels split whose queries are run")
+    if cache_help is not None:
+        parser.add_argument(
+            "--cache",
+            type=Path,
+            default=DEFAULT_CACHE,
+            help=f"saved LateInteractionStore of the corpus (encoded and saved here when missing); {cache_help}",
+        )
 
 
 def prepare_process() -> None:

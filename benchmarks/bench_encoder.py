@@ -34,10 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine_info, machine_lines, prepare_process
+from _common import ROOT, add_data_arguments, machine_info, machine_lines, prepare_process
 
-DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
-DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder.json"
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -51,8 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Documents/s and queries/s: ColBERTEncoder vs sentence-transformers' MultiVectorEncoder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
+    add_data_arguments(parser, split=False)
     parser.add_argument("--n-docs", type=int, default=256, help="first N documents of corpus.jsonl")
     parser.add_argument("--n-queries", type=int, default=300, help="first N queries of queries.jsonl")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per encoder (median reported)")

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 from _common import (
     ROOT,
+    add_data_arguments,
     check_inputs,
     encode_corpus_once,
     load_average,
@@ -81,9 +82,6 @@ from _common import (
     query_embeddings_once,
 )
 
-DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
-DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
-DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_index.json"
 PEERS_DIR = ROOT / "benchmarks" / "peers"
 
@@ -149,16 +147,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Build time, bytes/token, memory, latency and quality of our indexes and peer engines on SciFact.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
-    parser.add_argument("--split", default="test", help="qrels split whose queries are searched")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_CACHE,
-        help="saved LateInteractionStore of the corpus (encoded and saved here when missing); "
-        "query embeddings and the exported .npy folders are cached next to it",
-    )
+    add_data_arguments(parser, cache_help="query embeddings and the exported .npy folders are cached next to it")
     parser.add_argument(
         "--queries",
         type=int,

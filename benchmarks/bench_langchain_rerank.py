@@ -45,11 +45,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, corpus_texts, encode_corpus_once, machine_info, machine_lines, prepare_process
+from _common import (
+    ROOT,
+    add_data_arguments,
+    corpus_texts,
+    encode_corpus_once,
+    machine_info,
+    machine_lines,
+    prepare_process,
+)
 
-DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
-DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
-DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"  # shared with bench_index.py
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_langchain_rerank.json"
 METRICS = ("ndcg@10", "recall@10", "recall@100")
 
@@ -61,16 +66,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="BM25 top-100 vs BM25 + LateInteractionReranker on SciFact: nDCG@10, Recall@10, latency.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
-    parser.add_argument("--split", default="test", help="qrels split whose queries are run")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_CACHE,
-        help="saved LateInteractionStore of the corpus (encoded and saved here when missing) that fills the "
-        "reranker's document cache",
-    )
+    add_data_arguments(parser, cache_help="it fills the reranker's document cache")
     parser.add_argument("--queries", type=int, default=None, help="first N queries of the split (None: all)")
     parser.add_argument("--candidates", type=int, default=100, help="BM25 documents reranked per query")
     parser.add_argument("--cold-queries", type=int, default=10, help="queries timed without a document cache")

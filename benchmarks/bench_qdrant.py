@@ -48,6 +48,7 @@ from typing import Any
 
 from _common import (
     ROOT,
+    add_data_arguments,
     check_inputs,
     encode_corpus_once,
     load_average,
@@ -57,9 +58,6 @@ from _common import (
     query_embeddings_once,
 )
 
-DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
-DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
-DEFAULT_CACHE = ROOT / "benchmarks" / "cache" / "scifact-answerai"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_qdrant.json"
 WARMUP_QUERIES = 3
 COLLECTION = "scifact"
@@ -72,16 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Qdrant store (ours and native) vs the exact index on SciFact: quality, latency, bytes/doc.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local checkpoint folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
-    parser.add_argument("--split", default="test", help="qrels split whose queries are searched")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_CACHE,
-        help="saved LateInteractionStore of the corpus (encoded and saved here when missing); "
-        "query embeddings are cached next to it",
-    )
+    add_data_arguments(parser, cache_help="query embeddings are cached next to it")
     parser.add_argument("--queries", type=int, default=None, help="first N queries of the split (None: all)")
     parser.add_argument("--k", type=int, default=100, help="hits per query")
     parser.add_argument("--depths", default="64,128", help="candidate depths of our path (first: native too)")

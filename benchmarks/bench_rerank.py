@@ -53,10 +53,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, load_average, machine_info, machine_lines, package_version, prepare_process
+from _common import (
+    ROOT,
+    add_data_arguments,
+    load_average,
+    machine_info,
+    machine_lines,
+    package_version,
+    prepare_process,
+)
 
-DEFAULT_MODEL = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
-DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "scifact"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_rerank.json"
 PEER_PACKAGE = "llama-index-postprocessor-colbert-rerank"
 
@@ -69,9 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="nDCG@10 and rerank latency: BM25 top-k, + LateInteractionRerank, + LlamaIndex ColbertRerank.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL.resolve(), help="local ColBERT checkpoint folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA.resolve(), help="BEIR dataset folder")
-    parser.add_argument("--split", default="test", help="qrels split")
+    add_data_arguments(parser)
     parser.add_argument("--queries", type=int, default=300, help="first N judged queries (qrels order)")
     parser.add_argument("--top-k", type=int, default=100, help="BM25 candidates reranked per query")
     parser.add_argument("--batch-size", type=int, default=32, help="our reranker's documents per encoder batch")
