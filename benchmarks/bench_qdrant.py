@@ -335,15 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("exact: %d queries", n)
         runs["exact"] = timed_run(lambda q: index.search(q[0], k=args.k), queries, query_ids, "exact")
         runs["exact"].update(bytes_per_doc_server=fp16_per_doc + 8, bytes_per_doc_disk=None)
-        for depth in args.depths:
-            name = f"ours d={depth}"
+        our_runs = [("ours", "local", depth, n) for depth in args.depths]
+        native_runs = [("native", "native", depth, args.native_queries) for depth in args.native_depths]
+        for label, mode, depth, n_run in our_runs + native_runs:
+            name = f"{label} d={depth}"
             logger.info("%s", name)
             runs[name] = timed_run(
-                lambda q, d=depth: store.search_embeddings(
-                    [q[0]], k=args.k, mode="local", candidate_depth=d, query_texts=[q[1]]
+                lambda q, m=mode, d=depth: store.search_embeddings(
+                    [q[0]], k=args.k, mode=m, candidate_depth=d, query_texts=[q[1]]
                 )[0],
-                queries,
-                query_ids,
+                queries[:n_run],
+                query_ids[:n_run],
                 name,
             )
             runs[name].update(bytes_per_doc_server=server, bytes_per_doc_disk=disk / len(doc_ids))
