@@ -23,7 +23,7 @@ import os
 import string
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvalidInputError, ModelLoadError
+from .fingerprint import ModelFingerprint, hash_weights
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,12 @@ class ColBERTEncoder:
         self.tokenizer = tokenizer
         # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
+        projection = projection or nn.Identity()
+        # Hashed before any dtype conversion, so the same checkpoint gives the same fingerprint on any device.
+        self._weights_sha256 = hash_weights([backbone, projection])
+        self.revision: str | None = None
         self.backbone = backbone.to(self.device, dtype).eval()
-        self.projection = (projection or nn.Identity()).to(self.device, dtype).eval()
+        self.projection = projection.to(self.device, dtype).eval()
         self._head, self._tail = _special_frame(tokenizer)
         self._query_prefix_ids = _marker_ids(tokenizer, self.config.query_prefix, "query_prefix")
         self._document_prefix_ids = _marker_ids(tokenizer, self.config.document_prefix, "document_prefix")
@@ -204,6 +209,19 @@ class ColBERTEncoder:
     def dim(self) -> int:
         """Dimension of the output token vectors."""
         return self._dim
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """What identifies this model and its document settings (recorded by stores, checked on load)."""
+        config = asdict(self.config)
+        config["skiplist_words"] = list(config["skiplist_words"])
+        return ModelFingerprint(
+            source=self.name_or_path,
+            weights_sha256=self._weights_sha256,
+            dim=self.dim,
+            revision=self.revision,
+            config=config,
+        )
 
     @overload
     def encode_queries(self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...) -> torch.Tensor: ...  # type: ignore[overload-overlap]

@@ -17,6 +17,7 @@ __all__ = [
     "LateInteractionError",
     "MissingDependencyError",
     "ModelLoadError",
+    "ModelMismatchError",
     "UnknownIdError",
 ]
 
@@ -51,6 +52,10 @@ class CorruptIndexError(LateInteractionError, ValueError):
 
 class ModelLoadError(LateInteractionError, OSError):
     """A checkpoint could not be found, downloaded or understood."""
+
+
+class ModelMismatchError(InvalidInputError):
+    """A saved index, store or collection was built with another model (or other document settings)."""
 
 
 class MissingDependencyError(LateInteractionError, ImportError):
