@@ -150,37 +150,30 @@ def modernbert_tokenizer(folder: Path, lines: Sequence[str], vocab_size: int = 1
 def xlmr_tokenizer(
     folder: Path, lines: Sequence[str], extra_special: Sequence[str] = (), vocab_size: int = 1000
 ) -> Any:
-    """XLM-RoBERTa's tokenizer shape: SentencePiece Unigram with ▁, <s> text </s>, <pad>=1, <mask> last."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """XLM-RoBERTa's tokenizer, made the way XLM-R's is: a SentencePiece Unigram model (nmt_nfkc normalisation,
+    ▁ word starts) converted by transformers, so tokenizer.json carries the same ``Precompiled`` normaliser.
+
+    fairseq ids as XLM-R: <s>=0, <pad>=1, </s>=2, <unk>=3, pieces shifted by one, <mask> last.
+    """
+    import sentencepiece as spm
     from transformers import XLMRobertaTokenizerFast
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
-    )
-    tok.train_from_iterator(lines, trainer)
-    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s>:0 $A:0 </s>:0",
-        pair="<s>:0 $A:0 </s>:0 </s>:0 $B:0 </s>:0",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
     folder.mkdir(parents=True, exist_ok=True)
-    tok.save(str(folder / "tokenizer.json"))
-    tokenizer = XLMRobertaTokenizerFast(
-        tokenizer_file=str(folder / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        model_max_length=512,
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(folder / "sentencepiece.bpe"),
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        normalization_rule_name="nmt_nfkc",
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
     )
+    corpus.unlink()
+    tokenizer = XLMRobertaTokenizerFast(vocab_file=str(folder / "sentencepiece.bpe.model"), model_max_length=512)
     if extra_special:
         tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special)})
     tokenizer.save_pretrained(folder)
@@ -524,6 +517,11 @@ def _strip_checkpoint_path(folder: Path) -> None:
     path.write_text(json.dumps(meta, indent=4) + "\n")
 
 
+def _drop_slow_tokenizer(folder: Path) -> None:
+    """Publish tokenizer.json only, as jina-colbert-v2 does (the SentencePiece file repeats it, ~250 KB)."""
+    (folder / "sentencepiece.bpe.model").unlink(missing_ok=True)
+
+
 def build_stanford_bert(out: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     base = work / "stanford-bert-base"
     tokenizer = bert_tokenizer(base, T.english_corpus())
@@ -533,6 +531,7 @@ def build_stanford_bert(out: Path, work: Path, args: argparse.Namespace) -> dict
     config = colbert_config(dim=16, query_maxlen=32, doc_maxlen=180, mask_punctuation=True, attend_to_mask_tokens=False)
     colbert_save(base, out / "model", config)
     _strip_checkpoint_path(out / "model")
+    _drop_slow_tokenizer(out / "model")
     q, d, checkpoint = colbert_encode(out / "model", T.ENGLISH_QUERIES, T.ENGLISH_DOCUMENTS)
     notes = ["HF_ColBERT (BERT, lower-cased WordPiece with [unused0]/[unused1]) saved by colbert-ai's ColBERT.save."]
     notes += _mask_punctuation_false_note(out / "model")
@@ -568,6 +567,7 @@ def build_stanford_xlmr(out: Path, work: Path, args: argparse.Namespace) -> dict
     config = colbert_config(dim=16, query_maxlen=32, doc_maxlen=180, mask_punctuation=True, attend_to_mask_tokens=False)
     colbert_save(base, out / "model", config)
     _strip_checkpoint_path(out / "model")
+    _drop_slow_tokenizer(out / "model")
     q, d, checkpoint = colbert_encode(out / "model", T.MULTILINGUAL_QUERIES, T.MULTILINGUAL_DOCUMENTS)
     return {
         "model": "model",
@@ -577,7 +577,8 @@ def build_stanford_xlmr(out: Path, work: Path, args: argparse.Namespace) -> dict
         "document_vectors": d,
         "settings": colbert_settings(checkpoint),
         "notes": [
-            "XLM-R Unigram vocabulary (▁ word starts) trained offline; markers [unused0]/[unused1] are missing "
+            "XLM-R SentencePiece Unigram vocabulary (nmt_nfkc, ▁ word starts) trained offline; markers "
+            "[unused0]/[unused1] are missing "
             "from it and colbert-ai maps them to <unk>; its punctuation skiplist takes the first piece of each "
             "encoded symbol, which on this vocabulary includes the bare '▁' piece (issue 11, point 3)."
         ],
@@ -603,6 +604,7 @@ def build_jina_v2(out: Path, work: Path, args: argparse.Namespace) -> dict[str, 
     )
     colbert_save(base, out / "model", config)
     _strip_checkpoint_path(out / "model")
+    _drop_slow_tokenizer(out / "model")
     q, d, checkpoint = colbert_encode(out / "model", T.MULTILINGUAL_QUERIES, T.MULTILINGUAL_DOCUMENTS)
     return {
         "model": "model",
