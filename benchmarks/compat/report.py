@@ -169,7 +169,8 @@ def evaluate(folder: Path) -> Row:
         ours_q = [t.numpy() for t in encoder.encode_queries(record["queries"])]
         ours_d = [t.numpy() for t in encoder.encode_documents(record["documents"])]
     except Exception as exc:
-        row.status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        message = str(exc).splitlines()[0].replace(f"{ROOT}/", "")  # repository-relative paths in the table
+        row.status = f"error: {type(exc).__name__}: {message[:200]}"
         return row
     golden_q = split(arrays["queries"], arrays["query_lengths"])
     golden_d = split(arrays["documents"], arrays["document_lengths"])
