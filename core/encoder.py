@@ -28,6 +28,7 @@ the CPU.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +217,11 @@ class ColBERTEncoder:
             )
         self._mask_id: int = int(mask_id) if mask_id is not None else 0
         self._pad_id: int = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else self._mask_id
-        self._token_type_ids = "token_type_ids" in (getattr(tokenizer, "model_input_names", None) or [])
+        # token_type_ids (all zeros for one sequence) only where the tokenizer produces them and the model
+        # takes them: BERT yes; XLM-R, ModernBERT and most custom models no.
+        self._token_type_ids = "token_type_ids" in (getattr(tokenizer, "model_input_names", None) or []) and (
+            _accepts(self.backbone, "token_type_ids")
+        )
         # PyLate tokenises through sentence-transformers 5's Transformer.tokenize, which strips each text.
         self._strip = checkpoint_format == "pylate"
         self._warned_truncated_query = False
@@ -577,6 +582,14 @@ def _skiplist_ids(tokenizer: Any, words: Sequence[str], checkpoint_format: str) 
     if dropped:
         logger.debug("Skiplist words %s are not vocabulary tokens; they are not skipped.", dropped)
     return frozenset(ids)
+
+
+def _accepts(module: nn.Module, argument: str) -> bool:
+    try:
+        parameters = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return argument in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _output_dim(backbone: nn.Module, projection: nn.Module, truncate_dim: int | None) -> int:
@@ -1008,8 +1021,9 @@ def _load_sentence_transformers(folder: Path, st_config: dict[str, Any], options
         "document_prompt": document_prompt or "",
         "document_length": int(knobs.get("document_length") or ceiling),
         "skiplist_words": tuple(skiplist),
-        "lowercase": bool(module_config.get("do_lower_case", False)),
     }
+    if module_config.get("do_lower_case"):
+        _lowercase_tokenizer(tokenizer)
     if expansion:
         if expansion.get("strategy", "fixed") != "fixed":
             logger.warning(
@@ -1055,11 +1069,34 @@ def _register_prefix_tokens(tokenizer: Any, prefixes: list[str]) -> None:
         tokenizer.add_special_tokens({"additional_special_tokens": to_register})
 
 
+def _lowercase_tokenizer(tokenizer: Any) -> None:
+    """sentence-transformers 6 ``do_lower_case``: a Lowercase normaliser in front of the tokenizer's own, so
+    special tokens (registered markers) keep their case while the text, prompts included, is lowercased."""
+    if getattr(tokenizer, "is_fast", False):
+        from tokenizers.normalizers import Lowercase
+        from tokenizers.normalizers import Sequence as NormalizerSequence
+
+        normalizer = tokenizer.backend_tokenizer.normalizer
+        parts: list[Any] = []
+        if isinstance(normalizer, NormalizerSequence):
+            parts = list(cast(Any, normalizer))  # iterable at runtime; the stubs do not say so
+        elif normalizer is not None:
+            parts = [normalizer]
+        if not any(isinstance(n, Lowercase) for n in parts):
+            tokenizer.backend_tokenizer.normalizer = NormalizerSequence([Lowercase(), *parts])
+        return
+    try:
+        tokenizer.do_lower_case = True
+    except AttributeError:
+        tokenizer.basic_tokenizer.do_lower_case = True
+
+
 def _model_max_length(tokenizer: Any, backbone: nn.Module) -> int:
+    """The tokenizer's length limit, capped by the model's positions (as sentence-transformers does)."""
     length = getattr(tokenizer, "model_max_length", None)
-    if isinstance(length, int) and 0 < length < 1_000_000:
-        return length
-    return int(getattr(getattr(backbone, "config", None), "max_position_embeddings", 512) or 512)
+    positions = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
+    limits = [n for n in (length, positions) if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits) if limits else 512
 
 
 def _load_plain_sentence_transformers(folder: Path, options: _LoadOptions) -> _Loaded:
@@ -1086,15 +1123,15 @@ def _load_plain_sentence_transformers(folder: Path, options: _LoadOptions) -> _L
     return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder), settings, "plain")
 
 
-def _stanford_heads(state: dict[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:
-    """Projection matrices stored next to the backbone: ``linear.weight`` and any other top-level
-    ``*linear*.weight`` of shape ``(dim, hidden)`` (Matryoshka heads)."""
+def _stanford_heads(state: dict[str, torch.Tensor], hidden: int, backbone_prefix: str) -> dict[str, torch.Tensor]:
+    """Projection matrices stored next to the backbone: ``linear.weight`` and any other ``*linear*.weight``
+    of shape ``(dim, hidden)`` outside the backbone's ``<prefix>.`` keys (Matryoshka heads)."""
     return {
         key: tensor
         for key, tensor in state.items()
-        if key.count(".") == 1
+        if not (backbone_prefix and key.startswith(backbone_prefix + "."))
         and key.endswith(".weight")
-        and "linear" in key
+        and "linear" in key.rsplit(".", 1)[0].split(".")[0]
         and tensor.ndim == 2
         and tensor.shape[1] == hidden
     }
@@ -1109,7 +1146,7 @@ def _load_stanford(folder: Path, options: _LoadOptions) -> _Loaded:
     state = _load_state(state_file)
     meta = _read_json(folder / "artifact.metadata")
     hidden = int(getattr(backbone, "config").hidden_size)  # noqa: B009
-    heads = _stanford_heads(state, hidden)
+    heads = _stanford_heads(state, hidden, str(getattr(backbone, "base_model_prefix", "") or ""))
     if "linear.weight" not in heads:
         raise ModelLoadError(f"{folder} looks like a Stanford ColBERT checkpoint but has no 'linear.weight'.")
     if options.dim is None:

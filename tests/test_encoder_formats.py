@@ -300,6 +300,12 @@ def test_pylate_skiplist_keeps_unk_for_words_outside_the_vocabulary(xlmr_backbon
     assert missing  # this small vocabulary lacks some punctuation marks
     assert tok.unk_token_id in encoder._skip_ids  # PyLate's convert_tokens_to_ids maps them to <unk>
     assert encoder._head == [tok.cls_token_id] and encoder._tail == [tok.sep_token_id]  # <s> ... </s>
+    assert not encoder._token_type_ids  # XLM-R's tokenizer produces none
+
+
+def test_token_type_ids_only_for_models_that_take_them(bert_pylate: Path) -> None:
+    encoder = ColBERTEncoder.from_pretrained(bert_pylate, device="cpu")
+    assert encoder._token_type_ids  # BERT: zeros, as its tokenizer gives for one sequence
 
 
 @pytest.mark.parametrize(
@@ -364,7 +370,9 @@ def test_dense_stacks_with_bias_activation_and_residual(
 
 
 # ---------------------------------------------------------------------- sentence-transformers 6
-def _st6_folder(source: Path, folder: Path, *, skiplist: list[str], expansion: dict[str, Any] | None) -> None:
+def _st6_folder(
+    source: Path, folder: Path, *, skiplist: list[str], expansion: dict[str, Any] | None, lower: bool = False
+) -> None:
     """What sentence-transformers 6 ``MultiVectorEncoder.save`` writes (Dense, MultiVectorMask, Normalize)."""
     shutil.copytree(source, folder)
     for stale in ("modules.json", "config_sentence_transformers.json", "artifact.metadata"):
@@ -411,6 +419,7 @@ def _st6_folder(source: Path, folder: Path, *, skiplist: list[str], expansion: d
                 "module_output_name": "token_embeddings",
                 "document_length": 40,
                 "query_expansion": expansion,
+                "do_lower_case": lower,
             }
         )
     )
@@ -448,11 +457,13 @@ def test_sentence_transformers_6_prompts_lengths_expansion_and_skiplist(xlmr_bac
     torch.testing.assert_close(encoder.encode_queries("dogs"), _expected(folder, ids, 12, head), atol=1e-5, rtol=1e-4)
 
 
-def test_sentence_transformers_6_matches_multi_vector_encoder(xlmr_backbone: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lower", [False, True])
+def test_sentence_transformers_6_matches_multi_vector_encoder(xlmr_backbone: Path, tmp_path: Path, lower: bool) -> None:
     """Oracle check against sentence-transformers 6 itself, when it is installed (it is in [test])."""
     st6 = pytest.importorskip("sentence_transformers.multi_vector_encoder", reason="sentence-transformers 6 absent")
     folder = tmp_path / "st6-oracle"
-    _st6_folder(xlmr_backbone, folder, skiplist=list(string.punctuation), expansion={"strategy": "fixed", "length": 12})
+    expansion = {"strategy": "fixed", "length": 12}
+    _st6_folder(xlmr_backbone, folder, skiplist=list(string.punctuation), expansion=expansion, lower=lower)
     reference = st6.MultiVectorEncoder(str(folder), device="cpu")
     ours = ColBERTEncoder.from_pretrained(folder, device="cpu")
     queries, documents = TEXTS[:2], TEXTS[2:]
