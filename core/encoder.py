@@ -935,9 +935,6 @@ def _load_pylate(folder: Path, st_config: dict[str, Any], options: _LoadOptions)
 def _load_sentence_transformers(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
     """sentence-transformers 6 ``MultiVectorEncoder``: prompts as text, knobs on the Transformer module."""
     modules = _read_modules(folder)
-    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
-    backbone_dir = folder / transformer.get("path", "")
-    backbone, tokenizer = _load_backbone(backbone_dir, options)
     denses: list[_Dense] = []
     skiplist: list[str] = []
     normalized = False
@@ -973,6 +970,9 @@ def _load_sentence_transformers(folder: Path, st_config: dict[str, Any], options
                 "implement; loading without it would give other vectors than sentence-transformers."
             )
 
+    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
+    backbone_dir = folder / transformer.get("path", "")
+    backbone, tokenizer = _load_backbone(backbone_dir, options)
     if not normalized:
         logger.warning(
             "%s has no token-level Normalize module: sentence-transformers returns unnormalised token vectors for "

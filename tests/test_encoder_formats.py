@@ -457,6 +457,23 @@ def test_sentence_transformers_6_prompts_lengths_expansion_and_skiplist(xlmr_bac
     torch.testing.assert_close(encoder.encode_queries("dogs"), _expected(folder, ids, 12, head), atol=1e-5, rtol=1e-4)
 
 
+def test_sentence_transformers_6_modules_it_cannot_reproduce_fail(xlmr_backbone: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "st6-pooled"
+    _st6_folder(xlmr_backbone, folder, skiplist=[], expansion=None)
+    modules = json.loads((folder / "modules.json").read_text())
+    pooling = "sentence_transformers.multi_vector_encoder.modules.token_pooling.TokenPooling"
+    modules.insert(2, {"idx": 9, "name": "9", "path": "9_TokenPooling", "type": pooling})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match=r"TokenPooling.*does not implement"):
+        ColBERTEncoder.from_pretrained(folder, device="cpu")
+    modules.pop(2)
+    (folder / "modules.json").write_text(json.dumps(modules))
+    dense = json.loads((folder / "1_Dense" / "config.json").read_text())
+    (folder / "1_Dense" / "config.json").write_text(json.dumps({**dense, "activation_function": "my.pkg.Swish"}))
+    with pytest.raises(ModelLoadError, match=r"Unsupported activation 'my\.pkg\.Swish'"):
+        ColBERTEncoder.from_pretrained(folder, device="cpu")
+
+
 @pytest.mark.parametrize("lower", [False, True])
 def test_sentence_transformers_6_matches_multi_vector_encoder(xlmr_backbone: Path, tmp_path: Path, lower: bool) -> None:
     """Oracle check against sentence-transformers 6 itself, when it is installed (it is in [test])."""
