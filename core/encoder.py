@@ -156,6 +156,14 @@ class ColBERTEncoder:
     Build it with :meth:`from_pretrained`. Outputs are float32 CPU tensors, one per text:
     queries are ``(query_length, dim)`` with expansion on; documents are ``(n_tokens, dim)``
     without padding or skiplisted tokens.
+
+    Attributes:
+        checkpoint_format: the rules followed (``"pylate"``, ``"sentence-transformers"``,
+            ``"stanford"`` or ``"plain"``), as detected from the folder by :meth:`from_pretrained`.
+        revision: the Hub commit the model came from, when it was loaded from the Hub cache.
+
+    A query longer than ``query_length`` is cut to it (logged once per encoder); load with
+    ``from_pretrained(..., query_length=64)`` to keep longer queries, for any format.
     """
 
     def __init__(
@@ -799,7 +807,14 @@ def _load_backbone(folder: Path, options: _LoadOptions) -> tuple[nn.Module, Any]
             "Read that code, then pass trust_remote_code=True to load it."
         )
     _check_tokenizer_dependencies(folder)
-    remote = {"trust_remote_code": options.trust_remote_code, "token": options.token}
+    # The folder is local; these reach the Hub only for modelling code kept in another repository
+    # (auto_map "org/repo--module.Class"), which transformers fetches and caches itself.
+    remote = {
+        "trust_remote_code": options.trust_remote_code,
+        "token": options.token,
+        "cache_dir": options.cache_dir,
+        "local_files_only": options.local_files_only,
+    }
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **remote)
     except ImportError as exc:
