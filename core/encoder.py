@@ -768,9 +768,11 @@ def _check_tokenizer_dependencies(folder: Path) -> None:
             needed.append({"unidic_lite": "unidic_lite", "unidic": "unidic", "ipadic": "ipadic"}.get(dic, dic))
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
+        others = [m for m in missing if m not in ("fugashi", "unidic_lite")]
+        extra = f" (and pip install {' '.join(others)} for the dictionary it names)" if others else ""
         raise MissingDependencyError(
             f"The tokenizer of {folder} (BertJapaneseTokenizer, MeCab word splitting) needs {missing}, which "
-            "are not installed. Install them with: pip install 'lateint-plugins[ja]'"
+            f"are not installed. Install them with: pip install 'lateint-plugins[ja]'{extra}"
         )
 
 
