@@ -1,47 +1,63 @@
 """ColBERT encoder: text in, one L2-normalised vector per token out.
 
-The encoder reads three checkpoint layouts and reproduces each one's trained tokenisation:
+The encoder reads four checkpoint formats and encodes each the way its own library does
+(``encoder.checkpoint_format`` records which one a folder was detected as):
 
-* **PyLate / sentence-transformers** folders (``modules.json``, ``1_Dense/``,
-  ``config_sentence_transformers.json``), both the PyLate (<= 3) keys and the
-  sentence-transformers 6 ``MultiVectorEncoder`` keys;
-* **Stanford ColBERT** ``HF_ColBERT`` checkpoints (BERT weights plus ``linear.weight`` in one
-  state file, options in ``artifact.metadata``);
-* a **plain Hugging Face** encoder (no projection; the dimension is the hidden size).
+* ``"pylate"``: folders saved by PyLate (<= 1.6): ``modules.json``, ``1_Dense/``, and the
+  ``query_prefix`` / ``query_length`` / ... keys of ``config_sentence_transformers.json``. Markers
+  are single added tokens inserted after the first special token, texts are stripped, the skiplist
+  is ``convert_tokens_to_ids`` of each word (a word missing from the vocabulary skips ``<unk>``).
+* ``"sentence-transformers"``: sentence-transformers 6 ``MultiVectorEncoder`` folders
+  (``model_type: MultiVectorEncoder``): prompts are text prepended before tokenisation, lengths and
+  ``query_expansion`` come from the Transformer module, the skiplist from ``MultiVectorMask``
+  (words that are not one vocabulary token are dropped).
+* ``"stanford"``: Stanford colbert-ai ``HF_ColBERT`` checkpoints (backbone plus ``linear.weight``
+  in one state file, options in ``artifact.metadata``): a marker missing from the vocabulary maps to
+  ``<unk>`` (``convert_tokens_to_ids``), the skiplist is the first piece of each punctuation mark.
+* ``"plain"``: a Hugging Face encoder or a single-vector sentence-transformers folder (ColBERT
+  defaults; no projection unless the folder has Dense modules).
 
-Queries and documents are framed as ``[CLS] <marker> tokens [SEP]``. Queries are padded with
-``[MASK]`` to ``query_length`` (ColBERT's query augmentation) and every position is returned;
-documents drop padding and punctuation (the skiplist). All outputs are L2-normalised float32
-tensors on the CPU.
+Queries and documents are framed as ``<first special> <marker> tokens <last special>`` (``[CLS]`` /
+``[SEP]`` for BERT, ``<s>`` / ``</s>`` for RoBERTa-style vocabularies). Queries are padded with the
+mask token (ColBERT's query augmentation) to ``query_length`` and every position is returned; longer
+queries are truncated to ``query_length`` (logged once per encoder; pass ``query_length=`` to raise
+it). Documents drop padding and skiplisted tokens. All outputs are L2-normalised float32 tensors on
+the CPU.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
 import logging
 import os
+import re
 import string
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InvalidInputError, ModelLoadError
+from .errors import InvalidInputError, MissingDependencyError, ModelLoadError
 from .fingerprint import ModelFingerprint, hash_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MODEL", "ColBERTEncoder", "EncoderConfig", "resolve_device"]
+__all__ = ["CHECKPOINT_FORMATS", "DEFAULT_MODEL", "ColBERTEncoder", "EncoderConfig", "resolve_device"]
 
 DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
 """Hub id used when no model is given (``--model`` / ``LATEINT_MODEL`` override it)."""
 
 LongDocuments = Literal["truncate", "window"]
+CheckpointFormat = Literal["pylate", "sentence-transformers", "stanford", "plain"]
+CHECKPOINT_FORMATS: tuple[str, ...] = ("pylate", "sentence-transformers", "stanford", "plain")
+"""Values of :attr:`ColBERTEncoder.checkpoint_format`: which library's rules the encoder follows."""
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
@@ -49,6 +65,10 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leakyrelu": nn.LeakyReLU,
+    "softplus": nn.Softplus,
 }
 
 
@@ -57,13 +77,21 @@ class EncoderConfig:
     """How texts are framed, truncated and masked. Field names follow PyLate.
 
     Args:
-        query_prefix: marker token inserted after ``[CLS]`` in queries (``[unused0]`` is ColBERT's ``[Q]``).
-        document_prefix: marker token inserted after ``[CLS]`` in documents (``[unused1]`` is ``[D]``).
-        query_length: total query length in tokens, markers included; queries are padded to it.
-        document_length: total document length in tokens, markers included.
-        do_query_expansion: pad queries with ``[MASK]`` to ``query_length`` and return those positions.
-        attend_to_expansion_tokens: let the encoder attend to the ``[MASK]`` padding.
+        query_prefix: marker token inserted after the first special token of queries (``[unused0]`` is
+            ColBERT's ``[Q]``; PyLate saves use ``"[Q] "``, Jina-ColBERT v2 ``[QueryMarker]``). It must be
+            one token of the vocabulary (Stanford checkpoints: a missing one maps to ``<unk>``, as
+            colbert-ai does); ``""`` inserts none.
+        document_prefix: the same for documents (``[unused1]`` is ``[D]``).
+        query_prompt: text prepended to each query before tokenisation (sentence-transformers
+            ``prompts``), e.g. ``"query: "``; ``""`` for none.
+        document_prompt: text prepended to each document before tokenisation.
+        query_length: total query length in tokens, special tokens and marker included; queries are
+            padded to it and longer ones truncated (with a warning, once). Raise it to keep long queries.
+        document_length: total document length in tokens, special tokens and marker included.
+        do_query_expansion: pad queries with the mask token to ``query_length`` and return those positions.
+        attend_to_expansion_tokens: let the encoder attend to the mask-token padding.
         skiplist_words: tokens dropped from document outputs (punctuation by default).
+        lowercase: lowercase texts before tokenising (sentence-transformers ``do_lower_case``).
         truncate_dim: keep only the first ``truncate_dim`` output dimensions (before normalising).
         long_documents: ``"truncate"`` cuts documents at ``document_length``; ``"window"`` encodes
             the rest in overlapping windows and keeps every token.
@@ -80,6 +108,9 @@ class EncoderConfig:
     truncate_dim: int | None = None
     long_documents: LongDocuments = "truncate"
     window_overlap: int = 64
+    query_prompt: str = ""
+    document_prompt: str = ""
+    lowercase: bool = False
 
     def __post_init__(self) -> None:
         for name in ("query_length", "document_length"):
@@ -92,6 +123,9 @@ class EncoderConfig:
             raise InvalidInputError(f"long_documents must be 'truncate' or 'window', got {self.long_documents!r}.")
         if not isinstance(self.window_overlap, int) or self.window_overlap < 0:
             raise InvalidInputError(f"window_overlap must be an int >= 0, got {self.window_overlap!r}.")
+        for name in ("query_prefix", "document_prefix", "query_prompt", "document_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidInputError(f"{name} must be a str ('' for none), got {getattr(self, name)!r}.")
         object.__setattr__(self, "skiplist_words", tuple(self.skiplist_words))
 
 
@@ -122,6 +156,14 @@ class ColBERTEncoder:
     Build it with :meth:`from_pretrained`. Outputs are float32 CPU tensors, one per text:
     queries are ``(query_length, dim)`` with expansion on; documents are ``(n_tokens, dim)``
     without padding or skiplisted tokens.
+
+    Attributes:
+        checkpoint_format: the rules followed (``"pylate"``, ``"sentence-transformers"``,
+            ``"stanford"`` or ``"plain"``), as detected from the folder by :meth:`from_pretrained`.
+        revision: the Hub commit the model came from, when it was loaded from the Hub cache.
+
+    A query longer than ``query_length`` is cut to it (logged once per encoder); load with
+    ``from_pretrained(..., query_length=64)`` to keep longer queries, for any format.
     """
 
     def __init__(
@@ -134,8 +176,14 @@ class ColBERTEncoder:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         name_or_path: str = "",
+        checkpoint_format: CheckpointFormat = "plain",
     ) -> None:
+        if checkpoint_format not in CHECKPOINT_FORMATS:
+            raise InvalidInputError(
+                f"checkpoint_format must be one of {CHECKPOINT_FORMATS}, got {checkpoint_format!r}."
+            )
         self.config = config or EncoderConfig()
+        self.checkpoint_format: CheckpointFormat = checkpoint_format
         self.device = resolve_device(device)
         if dtype is None:
             dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -148,20 +196,43 @@ class ColBERTEncoder:
         # Hashed before any dtype conversion, so the same checkpoint gives the same fingerprint on any device.
         self._weights_sha256 = hash_weights([backbone, projection])
         self.revision: str | None = None
+        """The Hub commit the model was loaded from (None for a folder outside the Hub cache)."""
         self.backbone = backbone.to(self.device, dtype).eval()
         self.projection = projection.to(self.device, dtype).eval()
         self._head, self._tail = _special_frame(tokenizer)
-        self._query_prefix_ids = _marker_ids(tokenizer, self.config.query_prefix, "query_prefix")
-        self._document_prefix_ids = _marker_ids(tokenizer, self.config.document_prefix, "document_prefix")
-        self._skip_ids = _skiplist_ids(tokenizer, self.config.skiplist_words)
-        mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
+        self._query_prefix_ids = _marker_ids(tokenizer, self.config.query_prefix, "query_prefix", checkpoint_format)
+        self._document_prefix_ids = _marker_ids(
+            tokenizer, self.config.document_prefix, "document_prefix", checkpoint_format
+        )
+        self._skip_ids = _skiplist_ids(tokenizer, self.config.skiplist_words, checkpoint_format)
+        if checkpoint_format == "stanford" and tokenizer.pad_token_id is not None:
+            # colbert-ai masks every document position holding the pad id, whatever the skiplist.
+            self._skip_ids = self._skip_ids | {int(tokenizer.pad_token_id)}
+        # The expansion token: the mask token, else EOS for decoder vocabularies (PyLate and
+        # sentence-transformers' fallback), else the pad token.
+        mask_id = next(
+            (
+                i
+                for i in (tokenizer.mask_token_id, getattr(tokenizer, "eos_token_id", None), tokenizer.pad_token_id)
+                if i is not None
+            ),
+            None,
+        )
         if mask_id is None and self.config.do_query_expansion:
             raise ModelLoadError(
-                f"The tokenizer of {name_or_path!r} has neither a mask nor a pad token, so queries cannot be "
+                f"The tokenizer of {name_or_path!r} has no mask, EOS or pad token, so queries cannot be "
                 "expanded. Pass do_query_expansion=False."
             )
-        self._mask_id: int = mask_id if mask_id is not None else 0
-        self._pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._mask_id
+        self._mask_id: int = int(mask_id) if mask_id is not None else 0
+        self._pad_id: int = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else self._mask_id
+        # token_type_ids (all zeros for one sequence) only where the tokenizer produces them and the model
+        # takes them: BERT yes; XLM-R, ModernBERT and most custom models no.
+        self._token_type_ids = "token_type_ids" in (getattr(tokenizer, "model_input_names", None) or []) and (
+            _accepts(self.backbone, "token_type_ids")
+        )
+        # PyLate tokenises through sentence-transformers 5's Transformer.tokenize, which strips each text.
+        self._strip = checkpoint_format == "pylate"
+        self._warned_truncated_query = False
         self._dim = _output_dim(self.backbone, self.projection, self.config.truncate_dim)
 
     # ------------------------------------------------------------------ loading
@@ -173,36 +244,67 @@ class ColBERTEncoder:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         local_files_only: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        trust_remote_code: bool = False,
+        dim: int | None = None,
         **config_overrides: Any,
     ) -> ColBERTEncoder:
-        """Load a PyLate/sentence-transformers, Stanford ColBERT or plain Hugging Face checkpoint.
+        """Load a PyLate, sentence-transformers 6, Stanford ColBERT or plain Hugging Face checkpoint.
+
+        The folder's format decides how markers, lengths, expansion and the skiplist are read and
+        applied (see the module docstring); :attr:`checkpoint_format` records it.
 
         Args:
             name_or_path: a local checkpoint folder or a Hugging Face Hub id.
             device: ``"cuda"``, ``"cpu"``, ... (default: CUDA, then MPS, then CPU).
             dtype: weights and activations dtype (default float16 on CUDA, float32 elsewhere).
-            local_files_only: never try the Hub.
-            **config_overrides: any :class:`EncoderConfig` field, overriding the checkpoint's value.
+            local_files_only: never try the Hub (a Hub id then loads only from the local cache).
+            revision: Hub branch, tag or commit; :attr:`revision` records the resolved commit.
+            token: Hub token for private or gated models (``True``: the saved login).
+            cache_dir: Hub cache folder (default: the Hugging Face cache).
+            trust_remote_code: run the model's own modelling code (Jina-ColBERT v1 / v2 and other
+                models whose ``config.json`` has an ``auto_map``). Read that code first.
+            dim: output width, for checkpoints that ship several projection heads (Matryoshka
+                heads, e.g. Jina-ColBERT v2: 128, 96 or 64). Default: the main head.
+            **config_overrides: any :class:`EncoderConfig` field, overriding the checkpoint's value
+                (e.g. ``query_length=64`` to keep longer queries).
         """
-        folder = _local_folder(str(name_or_path), local_files_only=local_files_only)
-        backbone, tokenizer, projection, settings = _load_checkpoint(folder)
         unknown = set(config_overrides) - set(EncoderConfig.__dataclass_fields__)
         if unknown:
             raise InvalidInputError(
                 f"Unknown encoder option(s) {sorted(unknown)}; valid ones are "
                 f"{sorted(EncoderConfig.__dataclass_fields__)}."
             )
-        config = replace(EncoderConfig(), **{**settings, **config_overrides})
-        logger.info("Loaded %s on %s (%s)", folder, device or "auto", config)
-        return cls(
-            backbone,
-            tokenizer,
-            projection,
+        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+            raise InvalidInputError(f"dim must be a positive int or None, got {dim!r}.")
+        options = _LoadOptions(
+            revision=revision,
+            token=token,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            trust_remote_code=trust_remote_code,
+            local_files_only=local_files_only,
+            dim=dim,
+        )
+        folder = _local_folder(str(name_or_path), options)
+        loaded = _load_checkpoint(folder, options)
+        config = replace(EncoderConfig(), **{**loaded.settings, **config_overrides})
+        logger.info(
+            "Loaded %s as a %s checkpoint on %s (%s)", folder, loaded.checkpoint_format, device or "auto", config
+        )
+        encoder = cls(
+            loaded.backbone,
+            loaded.tokenizer,
+            loaded.projection,
             config,
             device=device,
             dtype=dtype,
             name_or_path=str(name_or_path),
+            checkpoint_format=loaded.checkpoint_format,
         )
+        encoder.revision = _hub_commit(folder)
+        return encoder
 
     # ------------------------------------------------------------------ public API
     @property
@@ -215,6 +317,7 @@ class ColBERTEncoder:
         """What identifies this model and its document settings (recorded by stores, checked on load)."""
         config = asdict(self.config)
         config["skiplist_words"] = list(config["skiplist_words"])
+        config["checkpoint_format"] = self.checkpoint_format
         return ModelFingerprint(
             source=self.name_or_path,
             weights_sha256=self._weights_sha256,
@@ -237,7 +340,8 @@ class ColBERTEncoder:
         A single string gives a single tensor; a sequence gives a list in the same order.
         """
         single, items = _check_texts(texts)
-        sequences = [self._frame_query(i, ids) for i, ids in enumerate(self.tokenize(items))]
+        content = self._tokenize(items, self.config.query_prompt)
+        sequences = [self._frame_query(i, ids) for i, ids in enumerate(content)]
         out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries")
         return out[0] if single else out
 
@@ -278,22 +382,41 @@ class ColBERTEncoder:
         if mode not in ("truncate", "window"):
             raise InvalidInputError(f"long_documents must be 'truncate' or 'window', got {mode!r}.")
         sequences: list[_Sequence] = []
-        for i, ids in enumerate(self.tokenize(items)):
+        for i, ids in enumerate(self._tokenize(items, self.config.document_prompt)):
             sequences.extend(self._frame_document(i, ids, window=mode == "window"))
         out = self._run(sequences, len(items), batch_size, show_progress_bar, "documents")
         return out[0] if single else out
 
     # ------------------------------------------------------------------ framing
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """WordPiece ids of each text: no special tokens, no markers, no truncation (thread-safe)."""
+        """Token ids of each text: no special tokens, markers, prompts or truncation (thread-safe)."""
+        return self._tokenize(texts, "")
+
+    def _tokenize(self, texts: Sequence[str], prompt: str) -> list[list[int]]:
+        items = [prompt + text for text in texts]
+        if self._strip:
+            items = [text.strip() for text in items]
+        if self.config.lowercase:
+            items = [text.lower() for text in items]
         with self._tokenizer_lock:
-            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)
+            encoded = self.tokenizer(items, add_special_tokens=False, truncation=False, verbose=False)
         return [list(ids) for ids in encoded["input_ids"]]
 
     def _frame_query(self, index: int, content: list[int]) -> _Sequence:
         cfg = self.config
-        room = cfg.query_length - len(self._head) - len(self._tail) - len(self._query_prefix_ids)
-        ids = self._head + self._query_prefix_ids + content[: max(room, 0)] + self._tail
+        room = max(cfg.query_length - len(self._head) - len(self._tail) - len(self._query_prefix_ids), 0)
+        if len(content) > room and not self._warned_truncated_query:
+            self._warned_truncated_query = True
+            logger.warning(
+                "A query of %d tokens was cut to query_length=%d (%d text tokens fit). Pass query_length= "
+                "(e.g. ColBERTEncoder.from_pretrained(..., query_length=%d)) to keep longer queries. "
+                "Logged once per encoder.",
+                len(content),
+                cfg.query_length,
+                room,
+                len(content) + cfg.query_length - room,
+            )
+        ids = self._head + self._query_prefix_ids + content[:room] + self._tail
         attended = len(ids)
         if cfg.do_query_expansion:
             ids = ids + [self._mask_id] * (cfg.query_length - len(ids))
@@ -363,7 +486,10 @@ class ColBERTEncoder:
             ids[row, :n] = torch.tensor(seq.input_ids)
             attention[row, : seq.attended] = 1
             keep[row, :n] = torch.tensor(seq.keep)
-        hidden = self.backbone(input_ids=ids.to(self.device), attention_mask=attention.to(self.device))
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": attention.to(self.device)}
+        if self._token_type_ids:  # only for models whose tokenizer produces them (BERT-style)
+            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        hidden = self.backbone(**inputs)
         vectors = self.projection(hidden.last_hidden_state)
         if self.config.truncate_dim is not None:
             vectors = vectors[..., : self.config.truncate_dim]
@@ -402,22 +528,76 @@ def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
     raise ModelLoadError("Cannot tell which special tokens this tokenizer adds around a text.")
 
 
-def _marker_ids(tokenizer: Any, marker: str, name: str) -> list[int]:
+def _marker_ids(tokenizer: Any, marker: str, name: str, checkpoint_format: str) -> list[int]:
+    """The id of a query/document marker, resolved the way the checkpoint's own library does."""
     if not marker:
         return []
-    vocab = tokenizer.get_vocab()
+    if checkpoint_format == "stanford":
+        # colbert-ai: tokenizer.convert_tokens_to_ids(marker); a marker the vocabulary lacks becomes <unk>.
+        token_id = tokenizer.convert_tokens_to_ids(marker)
+        if token_id is None:
+            raise ModelLoadError(
+                f"{name}={marker!r} is not in the vocabulary and the tokenizer has no unknown token to map it "
+                "to; pass a token of the vocabulary."
+            )
+        if token_id == tokenizer.unk_token_id and marker != tokenizer.unk_token:
+            logger.warning(
+                "%s %r is not in the vocabulary; it maps to the unknown token %r, as in colbert-ai.",
+                name,
+                marker,
+                tokenizer.unk_token,
+            )
+        return [int(token_id)]
+    vocab = tokenizer.get_vocab()  # includes added tokens, e.g. PyLate's "[Q] "
     if marker in vocab:
-        return [vocab[marker]]
-    ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise InvalidInputError(f"{name}={marker!r} tokenizes to nothing; pass a token from the vocabulary.")
-    logger.warning("%s %r is not one vocabulary token; inserting its %d word pieces.", name, marker, len(ids))
-    return list(ids)
+        return [int(vocab[marker])]
+    if checkpoint_format == "pylate":
+        raise ModelLoadError(
+            f"{name}={marker!r} is not a token of this tokenizer. PyLate would add it as a new token with an "
+            "untrained, randomly initialised embedding, so this model was not trained with it: pass the marker "
+            f"the model was trained with (a token of its vocabulary) or {name}=''."
+        )
+    raise ModelLoadError(
+        f"{name}={marker!r} is not a token of this tokenizer's vocabulary. Pass a vocabulary token as {name}=, "
+        f"{name}='' for no marker, or put text before each input with "
+        f"{'query' if name.startswith('query') else 'document'}_prompt=."
+    )
 
 
-def _skiplist_ids(tokenizer: Any, words: Sequence[str]) -> frozenset[int]:
-    vocab = tokenizer.get_vocab()
-    return frozenset(vocab[w] for w in words if w in vocab)
+def _skiplist_ids(tokenizer: Any, words: Sequence[str], checkpoint_format: str) -> frozenset[int]:
+    """Token ids dropped from documents, built by the checkpoint's own library's rule."""
+    ids: set[int] = set()
+    if checkpoint_format == "stanford":
+        # colbert-ai: the first piece of each word as tokenised on its own. On "▁"-style vocabularies
+        # that is often "▁" itself (e.g. "$" -> ["▁", "$"]), which colbert-ai then drops everywhere.
+        for word in words:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if pieces:
+                ids.add(int(pieces[0]))
+        return frozenset(ids)
+    unk_id, unk = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
+    dropped = []
+    for word in words:
+        token_id = tokenizer.convert_tokens_to_ids(word)
+        if token_id is None:
+            continue
+        if checkpoint_format != "pylate" and token_id == unk_id and word != unk:
+            # sentence-transformers 6 drops words that are not one token (they would skip every <unk>);
+            # PyLate keeps convert_tokens_to_ids' answer, so <unk> tokens are skipped in its documents.
+            dropped.append(word)
+            continue
+        ids.add(int(token_id))
+    if dropped:
+        logger.debug("Skiplist words %s are not vocabulary tokens; they are not skipped.", dropped)
+    return frozenset(ids)
+
+
+def _accepts(module: nn.Module, argument: str) -> bool:
+    try:
+        parameters = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return argument in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _output_dim(backbone: nn.Module, projection: nn.Module, truncate_dim: int | None) -> int:
@@ -433,7 +613,63 @@ def _output_dim(backbone: nn.Module, projection: nn.Module, truncate_dim: int | 
 
 
 # ---------------------------------------------------------------------- checkpoint formats
-def _local_folder(name_or_path: str, *, local_files_only: bool) -> Path:
+@dataclass(frozen=True)
+class _LoadOptions:
+    """Hub and transformers options of one ``from_pretrained`` call."""
+
+    revision: str | None = None
+    token: str | bool | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    local_files_only: bool = False
+    dim: int | None = None
+
+
+@dataclass
+class _Loaded:
+    backbone: nn.Module
+    tokenizer: Any
+    projection: nn.Module | None
+    settings: dict[str, Any]
+    checkpoint_format: CheckpointFormat
+
+
+class _Dense(nn.Module):
+    """A PyLate / sentence-transformers ``Dense``: ``activation(linear(x))``, plus ``x`` (or
+    ``residual(x)``, a bias-free projection, when the sizes differ) with ``use_residual``."""
+
+    def __init__(
+        self, in_features: int, out_features: int, *, bias: bool, activation: nn.Module, use_residual: bool
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.activation = activation
+        self.use_residual = use_residual
+        self.residual = (
+            nn.Linear(in_features, out_features, bias=False) if use_residual and in_features != out_features else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.activation(self.linear(x))
+        if self.use_residual:
+            out = out + (x if self.residual is None else self.residual(x))
+        return out
+
+
+_HUB_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _hub_commit(folder: Path) -> str | None:
+    """The commit of a folder in the Hugging Face cache (``.../snapshots/<sha>``), else None."""
+    resolved = folder.resolve() if folder.exists() else folder
+    for path in (folder, resolved):
+        if path.parent.name == "snapshots" and _HUB_COMMIT.fullmatch(path.name):
+            return path.name
+    return None
+
+
+def _local_folder(name_or_path: str, options: _LoadOptions) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -443,66 +679,171 @@ def _local_folder(name_or_path: str, *, local_files_only: bool) -> Path:
         f"Could not load {name_or_path!r} from the Hugging Face Hub. If the Hub is unreachable, pass a local "
         "checkpoint folder instead (--model PATH or LATEINT_MODEL=PATH on the command line)."
     )
-    if local_files_only:
-        raise ModelLoadError(hint)
     try:
         from huggingface_hub import snapshot_download
 
         # Only what the loaders read: configs, tokenizer files, safetensors weights (top level and
-        # module folders such as 1_Dense/). Legacy .bin weights only when there are no safetensors.
+        # module folders such as 1_Dense/), and modelling code when it is trusted. Legacy .bin
+        # weights only when there are no safetensors.
         patterns = ["*.json", "*.txt", "*.model", "artifact.metadata", "*.safetensors", "*/*.json", "*/*.safetensors"]
-        folder = Path(snapshot_download(name_or_path, allow_patterns=patterns))
+        if options.trust_remote_code:
+            patterns.append("*.py")
+        kwargs: dict[str, Any] = {
+            "revision": options.revision,
+            "token": options.token,
+            "cache_dir": options.cache_dir,
+            "local_files_only": options.local_files_only,
+        }
+        folder = Path(snapshot_download(name_or_path, allow_patterns=patterns, **kwargs))
         if not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(name_or_path, allow_patterns=[*patterns, "*.bin", "*/*.bin"]))
+            folder = Path(snapshot_download(name_or_path, allow_patterns=[*patterns, "*.bin", "*/*.bin"], **kwargs))
         return folder
-    except Exception as exc:  # offline, DNS failure, unknown repo, gated repo, ...
+    except Exception as exc:  # offline, DNS failure, unknown repo or revision, gated repo, not cached, ...
         raise ModelLoadError(f"{hint} ({type(exc).__name__}: {exc})") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
+    return value if isinstance(value, dict) else {}
 
 
-def _load_checkpoint(folder: Path) -> tuple[nn.Module, Any, nn.Module | None, dict[str, Any]]:
-    """Return (backbone, tokenizer, projection, EncoderConfig overrides) for a checkpoint folder."""
+_PYLATE_KEYS = (
+    "query_prefix",
+    "document_prefix",
+    "query_length",
+    "document_length",
+    "do_query_expansion",
+    "attend_to_expansion_tokens",
+    "skiplist_words",
+)
+
+
+def _load_checkpoint(folder: Path, options: _LoadOptions) -> _Loaded:
+    """Detect the folder's format and load it by that format's rules."""
     if (folder / "modules.json").is_file():
-        return _load_sentence_transformers(folder)
-    if (folder / "artifact.metadata").is_file() or "HF_ColBERT" in _read_json(folder / "config.json").get(
-        "architectures", []
+        st_config = _read_json(folder / "config_sentence_transformers.json")
+        model_type = st_config.get("model_type")
+        if model_type == "MultiVectorEncoder":
+            return _load_sentence_transformers(folder, st_config, options)
+        if model_type == "ColBERT" or (model_type is None and any(k in st_config for k in _PYLATE_KEYS)):
+            return _load_pylate(folder, st_config, options)
+        return _load_plain_sentence_transformers(folder, options)
+    if (folder / "artifact.metadata").is_file() or "HF_ColBERT" in (
+        _read_json(folder / "config.json").get("architectures") or []
     ):
-        return _load_stanford(folder)
+        return _load_stanford(folder, options)
     if (folder / "config.json").is_file():
-        backbone, tokenizer = _load_backbone(folder)
-        return backbone, tokenizer, None, {}
+        backbone, tokenizer = _load_backbone(folder, options)
+        return _Loaded(backbone, tokenizer, None, _plain_markers(tokenizer), "plain")
     raise ModelLoadError(
         f"{folder} is not a model folder: it has no modules.json (PyLate / sentence-transformers), "
         "artifact.metadata (Stanford ColBERT) or config.json (Hugging Face)."
     )
 
 
-def _load_backbone(folder: Path) -> tuple[nn.Module, Any]:
+def _plain_markers(tokenizer: Any) -> dict[str, Any]:
+    """ColBERT's [unused0]/[unused1] markers when the vocabulary has them (BERT), else none."""
+    vocab = tokenizer.get_vocab()
+    settings: dict[str, Any] = {}
+    for name, marker in (("query_prefix", "[unused0]"), ("document_prefix", "[unused1]")):
+        if marker not in vocab:
+            logger.warning("This vocabulary has no %s token, so %s is empty; pass %s= to set one.", marker, name, name)
+            settings[name] = ""
+    return settings
+
+
+def _check_tokenizer_dependencies(folder: Path) -> None:
+    """Name the extra to install for tokenizers that need word splitting from another package."""
+    config = _read_json(folder / "tokenizer_config.json")
+    if config.get("tokenizer_class") != "BertJapaneseTokenizer":
+        return
+    needed = []
+    if config.get("word_tokenizer_type", "basic") == "mecab" or config.get("subword_tokenizer_type") == "mecab":
+        needed.append("fugashi")
+        dic = (config.get("mecab_kwargs") or {}).get("mecab_dic", "ipadic")
+        if dic is not None:
+            needed.append({"unidic_lite": "unidic_lite", "unidic": "unidic", "ipadic": "ipadic"}.get(dic, dic))
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        others = [m for m in missing if m not in ("fugashi", "unidic_lite")]
+        extra = f" (and pip install {' '.join(others)} for the dictionary it names)" if others else ""
+        raise MissingDependencyError(
+            f"The tokenizer of {folder} (BertJapaneseTokenizer, MeCab word splitting) needs {missing}, which "
+            f"are not installed. Install them with: pip install 'lateint-plugins[ja]'{extra}"
+        )
+
+
+def _remote_code_error(folder: Path, auto_map: dict[str, Any], exc: Exception | None) -> ModelLoadError:
+    reference = str(auto_map.get("AutoModel", next(iter(auto_map.values()), "")))
+    if "--" in reference:
+        repo, module = reference.split("--", 1)
+        where = (
+            f"the Hub repository {repo!r} (file {module.rsplit('.', 1)[0]}.py). Load it once with network access "
+            "and trust_remote_code=True (transformers caches it under HF_MODULES_CACHE, "
+            "~/.cache/huggingface/modules), or download that repository's .py files into the model folder "
+            f"and set auto_map to local names (e.g. {module!r})"
+        )
+    else:
+        where = f"the file {reference.rsplit('.', 1)[0]}.py, which must sit in {folder}"
+    detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+    return ModelLoadError(
+        f"{folder} needs its own modelling code ({reference}), which could not be loaded{detail}. The code lives "
+        f"in {where}."
+    )
+
+
+def _load_backbone(folder: Path, options: _LoadOptions) -> tuple[nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    config = _read_json(folder / "config.json")
+    auto_map = config.get("auto_map") or {}
+    if auto_map.get("AutoModel") and not options.trust_remote_code:
+        # Loading such a model without its code would silently build a different architecture
+        # (e.g. JinaBERT's ALiBi attention read as a plain BERT).
+        raise ModelLoadError(
+            f"{folder} uses its own modelling code (config.json auto_map AutoModel = {auto_map['AutoModel']!r}). "
+            "Read that code, then pass trust_remote_code=True to load it."
+        )
+    _check_tokenizer_dependencies(folder)
+    # The folder is local; these reach the Hub only for modelling code kept in another repository
+    # (auto_map "org/repo--module.Class"), which transformers fetches and caches itself.
+    remote = {
+        "trust_remote_code": options.trust_remote_code,
+        "token": options.token,
+        "cache_dir": options.cache_dir,
+        "local_files_only": options.local_files_only,
+    }
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        # Stanford checkpoints carry `linear.weight` next to the encoder; transformers reports it as an
-        # unused weight, which is expected here (the projection is loaded separately).
-        # Also silence transformers' own weight-loading bar: a library should not draw on stderr unasked.
-        verbosity, bars_enabled = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            backbone = AutoModel.from_pretrained(folder, dtype=torch.float32)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars_enabled:
-                hf_logging.enable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(folder, **remote)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The tokenizer of {folder} needs a package that is not installed: {exc}. "
+            "For Japanese (BertJapaneseTokenizer) models: pip install 'lateint-plugins[ja]'"
+        ) from exc
     except Exception as exc:
+        if auto_map and options.trust_remote_code:
+            raise _remote_code_error(folder, auto_map, exc) from exc
+        raise ModelLoadError(f"Could not load the tokenizer in {folder}: {exc}") from exc
+    # Stanford checkpoints carry `linear.weight` next to the encoder; transformers reports it as an
+    # unused weight, which is expected here (the projection is loaded separately).
+    # Also silence transformers' own weight-loading bar: a library should not draw on stderr unasked.
+    verbosity, bars_enabled = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        backbone = AutoModel.from_pretrained(folder, dtype=torch.float32, **remote)
+    except Exception as exc:
+        if auto_map and options.trust_remote_code:
+            raise _remote_code_error(folder, auto_map, exc) from exc
         raise ModelLoadError(f"Could not load the transformer in {folder}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars_enabled:
+            hf_logging.enable_progress_bar()
     return backbone, tokenizer
 
 
@@ -518,100 +859,333 @@ def _load_state(path_without_suffix: Path) -> dict[str, torch.Tensor]:
     raise ModelLoadError(f"No weights at {safetensors_file} or {bin_file}.")
 
 
-def _dense(config: dict[str, Any], state: dict[str, torch.Tensor], where: Path) -> nn.Module:
-    try:
-        linear = nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias")))
-        linear.load_state_dict({k.removeprefix("linear."): v.float() for k, v in state.items()})
-    except (KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"Projection weights in {where} do not match its config: {exc}") from exc
-    name = str(config.get("activation_function", "identity")).rsplit(".", 1)[-1].lower()
+def _activation(config: dict[str, Any], default: str, where: Path) -> nn.Module:
+    reference = config.get("activation_function") or default
+    name = str(reference).rsplit(".", 1)[-1].lower()
     if name not in _ACTIVATIONS:
-        raise ModelLoadError(f"Unsupported activation {config.get('activation_function')!r} in {where}.")
-    activation = _ACTIVATIONS[name]()
-    return linear if isinstance(activation, nn.Identity) else nn.Sequential(linear, activation)
+        raise ModelLoadError(f"Unsupported activation {reference!r} in {where}; supported: {sorted(_ACTIVATIONS)}.")
+    return _ACTIVATIONS[name]()
 
 
-def _load_sentence_transformers(folder: Path) -> tuple[nn.Module, Any, nn.Module | None, dict[str, Any]]:
+def _dense(config: dict[str, Any], state: dict[str, torch.Tensor], where: Path, default_activation: str) -> _Dense:
+    try:
+        module = _Dense(
+            int(config["in_features"]),
+            int(config["out_features"]),
+            bias=bool(config.get("bias", True)),
+            activation=_activation(config, default_activation, where),
+            use_residual=bool(config.get("use_residual", False)),
+        )
+        module.load_state_dict({k: v.float() for k, v in state.items()})
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"Projection weights in {where} do not match its config: {exc}") from exc
+    return module
+
+
+def _module_kind(module: dict[str, Any]) -> str:
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _read_modules(folder: Path) -> list[dict[str, Any]]:
     modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    transformer = next((m for m in modules if m["type"].endswith("Transformer")), None)
-    if transformer is None:
+    if not isinstance(modules, list) or not any(_module_kind(m) == "Transformer" for m in modules):
         raise ModelLoadError(f"{folder / 'modules.json'} lists no Transformer module.")
-    backbone_dir = folder / transformer.get("path", "")
-    backbone, tokenizer = _load_backbone(backbone_dir)
+    return modules
 
-    dense_layers = []
-    skiplist: list[str] | None = None
-    for module in modules:
-        module_dir = folder / module.get("path", "")
-        if module["type"].endswith("Dense"):
-            dense_layers.append(
-                _dense(_read_json(module_dir / "config.json"), _load_state(module_dir / "model"), module_dir)
+
+def _projection(denses: list[_Dense], dim: int | None, where: Path) -> nn.Module | None:
+    if dim is not None:
+        width = denses[-1].out_features if denses else None
+        if width != dim:
+            raise InvalidInputError(
+                f"dim={dim} does not match this checkpoint's projection ({width or 'none'}) in {where}, and it has "
+                "no other heads. Pass truncate_dim= to keep the first dimensions of its vectors instead."
             )
-        elif module["type"].endswith("MultiVectorMask"):
-            mask_config = _read_json(module_dir / "config.json")
-            applies = "document" in mask_config.get("skiplist_tasks", ["document"])
-            skiplist = (mask_config.get("skiplist_words") or []) if applies else []
-    projection = nn.Sequential(*dense_layers) if dense_layers else None
+    return nn.Sequential(*denses) if denses else None
 
-    st_config = _read_json(folder / "config_sentence_transformers.json")
-    transformer_config = _read_json(backbone_dir / "sentence_bert_config.json")
-    settings: dict[str, Any] = {}
+
+def _load_pylate(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
+    """PyLate (<= 1.6) ``ColBERT.__init__`` and ``_load_sbert_model``, key by key."""
+    modules = _read_modules(folder)
+    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
+    backbone_dir = folder / transformer.get("path", "")
+    backbone, tokenizer = _load_backbone(backbone_dir, options)
+    # PyLate keeps only the Transformer and Dense modules (Pooling / Normalize of a converted
+    # sentence-transformers model are dropped) and runs the Dense ones in order.
+    denses = [
+        _dense(
+            _read_json(folder / m.get("path", "") / "config.json"),
+            _load_state(folder / m.get("path", "") / "model"),
+            folder / m.get("path", ""),
+            "torch.nn.modules.linear.Identity",
+        )
+        for m in modules
+        if _module_kind(m) == "Dense"
+    ]
+
+    def value(key: str, default: Any) -> Any:
+        # A key set to null falls back to PyLate's default, exactly as ColBERT.__init__ does.
+        found = st_config.get(key)
+        return default if found is None else found
+
+    # `prompts` (sentence-transformers 5 writes {"query": "", "document": ""}) are not markers: PyLate
+    # prepends a prompt only through default_prompt_name, to queries and documents alike.
     prompts = st_config.get("prompts") or {}
-    # PyLate <= 3 keys, then sentence-transformers 6 keys (which win when both are present).
-    for ours, pylate, st6 in (
-        ("query_prefix", "query_prefix", "query"),
-        ("document_prefix", "document_prefix", "document"),
-    ):
-        if pylate in st_config:
-            settings[ours] = st_config[pylate] or ""
-        if st6 in prompts:
-            settings[ours] = prompts[st6] or ""
-    for key in ("query_length", "document_length", "attend_to_expansion_tokens", "do_query_expansion"):
-        if st_config.get(key) is not None:
-            settings[key] = st_config[key]
-    if st_config.get("skiplist_words") is not None:
-        skiplist = st_config["skiplist_words"]
-    if transformer_config.get("document_length") is not None:
-        settings["document_length"] = transformer_config["document_length"]
-    if transformer_config.get("query_length") is not None:
-        settings["query_length"] = transformer_config["query_length"]
-    if "query_expansion" in transformer_config:
-        expansion = transformer_config["query_expansion"]
-        settings["do_query_expansion"] = expansion is not None
-        if expansion:
-            settings["attend_to_expansion_tokens"] = bool(expansion.get("attend", False))
-            settings["query_length"] = int(expansion.get("length") or settings.get("query_length", 32))
-    if "document_length" not in settings and transformer_config.get("max_seq_length"):
-        settings["document_length"] = int(transformer_config["max_seq_length"])
-    if skiplist is None and st_config.get("model_type") == "MultiVectorEncoder":
-        skiplist = []  # sentence-transformers 6 skips tokens only through a MultiVectorMask module
-    if skiplist is not None:  # otherwise PyLate's default, the punctuation list
-        settings["skiplist_words"] = tuple(skiplist)
-    return backbone, tokenizer, projection, settings
+    prompt = prompts.get(st_config.get("default_prompt_name")) or ""
+    expansion = bool(value("do_query_expansion", True))
+    settings: dict[str, Any] = {
+        "query_prefix": value("query_prefix", "[Q] "),
+        "document_prefix": value("document_prefix", "[D] "),
+        "query_length": int(value("query_length", 32)),
+        "document_length": int(value("document_length", 180)),
+        "do_query_expansion": expansion,
+        # "If we do not do query expansion, we do not attend to the expansion tokens."
+        "attend_to_expansion_tokens": bool(value("attend_to_expansion_tokens", False)) and expansion,
+        "skiplist_words": tuple(value("skiplist_words", list(string.punctuation))),
+        "query_prompt": prompt,
+        "document_prompt": prompt,
+        "lowercase": bool(_read_json(backbone_dir / "sentence_bert_config.json").get("do_lower_case", False)),
+    }
+    return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder), settings, "pylate")
 
 
-def _load_stanford(folder: Path) -> tuple[nn.Module, Any, nn.Module | None, dict[str, Any]]:
-    backbone, tokenizer = _load_backbone(folder)
+def _load_sentence_transformers(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
+    """sentence-transformers 6 ``MultiVectorEncoder``: prompts as text, knobs on the Transformer module."""
+    modules = _read_modules(folder)
+    denses: list[_Dense] = []
+    skiplist: list[str] = []
+    normalized = False
+    for module in modules:
+        kind, module_dir = _module_kind(module), folder / module.get("path", "")
+        if kind == "Normalize":
+            normalized = (
+                normalized or _read_json(module_dir / "config.json").get("module_input_name") == "token_embeddings"
+            )
+        if kind == "Dense":
+            denses.append(
+                _dense(
+                    _read_json(module_dir / "config.json"),
+                    _load_state(module_dir / "model"),
+                    module_dir,
+                    "torch.nn.modules.activation.Tanh",
+                )
+            )
+        elif kind == "MultiVectorMask":
+            mask_config = _read_json(module_dir / "config.json")
+            tasks = mask_config.get("skiplist_tasks") or ["document"]
+            tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+            if "query" in tasks:
+                raise ModelLoadError(
+                    f"{module_dir}: a skiplist applied to queries (skiplist_tasks={tasks}) is not supported."
+                )
+            if mask_config.get("keep_only_token_ids"):
+                raise ModelLoadError(f"{module_dir}: keep_only_token_ids (image-patch models) is not supported.")
+            skiplist = list(mask_config.get("skiplist_words") or []) if "document" in tasks else []
+        elif kind not in ("Transformer", "Normalize"):
+            raise ModelLoadError(
+                f"{folder / 'modules.json'} has a {module.get('type')!r} module, which this encoder does not "
+                "implement; loading without it would give other vectors than sentence-transformers."
+            )
+
+    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
+    backbone_dir = folder / transformer.get("path", "")
+    backbone, tokenizer = _load_backbone(backbone_dir, options)
+    if not normalized:
+        logger.warning(
+            "%s has no token-level Normalize module: sentence-transformers returns unnormalised token vectors for "
+            "it, while this encoder always L2-normalises them (MaxSim scores differ in scale).",
+            folder,
+        )
+    # MultiVectorEncoder._parse_model_config: legacy top-level prefixes compose onto the saved prompts.
+    prompts = dict(st_config.get("prompts") or {})
+    legacy_prefixes: list[str] = []
+    for prefix_key, role in (("query_prefix", "query"), ("document_prefix", "document")):
+        if prefix_key in st_config:
+            prefix = st_config[prefix_key] or ""
+            legacy_prefixes.append(prefix)
+            prompts[role] = prefix + (prompts.get(role) or "").removeprefix(prefix)
+    if legacy_prefixes:
+        _register_prefix_tokens(tokenizer, legacy_prefixes)
+    default_prompt = prompts.get(st_config.get("default_prompt_name")) or ""
+    query_prompt = prompts.get("query") if "query" in prompts else default_prompt
+    document_role = next((r for r in ("document", "passage", "corpus") if r in prompts), None)
+    document_prompt = prompts.get(document_role) if document_role else default_prompt
+
+    # Transformer.__init__ kwargs: the saved sentence_bert_config.json wins over legacy top-level knobs.
+    module_config = _read_json(backbone_dir / "sentence_bert_config.json")
+    legacy: dict[str, Any] = {
+        k: st_config[k] for k in ("query_length", "document_length") if st_config.get(k) is not None
+    }
+    if "query_expansion" in st_config:
+        legacy["query_expansion"] = st_config["query_expansion"]
+    elif any(k in st_config for k in (*_PYLATE_KEYS, "attend_to_mask_tokens", "query_expansion")):
+        if st_config.get("do_query_expansion") is False:
+            legacy["query_expansion"] = None
+        else:
+            attend = st_config.get("attend_to_expansion_tokens", st_config.get("attend_to_mask_tokens"))
+            length = legacy.pop("query_length", None) or 32
+            legacy["query_expansion"] = {"strategy": "fixed", "attend": bool(attend), "length": length}
+    knobs: dict[str, Any] = {
+        **legacy,
+        **{k: module_config[k] for k in ("query_length", "document_length", "query_expansion") if k in module_config},
+    }
+    ceiling = module_config.get("max_seq_length") or _model_max_length(tokenizer, backbone)
+    expansion = knobs.get("query_expansion")
+    settings: dict[str, Any] = {
+        "query_prefix": "",
+        "document_prefix": "",
+        "query_prompt": query_prompt or "",
+        "document_prompt": document_prompt or "",
+        "document_length": int(knobs.get("document_length") or ceiling),
+        "skiplist_words": tuple(skiplist),
+    }
+    if module_config.get("do_lower_case"):
+        _lowercase_tokenizer(tokenizer)
+    if expansion:
+        if expansion.get("strategy", "fixed") != "fixed":
+            logger.warning(
+                "%s: query_expansion strategy %r is read as 'fixed': queries longer than %s tokens are cut.",
+                folder,
+                expansion.get("strategy"),
+                expansion.get("length"),
+            )
+        if expansion.get("token") not in (None, tokenizer.mask_token):
+            raise ModelLoadError(f"{folder}: a query expansion token other than the mask token is not supported.")
+        settings.update(
+            do_query_expansion=True,
+            attend_to_expansion_tokens=bool(expansion.get("attend", False)),
+            query_length=int(expansion.get("length") or 32),
+        )
+    else:
+        settings.update(
+            do_query_expansion=False,
+            attend_to_expansion_tokens=False,
+            query_length=int(knobs.get("query_length") or ceiling),
+        )
+    return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder), settings, "sentence-transformers")
+
+
+def _register_prefix_tokens(tokenizer: Any, prefixes: list[str]) -> None:
+    """sentence-transformers 6 ``_register_prefix_tokens``: a legacy marker the vocabulary knows becomes a
+    non-normalised special token, so that prepending it as text yields that one token."""
+    from tokenizers import AddedToken
+
+    added = set(getattr(tokenizer, "added_tokens_encoder", None) or {})
+    vocab = tokenizer.get_vocab()
+    to_register = []
+    for value in prefixes:
+        if not value or not value.split():
+            continue
+        for prefix in (value, value.split(None, 1)[0]):
+            if prefix not in added and prefix not in vocab:
+                continue
+            if tokenizer.tokenize(prefix) != [prefix]:
+                to_register.append(AddedToken(prefix, normalized=False, special=True))
+            break
+    if to_register:
+        tokenizer.add_special_tokens({"additional_special_tokens": to_register})
+
+
+def _lowercase_tokenizer(tokenizer: Any) -> None:
+    """sentence-transformers 6 ``do_lower_case``: a Lowercase normaliser in front of the tokenizer's own, so
+    special tokens (registered markers) keep their case while the text, prompts included, is lowercased."""
+    if getattr(tokenizer, "is_fast", False):
+        from tokenizers.normalizers import Lowercase
+        from tokenizers.normalizers import Sequence as NormalizerSequence
+
+        normalizer = tokenizer.backend_tokenizer.normalizer
+        parts: list[Any] = []
+        if isinstance(normalizer, NormalizerSequence):
+            parts = list(cast(Any, normalizer))  # iterable at runtime; the stubs do not say so
+        elif normalizer is not None:
+            parts = [normalizer]
+        if not any(isinstance(n, Lowercase) for n in parts):
+            tokenizer.backend_tokenizer.normalizer = NormalizerSequence([Lowercase(), *parts])
+        return
+    try:
+        tokenizer.do_lower_case = True
+    except AttributeError:
+        tokenizer.basic_tokenizer.do_lower_case = True
+
+
+def _model_max_length(tokenizer: Any, backbone: nn.Module) -> int:
+    """The tokenizer's length limit, capped by the model's positions (as sentence-transformers does)."""
+    length = getattr(tokenizer, "model_max_length", None)
+    positions = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
+    limits = [n for n in (length, positions) if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def _load_plain_sentence_transformers(folder: Path, options: _LoadOptions) -> _Loaded:
+    """A single-vector sentence-transformers folder: its Transformer and Dense modules, ColBERT defaults."""
+    modules = _read_modules(folder)
+    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
+    backbone_dir = folder / transformer.get("path", "")
+    backbone, tokenizer = _load_backbone(backbone_dir, options)
+    denses = [
+        _dense(
+            _read_json(folder / m.get("path", "") / "config.json"),
+            _load_state(folder / m.get("path", "") / "model"),
+            folder / m.get("path", ""),
+            "torch.nn.modules.activation.Tanh",
+        )
+        for m in modules
+        if _module_kind(m) == "Dense"
+    ]
+    module_config = _read_json(backbone_dir / "sentence_bert_config.json")
+    settings = _plain_markers(tokenizer)
+    if module_config.get("max_seq_length"):
+        settings["document_length"] = int(module_config["max_seq_length"])
+    settings["lowercase"] = bool(module_config.get("do_lower_case", False))
+    return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder), settings, "plain")
+
+
+def _stanford_heads(state: dict[str, torch.Tensor], hidden: int, backbone_prefix: str) -> dict[str, torch.Tensor]:
+    """Projection matrices stored next to the backbone: ``linear.weight`` and any other ``*linear*.weight``
+    of shape ``(dim, hidden)`` outside the backbone's ``<prefix>.`` keys (Matryoshka heads)."""
+    return {
+        key: tensor
+        for key, tensor in state.items()
+        if not (backbone_prefix and key.startswith(backbone_prefix + "."))
+        and key.endswith(".weight")
+        and "linear" in key.rsplit(".", 1)[0].split(".")[0]
+        and tensor.ndim == 2
+        and tensor.shape[1] == hidden
+    }
+
+
+def _load_stanford(folder: Path, options: _LoadOptions) -> _Loaded:
+    """colbert-ai 0.2.22 ``HF_ColBERT`` + ``ColBERTConfig`` defaults (doc_maxlen 220, query_maxlen 32)."""
+    backbone, tokenizer = _load_backbone(folder, options)
     state_file = folder / "model"
     if not state_file.with_suffix(".safetensors").is_file():
         state_file = folder / "pytorch_model"
     state = _load_state(state_file)
-    if "linear.weight" not in state:
-        raise ModelLoadError(f"{folder} looks like a Stanford ColBERT checkpoint but has no 'linear.weight'.")
-    weight = state["linear.weight"].float()
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-    linear.weight.data.copy_(weight)
     meta = _read_json(folder / "artifact.metadata")
-    settings: dict[str, Any] = {}
-    for ours, theirs in (
-        ("query_prefix", "query_token_id"),
-        ("document_prefix", "doc_token_id"),
-        ("query_length", "query_maxlen"),
-        ("document_length", "doc_maxlen"),
-        ("attend_to_expansion_tokens", "attend_to_mask_tokens"),
-    ):
-        if meta.get(theirs) is not None:
-            settings[ours] = meta[theirs]
-    if meta.get("mask_punctuation") is False:
-        settings["skiplist_words"] = ()
-    return backbone, tokenizer, linear, settings
+    hidden = int(getattr(backbone, "config").hidden_size)  # noqa: B009
+    heads = _stanford_heads(state, hidden, str(getattr(backbone, "base_model_prefix", "") or ""))
+    if "linear.weight" not in heads:
+        raise ModelLoadError(f"{folder} looks like a Stanford ColBERT checkpoint but has no 'linear.weight'.")
+    if options.dim is None:
+        weight = heads["linear.weight"]
+    else:
+        matching = sorted(k for k, t in heads.items() if t.shape[0] == options.dim)
+        if not matching:
+            widths = sorted({int(t.shape[0]) for t in heads.values()}, reverse=True)
+            raise InvalidInputError(
+                f"dim={options.dim} matches no projection head of {folder} (heads: {widths}). Pass one of "
+                f"those, or truncate_dim= to keep the first dimensions of the default head."
+            )
+        weight = heads["linear.weight"] if "linear.weight" in matching else heads[matching[0]]
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    linear.weight.data.copy_(weight.float())
+    settings: dict[str, Any] = {
+        "query_prefix": meta.get("query_token_id") or "[unused0]",
+        "document_prefix": meta.get("doc_token_id") or "[unused1]",
+        "query_length": int(meta.get("query_maxlen") or 32),
+        "document_length": int(meta.get("doc_maxlen") or 220),
+        "attend_to_expansion_tokens": bool(meta.get("attend_to_mask_tokens", False)),
+        "do_query_expansion": True,
+        "skiplist_words": tuple(string.punctuation) if meta.get("mask_punctuation", True) else (),
+    }
+    return _Loaded(backbone, tokenizer, linear, settings, "stanford")
