@@ -20,27 +20,13 @@ import pytest
 from lateint_plugins.core.encoder import ColBERTEncoder
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "compat"
-_REPO = Path(__file__).resolve().parents[1]
-# ../shared next to the repository, as in conftest.py (a git worktree one level deeper: one folder further up).
-SHARED = next(
-    (p for p in (_REPO.parent / "shared", _REPO.parent.parent / "shared") if p.is_dir()), _REPO.parent / "shared"
-)
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared next to the repository, as in conftest.py
 FAMILIES = sorted(p.parent.name for p in FIXTURES.glob("*/golden.json"))
 COSINE_MIN = 0.9999
 
-# Families our encoder does not match yet (issue 11; the encoder fix is on another branch). strict=True:
-# when the fix lands, each of these turns into an XPASS failure until its line is removed here.
-_PROMPTS = "encoder fix pending: empty ST 5 prompts override query_prefix/document_prefix"
-PENDING: dict[str, str] = {
-    "pylate-modernbert": f"{_PROMPTS} ([Q] /[D] dropped; every document 1 token short; cosine -0.61; 1/8 rankings)",
-    "pylate-bert": f"{_PROMPTS} ([Q] /[D] dropped; every document 1 token short; cosine 0.42; 0/8 rankings)",
-    "pylate-japanese": f"{_PROMPTS} ([unused0]/[unused1] dropped; every document 1 token short; 0/8 rankings)",
-    "pylate-dense-stack": "encoder fix pending: PyLate Dense use_residual (residual Linear 24->16) does not load",
-    "jina-colbert-v2": "encoder fix pending: colbert-ai's skiplist rule on a ▁ vocabulary (first piece of each "
-    "encoded symbol, '▁' included): 8/10 document counts differ, cosine -0.15, 0/8 rankings (queries match)",
-    "stanford-xlmr": "encoder fix pending: [unused0]/[unused1] absent from the XLM-R vocabulary become 7 word pieces "
-    "(colbert-ai: <unk>) and colbert-ai's skiplist rule: 10/10 document counts, cosine -0.15, 0/8 rankings",
-}
+# Families our encoder does not match yet, each with its cause; strict xfail, so a fix shows up as a failure
+# until its line is removed. Empty: every family matches (issue 11).
+PENDING: dict[str, str] = {}
 
 
 def _golden(family: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
