@@ -45,10 +45,7 @@ import texts as T
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "tests" / "fixtures" / "compat"
-# ../shared next to the repository (a git worktree one level deeper finds it one folder further up).
-SHARED = next(
-    (p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.is_dir()), ROOT.parent / "shared"
-)
+SHARED = ROOT.parent / "shared"  # ../shared next to the repository
 DEFAULT_ANSWERAI = SHARED / "models" / "answerai-colbert-small-v1"
 SEED = 20261130
 

@@ -34,10 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "compat"
-# ../shared next to the repository (a git worktree one level deeper finds it one folder further up).
-SHARED = next(
-    (p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.is_dir()), ROOT.parent / "shared"
-)
+SHARED = ROOT.parent / "shared"  # ../shared next to the repository
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "compat.json"
 
 logger = logging.getLogger("compat.report")
