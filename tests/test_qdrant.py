@@ -17,13 +17,20 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
-from lateint_plugins.core.errors import DimensionMismatchError, InvalidInputError, UnknownIdError
+from lateint_plugins.core.errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidInputError,
+    ModelMismatchError,
+    UnknownIdError,
+)
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.scoring import maxsim
 from lateint_plugins.core.store import DocumentStore
 from qdrant_client import QdrantClient, models
 
 from lateint_plugins.qdrant import (
+    LAYOUT_VERSION,
     MAX_MULTIVECTOR_FLOATS,
     TOKENS,
     CollectionConfig,
@@ -199,7 +206,8 @@ def test_collection_layout(tiny_encoder) -> None:
     assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert tokens.distance == models.Distance.DOT and tokens.size == tiny_encoder.dim
     marker = info.config.metadata["lateint"]
-    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 1
+    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == LAYOUT_VERSION == 2
+    assert marker["fingerprint"] == tiny_encoder.fingerprint.to_dict()
     assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
     assert "QdrantLateInteractionStore" in repr(store)
 
@@ -369,12 +377,54 @@ def test_wrong_vector_size(tiny_encoder, tiny_pylate_path) -> None:
         QdrantLateInteractionStore(client, "c", narrow)
 
 
-def test_mismatched_model(tiny_encoder, tiny_pylate_path, tmp_path) -> None:
+def _other_weights(tiny_pylate_path: Path, folder: Path) -> Path:
+    """The tiny model with another projection of the same width: same name length, other vectors."""
+    from safetensors.torch import save_file
+
+    other = shutil.copytree(tiny_pylate_path, folder)
+    weight = torch.randn(16, 32, generator=torch.Generator().manual_seed(7)) / 32**0.5
+    save_file({"linear.weight": weight.contiguous()}, str(other / "1_Dense" / "model.safetensors"))
+    return other
+
+
+def test_model_fingerprint_is_checked_on_open(tiny_encoder, tiny_pylate_path, tmp_path, caplog) -> None:
     client = QdrantClient(":memory:")
-    QdrantLateInteractionStore(client, "c", tiny_encoder)
-    other = shutil.copytree(tiny_pylate_path, tmp_path / "another-model")
+    QdrantLateInteractionStore(client, "c", tiny_encoder).add_texts(["gene cell"], ids=["a"])
+    # The same weights in a moved (renamed) folder: the same model, so it opens.
+    moved = shutil.copytree(tiny_pylate_path, tmp_path / "moved-model")
+    assert QdrantLateInteractionStore(client, "c", ColBERTEncoder.from_pretrained(moved, device="cpu")).ids() == ["a"]
+    other = ColBERTEncoder.from_pretrained(_other_weights(tiny_pylate_path, tmp_path / "other"), device="cpu")
+    assert other.dim == tiny_encoder.dim
+    with pytest.raises(ModelMismatchError, match="weights differ.*allow_model_mismatch"):
+        QdrantLateInteractionStore(client, "c", other)
+    with caplog.at_level("WARNING", logger="lateint_plugins"):
+        assert len(QdrantLateInteractionStore(client, "c", other, allow_model_mismatch=True)) == 1
+    assert "weights differ" in caplog.text
+
+
+def test_collections_without_a_fingerprint_open_with_a_warning(
+    tiny_encoder, tiny_pylate_path, tmp_path, monkeypatch, caplog
+) -> None:
+    import lateint_plugins.qdrant as module
+
+    client = QdrantClient(":memory:")
+    marker = module._marker
+
+    def old_marker(encoder, config):
+        recorded = marker(encoder, config)
+        del recorded["fingerprint"]
+        return recorded
+
+    monkeypatch.setattr(module, "_marker", old_marker)
+    QdrantLateInteractionStore(client, "old", tiny_encoder)
+    monkeypatch.undo()
+    with caplog.at_level("WARNING", logger="lateint_plugins"):
+        QdrantLateInteractionStore(client, "old", tiny_encoder)
+    assert "records no model fingerprint" in caplog.text
+    # Without a fingerprint only the model's name can be compared, as before.
+    another = shutil.copytree(tiny_pylate_path, tmp_path / "another-model")
     with pytest.raises(CollectionMismatchError, match="another-model"):
-        QdrantLateInteractionStore(client, "c", ColBERTEncoder.from_pretrained(other, device="cpu"))
+        QdrantLateInteractionStore(client, "old", ColBERTEncoder.from_pretrained(another, device="cpu"))
 
 
 def test_foreign_collection(tiny_encoder) -> None:
