@@ -1276,6 +1276,7 @@ def sync_to_qdrant(
     delete_missing: bool = True,
     batch_size: int = 64,
     show_progress_bar: bool = False,
+    allow_model_mismatch: bool = False,
 ) -> SyncReport:
     """Push a local store into a collection, incrementally: only new or changed documents are written.
 
@@ -1283,10 +1284,12 @@ def sync_to_qdrant(
     local one; ids in the collection but not in ``source`` are deleted (``delete_missing``). Batches
     land one by one with their hashes, so re-running after an interruption writes only what is left:
     the sync is resumable. Token vectors come from an exact index without re-encoding; other
-    indexes (compressed) re-encode the texts with the store's encoder.
+    indexes (compressed) re-encode the texts with the store's encoder. ``allow_model_mismatch``
+    as in :class:`QdrantLateInteractionStore`.
     """
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
-                                       write_batch_size=batch_size)  # fmt: skip
+                                       write_batch_size=batch_size,
+                                       allow_model_mismatch=allow_model_mismatch)  # fmt: skip
     remote = {p["doc_id"]: p.get("content_hash") for p in store._scroll(["doc_id", "content_hash"])}
     local_ids = list(source.index.ids)
     docs = {r.id: r for r in source.get(local_ids)}
@@ -1331,12 +1334,16 @@ def sync_from_qdrant(
     *,
     device: str | torch.device | None = None,
     show_progress_bar: bool = False,
+    allow_model_mismatch: bool = False,
 ) -> LateInteractionStore:
     """Build a local :class:`LateInteractionStore` (exact index) from a collection: vectors, texts, metadata.
 
     Args:
         encoder: the collection's model; by default the model recorded in the collection is loaded.
         device: device of a loaded encoder and of the new index.
+        allow_model_mismatch: as in :class:`QdrantLateInteractionStore`.
+
+    Only committed documents are copied (see the module docstring).
     """
     require("qdrant_client", _EXTRA)
     if encoder is None:
@@ -1346,7 +1353,9 @@ def sync_from_qdrant(
         if not recorded.get("model"):
             raise CollectionMismatchError(f"Collection {collection_name!r} records no model; pass encoder= explicitly.")
         encoder = ColBERTEncoder.from_pretrained(recorded["model"], device=device, **recorded.get("encoder_config", {}))
-    remote = QdrantLateInteractionStore(client, collection_name, encoder, create=False)
+    remote = QdrantLateInteractionStore(
+        client, collection_name, encoder, create=False, allow_model_mismatch=allow_model_mismatch
+    )
     store = LateInteractionStore(encoder, ExactIndex(encoder.dim, device=device))
     total = len(remote)
     progress = _progress(total, show_progress_bar, f"Sync from {collection_name}")

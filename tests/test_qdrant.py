@@ -6,12 +6,14 @@ server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -632,6 +634,117 @@ def test_bad_arguments(tiny_encoder) -> None:
         store.search_batch("x")
     assert store.search("anything") == []
     assert store.search_batch([]) == []
+
+
+def _bad_matrices(dim: int) -> dict[str, object]:
+    return {
+        "nan": torch.full((3, dim), float("nan")),
+        "inf": torch.full((3, dim), float("inf")),
+        "-inf in one cell": torch.ones(3, dim).index_put_(
+            (torch.tensor([1]), torch.tensor([2])), torch.tensor(-math.inf)
+        ),
+        "object dtype": np.array([[object()] * dim] * 2, dtype=object),
+        "int array": np.ones((3, dim), dtype=np.int64),
+        "int tensor": torch.ones(3, dim, dtype=torch.int64),
+        "bool array": np.ones((3, dim), dtype=bool),
+        "rank 1": torch.ones(dim),
+        "rank 3": torch.ones(1, 3, dim),
+        "no rows": torch.ones(0, dim),
+        "wider": torch.ones(3, dim + 1),
+        "beyond float16": torch.full((2, dim), 1e5),
+        "nested list": [[0.1] * dim],
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_matrices(16)))
+def test_bad_vectors_are_refused_naming_the_argument(tiny_encoder, case) -> None:
+    bad = _bad_matrices(tiny_encoder.dim)[case]
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    store.add_texts(["gene cell"], ids=["kept"])
+    with pytest.raises(InvalidInputError, match=r"embeddings\[0\]"):
+        store.add_embeddings(["x"], [bad])
+    with pytest.raises(InvalidInputError, match=r"query_embeddings\[0\]"):
+        store.search_embeddings([bad])
+    assert store.ids() == ["kept"] and len(_points(store)) == 1
+
+
+def test_one_bare_matrix_where_a_list_is_expected_is_refused(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    matrix = torch.ones(2, tiny_encoder.dim)
+    with pytest.raises(InvalidInputError, match="embeddings must be a list"):
+        store.add_embeddings(["x", "y"], matrix)
+    with pytest.raises(InvalidInputError, match="query_embeddings must be a list"):
+        store.search_embeddings(matrix)
+    assert len(store) == 0
+
+
+def test_strings_that_are_not_utf8_are_refused_before_any_write(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    bad = "x\ud800"
+    vector = [torch.ones(2, tiny_encoder.dim) / 4]
+    with pytest.raises(InvalidInputError, match=r"texts\[1\].*UTF-8"):
+        store.add_texts(["gene", bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.add_texts(["gene"], ids=[bad])
+    with pytest.raises(InvalidInputError, match=r"metadata.*\[0\]"):
+        store.add_texts(["gene"], [{bad: 1}])
+    with pytest.raises(InvalidInputError, match=r"metadata.*\[0\]"):
+        store.add_texts(["gene"], [{"k": ["fine", {"deep": bad}]}])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.add_embeddings([bad], vector)
+    with pytest.raises(InvalidInputError, match=r"texts\[0\]"):
+        store.add_embeddings(["x"], vector, [bad])
+    assert len(_points(store)) == 0
+    store.add_texts(["gene"], ids=["a"])
+    with pytest.raises(InvalidInputError, match="query"):
+        store.search(bad)
+    with pytest.raises(InvalidInputError, match=r"queries\[1\]"):
+        store.search_batch(["gene", bad])
+    with pytest.raises(InvalidInputError, match=r"query_texts\[0\]"):
+        store.search_embeddings(vector, query_texts=[bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[1\]"):
+        store.get(["a", bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.delete([bad])
+    assert bad not in store and store.ids() == ["a"]
+
+
+def test_a_bare_str_where_a_list_is_expected_is_an_error(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    vectors = [torch.ones(2, tiny_encoder.dim) / 4] * 2
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.add_embeddings("ab", vectors)
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.add_texts(["gene", "cell"], ids="ab")
+    with pytest.raises(InvalidInputError, match="texts must be a list"):
+        store.add_embeddings(["a", "b"], vectors, "ab")
+    with pytest.raises(InvalidInputError, match="metadata"):
+        store.add_texts(["gene"], {"k": 1})
+    with pytest.raises(InvalidInputError, match="documents must be a list"):
+        store.add_documents("gene")
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.get("doc-1")
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.delete("doc-1")
+    with pytest.raises(InvalidInputError, match="query_texts"):
+        store.search_embeddings(vectors[:1], query_texts="q")
+    with pytest.raises(InvalidInputError, match="query must be a str"):
+        store.search(["gene"])
+    assert len(_points(store)) == 0
+
+
+def test_an_empty_collection_opens_and_reads(tiny_encoder, tmp_path) -> None:
+    client = QdrantClient(path=str(tmp_path / "q"))
+    QdrantLateInteractionStore(client, "empty", tiny_encoder)
+    client.close()
+    client = QdrantClient(path=str(tmp_path / "q"))
+    store = QdrantLateInteractionStore(client, "empty", tiny_encoder, create=False)
+    assert len(store) == 0 and store.ids() == [] and store.get(["a"]) == [] and store.get_embeddings(["a"]) == {}
+    for mode in ("local", "native"):
+        assert store.search_embeddings([torch.ones(2, tiny_encoder.dim) / 4], mode=mode) == [[]]
+    assert store.search("gene") == [] and store.repair() == 0
+    assert len(sync_from_qdrant(client, "empty", tiny_encoder, device="cpu")) == 0
+    client.close()
 
 
 # ---------------------------------------------------------------------- sync
