@@ -34,8 +34,11 @@ any step leaves the old document (or none) fully visible and the new one invisib
 Windows left behind by such a kill are deleted by the next write to that id or by
 :meth:`QdrantLateInteractionStore.repair`. ``replace=False`` checks for existing ids and inserts
 under a per-collection lock (and commits with ``UpdateMode.INSERT_ONLY``, so another process racing
-on a server cannot be overwritten silently either). The ``page_content`` / ``metadata`` keys are
-langchain-qdrant's, so its ``QdrantVectorStore`` can read the texts of a collection written here.
+on a server cannot be overwritten silently either). Deleting removes window 0 first. Qdrant has no
+transactions across points, so two *processes* writing the same id at once (or ``repair`` while
+another process writes) can leave that document unsearchable until it is written again: run one
+writer per collection. The ``page_content`` / ``metadata`` keys are langchain-qdrant's, so its
+``QdrantVectorStore`` can read the texts of a collection written here.
 
 **Search.** ``mode="local"`` (default): Qdrant returns the union of the ``candidate_depth`` best
 points by the pooled vector and the ``candidate_depth`` best by BM25 (payload filter applied inside
@@ -992,8 +995,8 @@ class QdrantLateInteractionStore:
         }
 
     def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Window-0 payloads (the committed text, metadata and write id) of ``ids`` that exist."""
-        points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "page_content", "metadata", "write_id"],
+        """Window-0 payloads (the committed text and metadata) of ``ids`` that exist."""
+        points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "page_content", "metadata"],
                                 vectors=False)  # fmt: skip
         return {p.payload["doc_id"]: p.payload for p in points}
 
@@ -1200,24 +1203,29 @@ class QdrantLateInteractionStore:
                 using=TOKENS,
                 filter=qfilter,
                 limit=2 * depth,
-                with_payload=["doc_id", "write_id"],
+                with_payload=["doc_id", "write_id", "metadata"],
             )
             for q, terms in zip(queries, lexical, strict=True)
         ]
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
-        heads = self._payloads(list(dict.fromkeys(p.payload["doc_id"] for r in responses for p in r.points)))
+        docs = list(dict.fromkeys(p.payload["doc_id"] for r in responses for p in r.points))
+        committed = {
+            p.payload["doc_id"]: p.payload.get("write_id")
+            for p in self._retrieve([point_id(d) for d in docs], payload=["doc_id", "write_id"], vectors=False)
+        }
         ranked = []
         for response in responses:
             best: dict[str, float] = {}
             for p in response.points:  # best first; a split document keeps its best window
-                head = heads.get(p.payload["doc_id"])
-                # Only windows of the committed write count: Qdrant scored stale ones too.
-                if head is None or p.payload.get("write_id") != head.get("write_id"):
+                doc_id = p.payload["doc_id"]
+                # Only windows of the committed write count (Qdrant scored stale ones too); they
+                # carry the committed metadata, so the filter Qdrant applied is the right one.
+                if doc_id not in committed or p.payload.get("write_id") != committed[doc_id]:
                     continue
-                if exact is None or _matches(head.get("metadata") or {}, exact):
-                    best.setdefault(p.payload["doc_id"], float(p.score))
+                if exact is None or _matches(p.payload.get("metadata") or {}, exact):
+                    best.setdefault(doc_id, float(p.score))
             ranked.append(list(best.items())[:k])
-        return self._results(ranked, heads)
+        return self._results(ranked)
 
     def _lexical_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """WordPiece ids of each text (no special tokens, no truncation); empty lists when lexical is off."""
@@ -1244,12 +1252,9 @@ class QdrantLateInteractionStore:
             return _as_list(F.normalize(q.float().mean(0), dim=-1)[None])[0]
         return _as_list(q)
 
-    def _results(
-        self, ranked: list[list[tuple[str, float]]], payloads: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> list[list[SearchResult]]:
-        """Attach the committed texts and metadata (one retrieve for all queries unless ``payloads`` has them)."""
-        if payloads is None:
-            payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
+    def _results(self, ranked: list[list[tuple[str, float]]]) -> list[list[SearchResult]]:
+        """Attach the committed texts and metadata (one retrieve for all queries)."""
+        payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
         return [
             [
                 SearchResult(d, s, payloads[d].get("page_content", ""), dict(payloads[d].get("metadata") or {}))
