@@ -874,6 +874,7 @@ class QdrantLateInteractionStore:
         """
         from qdrant_client import models
 
+        self._upgrade_layout()
         write_id = uuid.uuid4().hex
         heads: list[models.PointStruct] = []
         tails: list[models.PointStruct] = []
@@ -936,6 +937,17 @@ class QdrantLateInteractionStore:
                 f"ids added to collection {self.collection_name!r} by another writer meanwhile: {lost[:5]}; they were "
                 "not overwritten (replace=False). Pass replace=True to overwrite them."
             )
+
+    def _upgrade_layout(self) -> None:
+        """Record the current layout before writing into an older collection, so older readers refuse it."""
+        if int(self.marker.get("layout_version", 1)) >= LAYOUT_VERSION:
+            return
+        marker = {**self.marker, "layout_version": LAYOUT_VERSION}
+        self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
+                   self.collection_name, metadata={_MARKER: marker})  # fmt: skip
+        logger.info("Collection %r: layout version %s -> %s", self.collection_name, self.marker.get("layout_version"),
+                    LAYOUT_VERSION)  # fmt: skip
+        self.marker = marker
 
     def _retrying(self, fn: Any, what: str, written: list[str], all_ids: list[str], batch_ids: list[str]) -> None:
         """Run a write, retrying with back-off; after the last failure raise :class:`PartialWriteError`."""

@@ -459,7 +459,9 @@ def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) 
     want = tiny_encoder.encode_documents(" ".join(WORDS[:14])).half().float()
     torch.testing.assert_close(store.get_embeddings(["a"])["a"], want, atol=0, rtol=0)
     assert store.search(" ".join(WORDS[:3]), k=2)[0].score > 0 and store.repair() == 0
+    assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 1  # reading changes nothing
     store.add_texts([" ".join(WORDS[2:12])], ids=["a"])  # rewritten in layout 2; the old windows go
+    assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 2  # older code now refuses
     assert module.point_id("a", 1) not in {p.id for p in _points(store)}
     n_windows = -(-tiny_encoder.encode_documents(" ".join(WORDS[2:12])).shape[0] // 4)
     assert len(_points(store)) == n_windows + 1 and store.repair() == 0
