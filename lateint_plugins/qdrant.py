@@ -132,7 +132,7 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SCROLL_PAGE = 256
 _EXTRA = "qdrant"
 # Payload of a window-0 point that readers need to find its committed windows.
-_HEAD = ["doc_id", "window", "n_windows", "write_id", "layout"]
+_HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
 
 # One write lock per (client, collection), shared by every store object on them in this process.
 _LOCKS: weakref.WeakKeyDictionary[Any, dict[str, threading.RLock]] = weakref.WeakKeyDictionary()
@@ -1117,10 +1117,11 @@ class QdrantLateInteractionStore:
                 if p is None or not _in_commit(pid, d, p.payload, head.payload):
                     break
                 parts.append(p)
-            if len(parts) != _n_windows(head.payload):
+            matrix = np.concatenate([np.asarray(p.vector[TOKENS], dtype=np.float32) for p in parts])
+            if len(parts) != _n_windows(head.payload) or matrix.shape[0] != head.payload.get("n_tokens", len(matrix)):
                 incomplete.append(d)
                 continue
-            out[d] = torch.from_numpy(np.concatenate([np.asarray(p.vector[TOKENS], dtype=np.float32) for p in parts]))
+            out[d] = torch.from_numpy(matrix)
         return incomplete
 
     def _admitted(
