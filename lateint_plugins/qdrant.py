@@ -57,6 +57,7 @@ score is exact in local mode (native mode scores each window and keeps the best)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -578,7 +579,9 @@ class QdrantLateInteractionStore:
         if not texts:
             return []
         batch_size = _positive(batch_size, "batch_size")
-        with self._lock:
+        # replace=False: the duplicate check and every write are one step; otherwise other writers
+        # wait only while a batch is written, not while it is encoded.
+        with self._lock if not replace else contextlib.nullcontext():
             if not replace:
                 self._refuse_existing(ids)
             progress = _progress(len(texts), show_progress_bar, "Writing to Qdrant")
@@ -587,8 +590,9 @@ class QdrantLateInteractionStore:
                 for start in range(0, len(texts), batch_size):
                     stop = start + batch_size
                     vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
-                    self._write(ids[start:stop], vectors, texts[start:stop], metas[start:stop], written, ids,
-                                insert_only=not replace)  # fmt: skip
+                    with self._lock:
+                        self._write(ids[start:stop], vectors, texts[start:stop], metas[start:stop], written, ids,
+                                    insert_only=not replace)  # fmt: skip
                     progress.update(len(ids[start:stop]))
             finally:
                 progress.close()
