@@ -18,15 +18,27 @@ of a very long document):
                    quantised: what local MaxSim reads and what Qdrant rescores natively with.
 payload            ``doc_id`` (our string id), ``page_content`` (the text, on window 0),
                    ``metadata`` (user metadata; the filter target), ``content_hash`` (sync),
-                   ``window`` / ``n_windows`` / ``n_tokens``, ``write_id`` (replacement).
-collection meta    ``{"lateint": {"layout_version", "model", "model_name", "dim", ...}}``: the
-                   model check on open.
+                   ``window`` / ``n_windows`` / ``n_tokens``, ``write_id`` (the commit,
+                   below), ``layout`` (window 0: how its windows' point ids are formed).
+collection meta    ``{"lateint": {"layout_version", "model", "model_name", "dim", "fingerprint",
+                   ...}}``: the model check on open (``ModelMismatchError``).
 =================  ==========================================================================
 
-Point ids are ``uuid5`` of ``(doc_id, window)``, so re-adding an id overwrites its points (an
-upsert); stale windows of a shortened document are deleted after the new ones land. The
-``page_content`` / ``metadata`` keys are langchain-qdrant's, so its ``QdrantVectorStore`` can read
-the texts of a collection written here.
+**Writes are crash-safe per document.** Window 0 (point id ``uuid5(doc_id, 0)``) is the document's
+commit point: it carries the text, metadata and lexical vector and names the ``write_id`` and
+``n_windows`` it commits. Windows 1.. of a write go under fresh point ids (``uuid5`` of
+``(doc_id, window, write_id)``) *before* window 0 is upserted (one point, so atomic), and the windows
+of the replaced write are deleted after it. Every reader (search in both modes, ``get``,
+``get_embeddings``, sync) uses only windows whose ``write_id`` equals window 0's: a write killed at
+any step leaves the old document (or none) fully visible and the new one invisible, never a mix.
+Windows left behind by such a kill are deleted by the next write to that id or by
+:meth:`QdrantLateInteractionStore.repair`. ``replace=False`` checks for existing ids and inserts
+under a per-collection lock (and commits with ``UpdateMode.INSERT_ONLY``, so another process racing
+on a server cannot be overwritten silently either). Deleting removes window 0 first. Qdrant has no
+transactions across points, so two *processes* writing the same id at once (or ``repair`` while
+another process writes) can leave that document unsearchable until it is written again: run one
+writer per collection. The ``page_content`` / ``metadata`` keys are langchain-qdrant's, so its
+``QdrantVectorStore`` can read the texts of a collection written here.
 
 **Search.** ``mode="local"`` (default): Qdrant returns the union of the ``candidate_depth`` best
 points by the pooled vector and the ``candidate_depth`` best by BM25 (payload filter applied inside
@@ -45,14 +57,17 @@ score is exact in local mode (native mode scores each window and keeps the best)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +80,13 @@ import torch.nn.functional as F
 from lateint_plugins.core.encoder import ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import (
     DimensionMismatchError,
+    DuplicateIdError,
     InvalidInputError,
     LateInteractionError,
     UnknownIdError,
     require,
 )
+from lateint_plugins.core.fingerprint import check_fingerprint
 from lateint_plugins.core.index import ExactIndex, Metadata
 from lateint_plugins.core.scoring import maxsim
 from lateint_plugins.core.store import LateInteractionStore, SearchResult, check_documents
@@ -97,8 +114,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
-"""Version of the collection layout written in the collection metadata; newer layouts are refused."""
+LAYOUT_VERSION = 2
+"""Version of the collection layout written in the collection metadata; newer layouts are refused.
+
+1: windows 1.. at ``uuid5(doc_id, window)`` (read, never written any more); 2: windows 1.. under fresh
+point ids per write, window 0 the commit point.
+"""
 MAX_MULTIVECTOR_FLOATS = 1_048_576
 """Qdrant's cap on the floats of one multivector (tokens x dim) in one point."""
 
@@ -111,6 +132,12 @@ _POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SCROLL_PAGE = 256
 _EXTRA = "qdrant"
+# Payload of a window-0 point that readers need to find its committed windows.
+_HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
+
+# One write lock per (client, collection), shared by every store object on them in this process.
+_LOCKS: weakref.WeakKeyDictionary[Any, dict[str, threading.RLock]] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
 
 Mode = Literal["local", "native"]
 
@@ -343,6 +370,12 @@ class QdrantLateInteractionStore:
         max_tokens_per_point: split longer token matrices into windows (default: Qdrant's cap,
             ``1_048_576 // dim``).
         retries: attempts per failed upsert/delete before :class:`PartialWriteError`.
+        allow_model_mismatch: open a collection whose recorded model fingerprint differs from the
+            encoder's with a warning instead of :class:`~lateint_plugins.core.errors.ModelMismatchError`
+            (scores then mix two vector spaces; the width must still match).
+
+    Writes to one collection are serialised by a lock shared by every store object on the same
+    client in this process; reads need no lock (see "crash-safe" in the module docstring).
 
     Example:
         >>> from qdrant_client import QdrantClient
@@ -367,6 +400,7 @@ class QdrantLateInteractionStore:
         write_batch_size: int = 64,
         max_tokens_per_point: int | None = None,
         retries: int = 3,
+        allow_model_mismatch: bool = False,
     ) -> None:
         require("qdrant_client", _EXTRA)
         if not isinstance(collection_name, str) or not collection_name:
@@ -386,6 +420,8 @@ class QdrantLateInteractionStore:
                 f"max_tokens_per_point={self.max_tokens_per_point} exceeds Qdrant's cap of {cap} tokens "
                 f"({MAX_MULTIVECTOR_FLOATS} floats / dim {encoder.dim}); pass at most {cap}."
             )
+        self.allow_model_mismatch = bool(allow_model_mismatch)
+        self._lock = _collection_lock(client, collection_name)
         self.marker = _marker(encoder, config or CollectionConfig())
         self.config = self._open(config or CollectionConfig(), create)
 
@@ -425,12 +461,24 @@ class QdrantLateInteractionStore:
                 f"Collection {name!r} holds {recorded.get('dim')}-d vectors of {recorded.get('model_name')!r} but "
                 f"the encoder produces {self.encoder.dim}-d vectors; use the model the collection was built with."
             )
-        if recorded.get("model_name") != self.marker["model_name"]:
-            raise CollectionMismatchError(
-                f"Collection {name!r} was built with model {recorded.get('model_name')!r} but the encoder is "
-                f"{self.marker['model_name']!r}; scores of different models do not mix. Load "
-                f"{recorded.get('model')!r} or use another collection."
+        where = f"Qdrant collection {name!r}"
+        if recorded.get("fingerprint") is not None:
+            # The fingerprint decides (weights and document settings); the name is informational, so
+            # a moved or renamed model folder with the same weights opens.
+            check_fingerprint(
+                recorded["fingerprint"], self.encoder.fingerprint, where=where, allow_mismatch=self.allow_model_mismatch
             )
+        else:
+            check_fingerprint(None, self.encoder.fingerprint, where=where)  # warns: written before fingerprints
+            if recorded.get("model_name") != self.marker["model_name"]:
+                message = (
+                    f"Collection {name!r} was built with model {recorded.get('model_name')!r} but the encoder is "
+                    f"{self.marker['model_name']!r}; scores of different models do not mix. Load "
+                    f"{recorded.get('model')!r}, use another collection, or pass allow_model_mismatch=True."
+                )
+                if not self.allow_model_mismatch:
+                    raise CollectionMismatchError(message)
+                logger.warning(message)
         existing = CollectionConfig(
             pooled_vectors=int(recorded.get("pooled_vectors", 1)), lexical=bool(recorded.get("lexical"))
         )
@@ -505,7 +553,7 @@ class QdrantLateInteractionStore:
         return int(result.count)
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and bool(self._existing([doc_id]))
+        return isinstance(doc_id, str) and _encodable(doc_id) and bool(self._existing([doc_id]))
 
     def add_texts(
         self,
@@ -517,28 +565,37 @@ class QdrantLateInteractionStore:
         show_progress_bar: bool = False,
         replace: bool = True,
     ) -> list[str]:
-        """Encode ``texts`` and upsert them; returns their ids (UUID4 hex strings when ``ids`` is None).
+        """Encode ``texts`` and write them; returns their ids (UUID4 hex strings when ``ids`` is None).
 
-        Re-adding an id replaces the document (Qdrant writes are upserts; ``replace`` is accepted for
-        :class:`DocumentStore` compatibility and ignored). Texts are encoded and written
-        ``batch_size`` at a time, so a long run keeps memory flat and a failure loses at most the
-        batches not yet written (:class:`PartialWriteError` lists them).
+        With ``replace=True`` (the default: Qdrant writes are upserts) re-adding an id replaces the
+        document; with ``replace=False`` ids already in the collection raise
+        :class:`~lateint_plugins.core.errors.DuplicateIdError` before anything is written (the check
+        and the write are one step under the collection's write lock). Each document is replaced
+        atomically: a failure or a kill at any point leaves it wholly old or wholly new. Texts are
+        encoded and written ``batch_size`` at a time, so a long run keeps memory flat and a failure
+        loses at most the batches not yet written (:class:`PartialWriteError` lists them).
         """
-        del replace  # an upsert always replaces
         texts, ids, metas = self._check_new(texts, metadatas, ids)
         if not texts:
             return []
         batch_size = _positive(batch_size, "batch_size")
-        progress = _progress(len(texts), show_progress_bar, "Writing to Qdrant")
-        written: list[str] = []
-        try:
-            for start in range(0, len(texts), batch_size):
-                stop = start + batch_size
-                vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
-                self._write(ids[start:stop], vectors, texts[start:stop], metas[start:stop], written, ids)
-                progress.update(stop - start)
-        finally:
-            progress.close()
+        # replace=False: the duplicate check and every write are one step; otherwise other writers
+        # wait only while a batch is written, not while it is encoded.
+        with self._lock if not replace else contextlib.nullcontext():
+            if not replace:
+                self._refuse_existing(ids)
+            progress = _progress(len(texts), show_progress_bar, "Writing to Qdrant")
+            written: list[str] = []
+            try:
+                for start in range(0, len(texts), batch_size):
+                    stop = start + batch_size
+                    vectors = self.encoder.encode_documents(texts[start:stop], batch_size=batch_size)
+                    with self._lock:
+                        self._write(ids[start:stop], vectors, texts[start:stop], metas[start:stop], written, ids,
+                                    insert_only=not replace)  # fmt: skip
+                    progress.update(len(ids[start:stop]))
+            finally:
+                progress.close()
         return ids
 
     def add_documents(self, documents: Sequence[Any], ids: Sequence[str] | None = None, **kwargs: Any) -> list[str]:
@@ -546,6 +603,7 @@ class QdrantLateInteractionStore:
 
         The document's own ``id`` is used when ``ids`` is None and every document has one.
         """
+        documents = _sequence(documents, "documents")
         texts = [getattr(d, "page_content", None) or getattr(d, "text", None) for d in documents]
         if any(not isinstance(t, str) for t in texts):
             raise InvalidInputError("documents must have a str page_content (or text) attribute.")
@@ -562,32 +620,43 @@ class QdrantLateInteractionStore:
         metadatas: Sequence[Metadata | None] | None = None,
         *,
         show_progress_bar: bool = False,
+        replace: bool = True,
     ) -> list[str]:
-        """Upsert already-encoded documents: one ``(n_tokens, dim)`` matrix per id (texts default to "").
+        """Write already-encoded documents: one ``(n_tokens, dim)`` float matrix per id (texts default to "").
 
-        Encoded by this store's model (the caller's promise; the dimension is checked). What sync and
-        the benchmark use to move vectors without re-encoding.
+        Encoded by this store's model (the caller's promise; the width is checked, and NaN, infinite
+        or non-float values are refused). ``replace`` as in :meth:`add_texts`. What sync and the
+        benchmark use to move vectors without re-encoding.
         """
-        texts = [""] * len(ids) if texts is None else list(texts)
+        ids = _sequence(ids, "ids")
+        texts = [""] * len(ids) if texts is None else texts
         texts, ids, metas = self._check_new(texts, metadatas, ids)
+        embeddings = _matrices(embeddings, "embeddings")
         if len(embeddings) != len(ids):
             raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
         matrices = [self._check_matrix(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
-        progress = _progress(len(ids), show_progress_bar, "Writing to Qdrant")
-        written: list[str] = []
-        try:
-            for start in range(0, len(ids), self.write_batch_size):
-                stop = start + self.write_batch_size
-                self._write(ids[start:stop], matrices[start:stop], texts[start:stop], metas[start:stop], written, ids)
-                progress.update(len(ids[start:stop]))
-        finally:
-            progress.close()
+        with self._lock:
+            if not replace:
+                self._refuse_existing(ids)
+            progress = _progress(len(ids), show_progress_bar, "Writing to Qdrant")
+            written: list[str] = []
+            try:
+                for start in range(0, len(ids), self.write_batch_size):
+                    stop = start + self.write_batch_size
+                    self._write(ids[start:stop], matrices[start:stop], texts[start:stop], metas[start:stop], written,
+                                ids, insert_only=not replace)  # fmt: skip
+                    progress.update(len(ids[start:stop]))
+            finally:
+                progress.close()
         return ids
 
     def search(
         self, query: str, k: int = 10, filter: Mapping[str, Any] | models.Filter | None = None
     ) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict (or a Qdrant ``Filter``)."""
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a str, got {type(query).__name__}; use search_batch() for a list.")
+        _check_text(query, "query")
         return self.search_batch([query], k=k, filter=filter)[0]
 
     def search_batch(
@@ -596,7 +665,11 @@ class QdrantLateInteractionStore:
         """:meth:`search` for many queries: one encoder pass, one Qdrant round trip for the candidates."""
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
-        queries = list(queries)
+        queries = _sequence(queries, "queries")
+        for i, q in enumerate(queries):
+            if not isinstance(q, str):
+                raise InvalidInputError(f"queries[{i}] must be a str, got {type(q).__name__}.")
+            _check_text(q, f"queries[{i}]")
         if not queries:
             return []
         return self.search_embeddings(self.encoder.encode_queries(queries), k=k, filter=filter, query_texts=queries)
@@ -611,10 +684,10 @@ class QdrantLateInteractionStore:
         candidate_depth: int | None = None,
         query_texts: Sequence[str] | None = None,
     ) -> list[list[SearchResult]]:
-        """Search with encoded queries, one ``(q_len, dim)`` matrix each; ``mode``/``candidate_depth`` override.
+        """Search with encoded queries, one ``(q_len, dim)`` float matrix each; ``mode``/``candidate_depth`` override.
 
         ``query_texts`` (the queries' texts) enable the lexical prefetch; without them only the
-        pooled vector finds candidates.
+        pooled vector finds candidates. NaN, infinite or non-float query values are refused.
 
         Returns one best-first list of :class:`SearchResult` per query, at most ``k`` each.
         """
@@ -622,14 +695,20 @@ class QdrantLateInteractionStore:
             raise InvalidInputError(f"k must be a positive int, got {k!r}.")
         mode = _check_mode(mode or self.mode)
         depth = _positive(candidate_depth or self.candidate_depth, "candidate_depth")
-        queries = [self._check_matrix(q, f"query_embeddings[{i}]").float() for i, q in enumerate(query_embeddings)]
+        raw = _matrices(query_embeddings, "query_embeddings")
+        queries = [self._check_matrix(q, f"query_embeddings[{i}]").float() for i, q in enumerate(raw)]
+        if query_texts is not None:
+            if isinstance(query_texts, str) or len(query_texts) != len(queries):
+                raise InvalidInputError(f"query_texts must be a list with one text per query ({len(queries)}).")
+            for i, text in enumerate(query_texts):
+                if not isinstance(text, str):
+                    raise InvalidInputError(f"query_texts[{i}] must be a str, got {type(text).__name__}.")
+                _check_text(text, f"query_texts[{i}]")
         if not queries:
             return []
         qfilter = to_qdrant_filter(filter)
         exact = filter if isinstance(filter, Mapping) else None
         depth = max(depth, k)
-        if query_texts is not None and (isinstance(query_texts, str) or len(query_texts) != len(queries)):
-            raise InvalidInputError(f"query_texts must be a list with one text per query ({len(queries)}).")
         lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
             return self._search_native(queries, lexical, k, depth, qfilter, exact)
@@ -647,37 +726,72 @@ class QdrantLateInteractionStore:
 
     def get_embeddings(self, ids: Sequence[str]) -> dict[str, torch.Tensor]:
         """The stored ``(n_tokens, dim)`` float32 token matrices of ``ids`` (windows re-assembled); unknown skipped."""
-        first = self._retrieve([point_id(i) for i in _check_ids(ids)], payload=["doc_id", "n_windows"], vectors=True)
-        return self._assemble(first)
+        heads = self._retrieve([point_id(i) for i in _check_ids(ids)], payload=_HEAD, vectors=True)
+        return self._assemble(heads)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents (all their windows); unknown ids raise :class:`UnknownIdError`, nothing is removed."""
         ids = _check_ids(ids)
         if not ids:
             return
-        existing = self._existing(ids)
-        unknown = [i for i in ids if i not in existing]
-        if unknown:
-            raise UnknownIdError(
-                f"ids not in collection {self.collection_name!r}: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; "
-                "nothing was removed."
-            )
-        self._delete_docs(ids)
+        with self._lock:
+            existing = self._existing(ids)
+            unknown = [i for i in ids if i not in existing]
+            if unknown:
+                raise UnknownIdError(
+                    f"ids not in collection {self.collection_name!r}: {unknown[:5]}"
+                    f"{' ...' if len(unknown) > 5 else ''}; nothing was removed."
+                )
+            self._delete_docs(ids)
 
     def ids(self) -> list[str]:
         """Every document id in the collection (scrolls the collection)."""
         return [p["doc_id"] for p in self._scroll(["doc_id"])]
 
+    def repair(self) -> int:
+        """Delete the points no committed document uses; returns how many were deleted.
+
+        Such points are windows of a write or a delete that was killed (or failed) part-way: readers
+        never use them, and the next write to the same id deletes them too; ``repair`` finds them
+        all in one scan of the collection's payloads. Committed documents missing a window (damage
+        from outside this library) are logged, not removed. Takes the collection's write lock.
+        """
+        from qdrant_client import models
+
+        with self._lock:
+            heads: dict[str, dict[str, Any]] = {}
+            windows: list[tuple[str, str, dict[str, Any]]] = []
+            for p in self._scroll_points(_HEAD, first_windows_only=False):
+                payload = p.payload or {}
+                doc_id = payload.get("doc_id")
+                if not isinstance(doc_id, str):
+                    continue  # not a point of ours: leave it alone
+                if _window_of(payload) == 0:
+                    heads[doc_id] = payload
+                else:
+                    windows.append((str(p.id), doc_id, payload))
+            stale = [pid for pid, doc_id, payload in windows if not _in_commit(pid, doc_id, payload, heads.get(doc_id))]
+            for start in range(0, len(stale), 1024):
+                selector = models.PointIdsList(points=list[models.ExtendedPointId](stale[start : start + 1024]))
+                self._call("delete points", self.client.delete, self.collection_name, points_selector=selector,
+                           wait=True)  # fmt: skip
+            kept: dict[str, int] = {}
+            dropped = set(stale)
+            for pid, doc_id, _ in windows:
+                if pid not in dropped:
+                    kept[doc_id] = kept.get(doc_id, 0) + 1
+            damaged = [d for d, head in heads.items() if kept.get(d, 0) != _n_windows(head) - 1]
+            if damaged:
+                logger.warning("Collection %r: documents missing windows (not searchable; re-add them): %s",
+                               self.collection_name, damaged[:20])  # fmt: skip
+            if stale:
+                logger.info("Collection %r: deleted %d uncommitted or stale points", self.collection_name, len(stale))
+            return len(stale)
+
     # ------------------------------------------------------------------ writing
-    def _check_matrix(self, x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-        """``x`` as a float ``(n >= 1, dim)`` tensor of this collection's dimension."""
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
-            raise InvalidInputError(
-                f"{name} must be a non-empty 2-D float (n_tokens, dim) tensor or array, got "
-                f"{getattr(x, 'shape', type(x).__name__)}."
-            )
+    def _check_matrix(self, x: Any, name: str) -> torch.Tensor:
+        """``x`` as a finite float ``(n >= 1, dim)`` tensor of this collection's dimension."""
+        x = _check_float_matrix(x, name)
         if x.shape[1] != self.encoder.dim:
             raise DimensionMismatchError(
                 f"{name} has {x.shape[1]}-d vectors but collection {self.collection_name!r} holds "
@@ -688,12 +802,31 @@ class QdrantLateInteractionStore:
     def _check_new(
         self, texts: Sequence[str], metadatas: Sequence[Metadata | None] | None, ids: Sequence[str] | None
     ) -> tuple[list[str], list[str], list[Metadata]]:
-        return check_documents(texts, metadatas, ids)
+        """Validate documents before any work: no bare str for a list, UTF-8-encodable texts, ids and metadata."""
+        checked = check_documents(
+            _sequence(texts, "texts"),
+            None if metadatas is None else _sequence(metadatas, "metadatas"),
+            None if ids is None else _sequence(ids, "ids"),
+        )
+        for i, (text, doc_id, meta) in enumerate(zip(*checked, strict=True)):
+            _check_text(doc_id, f"ids[{i}]")
+            _check_text(text, f"texts[{i}]")
+            _check_strings(meta, f"metadatas[{i}]")
+        return checked
+
+    def _refuse_existing(self, ids: Sequence[str]) -> None:
+        existing = self._existing(ids)
+        if existing:
+            shown = [i for i in ids if i in existing]
+            raise DuplicateIdError(
+                f"ids already in collection {self.collection_name!r}: {shown[:5]}{' ...' if len(shown) > 5 else ''}; "
+                "pass replace=True to overwrite them, or delete them first. Nothing was written."
+            )
 
     def _points(
         self, doc_id: str, tokens: torch.Tensor, text: str, meta: Metadata, write_id: str, lexical: list[int]
     ) -> list[models.PointStruct]:
-        """The points of one document: its windows, window 0 last (sync reads window 0 as 'complete')."""
+        """The points of one document: window 0 (the commit point) first, then its other windows."""
         from qdrant_client import models
 
         # Stored at fp16 precision (as ExactIndex does and the server's FLOAT16 datatype would), so
@@ -701,6 +834,7 @@ class QdrantLateInteractionStore:
         tokens = tokens.detach().to("cpu").half().float()
         windows = _windows(tokens, self.max_tokens_per_point)
         digest = content_hash(text, meta)
+        head = {"doc_id": doc_id, "write_id": write_id, "n_windows": len(windows), "layout": LAYOUT_VERSION}
         points = []
         for w, window in enumerate(windows):
             pooled = pool(window, self.config.pooled_vectors)
@@ -719,10 +853,11 @@ class QdrantLateInteractionStore:
             }
             if w == 0:
                 payload["page_content"] = text
+                payload["layout"] = LAYOUT_VERSION
                 if lexical:
                     vector[LEXICAL] = bm25_vector(lexical)
-            points.append(models.PointStruct(id=point_id(doc_id, w), vector=vector, payload=payload))
-        return points[1:] + points[:1]
+            points.append(models.PointStruct(id=_window_point_id(doc_id, w, head), vector=vector, payload=payload))
+        return points
 
     def _write(
         self,
@@ -732,12 +867,21 @@ class QdrantLateInteractionStore:
         metas: list[Metadata],
         written: list[str],
         all_ids: list[str],
+        *,
+        insert_only: bool = False,
     ) -> None:
-        """Upsert one batch of documents (retrying), then drop windows left over from older versions."""
+        """Write one batch: other windows first, then each window 0 (the commit), then delete stale windows.
+
+        A kill before a document's window 0 lands leaves its old version (or nothing) visible; after
+        it, the new one. ``insert_only`` commits with ``UpdateMode.INSERT_ONLY``, so a document that
+        appeared meanwhile (another process) is not overwritten: :class:`DuplicateIdError`.
+        """
         from qdrant_client import models
 
+        self._upgrade_layout()
         write_id = uuid.uuid4().hex
-        points: list[models.PointStruct] = []
+        heads: list[models.PointStruct] = []
+        tails: list[models.PointStruct] = []
         lexical = self._lexical_ids(texts)
         for doc_id, tokens, text, meta, terms in zip(ids, vectors, texts, metas, lexical, strict=True):
             if tokens.shape[-1] != self.encoder.dim:
@@ -745,34 +889,69 @@ class QdrantLateInteractionStore:
                     f"document {doc_id!r} has {tokens.shape[-1]}-d vectors but collection {self.collection_name!r} "
                     f"holds {self.encoder.dim}-d ones; encode with {self.marker.get('model_name')!r}."
                 )
-            points.extend(self._points(doc_id, tokens, text, meta, write_id, terms))
-        # A document's windows go in one request, so batches split only between documents.
-        batch: list[models.PointStruct] = []
-        for point in points:
-            batch.append(point)
-            last_window_of_doc = point.payload is not None and point.payload["window"] == 0
-            if len(batch) >= self.write_batch_size and last_window_of_doc:
-                self._upsert(batch, written, all_ids)
-                batch = []
-        if batch:
-            self._upsert(batch, written, all_ids)
-        stale = models.Filter(
-            must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=ids))],
-            must_not=[models.FieldCondition(key="write_id", match=models.MatchValue(value=write_id))],
-        )
-        self._retrying(
-            lambda: self.client.delete(self.collection_name, points_selector=models.FilterSelector(filter=stale)),
-            "delete stale windows",
-            written,
-            all_ids,
-            ids,
-        )
+            first, *rest = self._points(doc_id, tokens, text, meta, write_id, terms)
+            heads.append(first)
+            tails.extend(rest)
+        step = self.write_batch_size
+        for start in range(0, len(tails), step):
+            chunk = tails[start : start + step]
+            self._retrying(lambda chunk=chunk: self.client.upsert(self.collection_name, points=chunk, wait=True),
+                           "upsert", written, all_ids, ids)  # fmt: skip
+        options: dict[str, Any] = {"update_mode": models.UpdateMode.INSERT_ONLY} if insert_only else {}
+        for start in range(0, len(heads), step):
+            chunk = heads[start : start + step]
+            self._retrying(lambda chunk=chunk: self.client.upsert(self.collection_name, points=chunk, wait=True,
+                           **options), "upsert", written, all_ids, ids)  # fmt: skip
+            written.extend(p.payload["doc_id"] for p in chunk if p.payload)
+        lost: list[str] = []
+        if insert_only:  # our commit lost to a writer in another process: ours must not win silently
+            landed = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "write_id"], vectors=False)
+            ours = {p.payload["doc_id"] for p in landed if p.payload.get("write_id") == write_id}
+            lost = [i for i in ids if i not in ours]
+            for doc_id in lost:
+                written.remove(doc_id)
+            orphans: list[models.ExtendedPointId] = [
+                p.id for p in tails if p.payload and p.payload["doc_id"] in set(lost)
+            ]
+            if orphans:
+                self._call("delete points", self.client.delete, self.collection_name,
+                           points_selector=models.PointIdsList(points=orphans), wait=True)  # fmt: skip
+        done = [i for i in ids if i not in set(lost)]
+        if done:
+            # Every window of these ids but window 0 and the ones just committed: the replaced
+            # write's, and any a killed write left behind.
+            stale = models.Filter(
+                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=done))],
+                must_not=[
+                    models.FieldCondition(key="write_id", match=models.MatchValue(value=write_id)),
+                    models.FieldCondition(key="window", match=models.MatchValue(value=0)),
+                ],
+            )
+            self._retrying(
+                lambda: self.client.delete(
+                    self.collection_name, points_selector=models.FilterSelector(filter=stale), wait=True
+                ),
+                "delete stale windows",
+                written,
+                all_ids,
+                ids,
+            )
+        if lost:
+            raise DuplicateIdError(
+                f"ids added to collection {self.collection_name!r} by another writer meanwhile: {lost[:5]}; they were "
+                "not overwritten (replace=False). Pass replace=True to overwrite them."
+            )
 
-    def _upsert(self, batch: list[models.PointStruct], written: list[str], all_ids: list[str]) -> None:
-        doc_ids = list(dict.fromkeys(p.payload["doc_id"] for p in batch if p.payload))
-        self._retrying(lambda: self.client.upsert(self.collection_name, points=batch, wait=True), "upsert", written,
-                       all_ids, doc_ids)  # fmt: skip
-        written.extend(doc_ids)
+    def _upgrade_layout(self) -> None:
+        """Record the current layout before writing into an older collection, so older readers refuse it."""
+        if int(self.marker.get("layout_version", 1)) >= LAYOUT_VERSION:
+            return
+        marker = {**self.marker, "layout_version": LAYOUT_VERSION}
+        self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
+                   self.collection_name, metadata={_MARKER: marker})  # fmt: skip
+        logger.info("Collection %r: layout version %s -> %s", self.collection_name, self.marker.get("layout_version"),
+                    LAYOUT_VERSION)  # fmt: skip
+        self.marker = marker
 
     def _retrying(self, fn: Any, what: str, written: list[str], all_ids: list[str], batch_ids: list[str]) -> None:
         """Run a write, retrying with back-off; after the last failure raise :class:`PartialWriteError`."""
@@ -799,12 +978,17 @@ class QdrantLateInteractionStore:
     def _delete_docs(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
 
-        for start in range(0, len(ids), 1024):
-            chunk = list(ids[start : start + 1024])
-            selector = models.FilterSelector(
-                filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=chunk))])
-            )
-            self._call("delete points", self.client.delete, self.collection_name, points_selector=selector, wait=True)
+        with self._lock:
+            for start in range(0, len(ids), 1024):
+                chunk = list(ids[start : start + 1024])
+                # Window 0 first: the documents vanish in one step; their other windows are then
+                # unreferenced (a kill here leaves them to the next write or repair()).
+                heads = models.PointIdsList(points=[point_id(i) for i in chunk])
+                self._call("delete points", self.client.delete, self.collection_name, points_selector=heads, wait=True)
+                rest = models.FilterSelector(
+                    filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=chunk))])
+                )
+                self._call("delete points", self.client.delete, self.collection_name, points_selector=rest, wait=True)
 
     # ------------------------------------------------------------------ reading
     def _retrieve(self, pids: Sequence[str], *, payload: Any, vectors: bool) -> list[Any]:
@@ -827,12 +1011,17 @@ class QdrantLateInteractionStore:
         }
 
     def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Window-0 payloads (the committed text and metadata) of ``ids`` that exist."""
         points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "page_content", "metadata"],
                                 vectors=False)  # fmt: skip
         return {p.payload["doc_id"]: p.payload for p in points}
 
     def _scroll(self, payload: Any, *, vectors: bool = False, first_windows_only: bool = True) -> Iterator[Any]:
-        """Every point's payload (and token vectors), page by page; window 0 only unless told otherwise."""
+        """Every point's payload (or the point, with ``vectors``), page by page; window 0 only unless told otherwise."""
+        for p in self._scroll_points(payload, vectors=vectors, first_windows_only=first_windows_only):
+            yield p if vectors else p.payload
+
+    def _scroll_points(self, payload: Any, *, vectors: bool = False, first_windows_only: bool = True) -> Iterator[Any]:
         from qdrant_client import models
 
         only_first = (
@@ -852,31 +1041,118 @@ class QdrantLateInteractionStore:
                 with_payload=payload,
                 with_vectors=[TOKENS] if vectors else False,
             )
-            for p in points:
-                yield p if vectors else p.payload
+            yield from points
             if offset is None:
                 return
 
     def _assemble(self, points: Iterable[Any]) -> dict[str, torch.Tensor]:
-        """Doc id -> full ``(n_tokens, dim)`` matrix from candidate points, fetching missing windows."""
-        parts: dict[str, dict[int, Any]] = {}
-        n_windows: dict[str, int] = {}
+        """Doc id -> committed ``(n_tokens, dim)`` matrix of the documents ``points`` belong to."""
+        return self._committed(list(points))[0]
+
+    def _committed(
+        self, points: list[Any], head_payload: Sequence[str] = ()
+    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]], set[str]]:
+        """The committed versions of the documents that ``points`` (any windows, with token vectors) belong to.
+
+        Window 0 of each document (from ``points`` or retrieved, with ``head_payload`` fields too)
+        names the write that is committed; only that write's windows are used, whatever else
+        ``points`` holds. Returns ``(doc id -> (n_tokens, dim) float32 matrix, doc id -> window-0
+        payload, ids of documents with a point of their committed write among points)``.
+        Documents without window 0 (never committed, or deleted) are absent.
+        """
+        heads: dict[str, Any] = {}  # doc id -> its window-0 point
+        found: dict[str, Any] = {}  # point id -> a point of another window
+        docs: dict[str, None] = {}
         for p in points:
-            doc_id = p.payload["doc_id"]
-            parts.setdefault(doc_id, {})[int(p.payload.get("window", 0))] = p.vector[TOKENS]
-            n_windows[doc_id] = int(p.payload.get("n_windows", 1))
-        missing = [point_id(d, w) for d, n in n_windows.items() for w in range(n) if w not in parts[d]]
-        for p in self._retrieve(missing, payload=["doc_id", "window"], vectors=True):
-            parts[p.payload["doc_id"]][int(p.payload["window"])] = p.vector[TOKENS]
-        out = {}
-        for doc_id, windows in parts.items():
-            if len(windows) != n_windows[doc_id]:
-                logger.warning("Document %r has %d of %d windows; skipped", doc_id, len(windows), n_windows[doc_id])
+            payload = p.payload or {}
+            doc_id = payload.get("doc_id")
+            if not isinstance(doc_id, str):
                 continue
-            out[doc_id] = torch.from_numpy(
-                np.concatenate([np.asarray(windows[w], dtype=np.float32) for w in range(n_windows[doc_id])])
-            )
-        return out
+            docs[doc_id] = None
+            if _window_of(payload) == 0:
+                heads[doc_id] = p
+            else:
+                found[str(p.id)] = p
+        given = set(heads)
+        fields = list(dict.fromkeys([*_HEAD, *head_payload]))
+        for p in self._retrieve([point_id(d) for d in docs if d not in heads], payload=fields, vectors=True):
+            heads[p.payload["doc_id"]] = p
+        vouched = given | {
+            q.payload["doc_id"]
+            for pid, q in found.items()
+            if q.payload["doc_id"] in heads
+            and _in_commit(pid, q.payload["doc_id"], q.payload, heads[q.payload["doc_id"]].payload)
+        }
+        matrices: dict[str, torch.Tensor] = {}
+        incomplete = self._join(heads, found, matrices)
+        if incomplete:
+            # A write may have committed (and deleted the windows looked for) while we read: read
+            # those documents' window 0 again, once. Their candidate points no longer vouch for them.
+            again = self._retrieve([point_id(d) for d in incomplete], payload=fields, vectors=True)
+            for d in incomplete:
+                del heads[d]
+            heads.update((p.payload["doc_id"], p) for p in again)
+            vouched -= set(incomplete)
+            incomplete = self._join(heads, found, matrices)
+            for d in incomplete:
+                logger.warning("Document %r misses windows of its committed write; skipped (re-add it)", d)
+                del heads[d]
+        return matrices, {d: dict(p.payload) for d, p in heads.items()}, vouched & set(matrices)
+
+    def _join(self, heads: dict[str, Any], found: dict[str, Any], out: dict[str, torch.Tensor]) -> list[str]:
+        """Concatenate each head's committed windows into ``out`` (fetching missing ones); returns incomplete ids."""
+        need = [
+            pid
+            for d, head in heads.items()
+            if d not in out
+            for w in range(1, _n_windows(head.payload))
+            if (pid := _window_point_id(d, w, head.payload)) not in found
+        ]
+        for p in self._retrieve(need, payload=["doc_id", "window", "write_id"], vectors=True):
+            found[str(p.id)] = p
+        incomplete = []
+        for d, head in heads.items():
+            if d in out:
+                continue
+            parts = [head]
+            for w in range(1, _n_windows(head.payload)):
+                pid = _window_point_id(d, w, head.payload)
+                p = found.get(pid)
+                if p is None or not _in_commit(pid, d, p.payload, head.payload):
+                    break
+                parts.append(p)
+            matrix = np.concatenate([np.asarray(p.vector[TOKENS], dtype=np.float32) for p in parts])
+            if len(parts) != _n_windows(head.payload) or matrix.shape[0] != head.payload.get("n_tokens", len(matrix)):
+                incomplete.append(d)
+                continue
+            out[d] = torch.from_numpy(matrix)
+        return incomplete
+
+    def _admitted(
+        self,
+        docs: Sequence[str],
+        heads: Mapping[str, Mapping[str, Any]],
+        vouched: set[str],
+        qfilter: models.Filter | None,
+        exact: Mapping[str, Any] | None,
+    ) -> list[str]:
+        """Of candidate ``docs``, those whose *committed* version passes the filter.
+
+        A document found through a point of its committed write passed the filter inside Qdrant
+        (every window carries the document's metadata); one found only through a stale window is
+        checked again against its window 0.
+        """
+        from qdrant_client import models
+
+        docs = [d for d in docs if exact is None or _matches(heads[d].get("metadata") or {}, exact)]
+        unvouched = [d for d in docs if d not in vouched]
+        if not unvouched or qfilter is None:
+            return docs
+        check = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in unvouched]), qfilter])
+        points, _ = self._call("scroll points", self.client.scroll, self.collection_name, scroll_filter=check,
+                               limit=len(unvouched), with_payload=["doc_id"], with_vectors=False)  # fmt: skip
+        passing = {p.payload["doc_id"] for p in points}
+        return [d for d in docs if d in vouched or d in passing]
 
     def _search_local(
         self,
@@ -889,7 +1165,7 @@ class QdrantLateInteractionStore:
     ) -> list[list[SearchResult]]:
         from qdrant_client import models
 
-        fields = ["doc_id", "window", "n_windows"] + (["metadata"] if exact else [])
+        fields = _HEAD + (["metadata"] if exact else [])
         requests = []
         for q, terms in zip(queries, lexical, strict=True):
             sources = self._prefetches(q, terms, depth, qfilter)
@@ -916,12 +1192,11 @@ class QdrantLateInteractionStore:
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
         ranked: list[list[tuple[str, float]]] = []
         for q, response in zip(queries, responses, strict=True):
-            points = [p for p in response.points if exact is None or _matches(p.payload.get("metadata") or {}, exact)]
-            matrices = self._assemble(points)
-            if not matrices:
+            matrices, heads, vouched = self._committed(list(response.points), head_payload=fields)
+            doc_ids = self._admitted(list(matrices), heads, vouched, qfilter, exact)
+            if not doc_ids:
                 ranked.append([])
                 continue
-            doc_ids = list(matrices)
             scores = maxsim([q], [matrices[d] for d in doc_ids], device=self.device)[0].cpu()
             top = torch.topk(scores, min(k, len(doc_ids)))
             ranked.append([(doc_ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
@@ -945,17 +1220,27 @@ class QdrantLateInteractionStore:
                 using=TOKENS,
                 filter=qfilter,
                 limit=2 * depth,
-                with_payload=["doc_id", "metadata"],
+                with_payload=["doc_id", "write_id", "metadata"],
             )
             for q, terms in zip(queries, lexical, strict=True)
         ]
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
+        docs = list(dict.fromkeys(p.payload["doc_id"] for r in responses for p in r.points))
+        committed = {
+            p.payload["doc_id"]: p.payload.get("write_id")
+            for p in self._retrieve([point_id(d) for d in docs], payload=["doc_id", "write_id"], vectors=False)
+        }
         ranked = []
         for response in responses:
             best: dict[str, float] = {}
             for p in response.points:  # best first; a split document keeps its best window
+                doc_id = p.payload["doc_id"]
+                # Only windows of the committed write count (Qdrant scored stale ones too); they
+                # carry the committed metadata, so the filter Qdrant applied is the right one.
+                if doc_id not in committed or p.payload.get("write_id") != committed[doc_id]:
+                    continue
                 if exact is None or _matches(p.payload.get("metadata") or {}, exact):
-                    best.setdefault(p.payload["doc_id"], float(p.score))
+                    best.setdefault(doc_id, float(p.score))
             ranked.append(list(best.items())[:k])
         return self._results(ranked)
 
@@ -985,7 +1270,7 @@ class QdrantLateInteractionStore:
         return _as_list(q)
 
     def _results(self, ranked: list[list[tuple[str, float]]]) -> list[list[SearchResult]]:
-        """Attach texts and metadata (one retrieve for all queries)."""
+        """Attach the committed texts and metadata (one retrieve for all queries)."""
         payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
         return [
             [
@@ -1013,6 +1298,7 @@ def sync_to_qdrant(
     delete_missing: bool = True,
     batch_size: int = 64,
     show_progress_bar: bool = False,
+    allow_model_mismatch: bool = False,
 ) -> SyncReport:
     """Push a local store into a collection, incrementally: only new or changed documents are written.
 
@@ -1020,10 +1306,12 @@ def sync_to_qdrant(
     local one; ids in the collection but not in ``source`` are deleted (``delete_missing``). Batches
     land one by one with their hashes, so re-running after an interruption writes only what is left:
     the sync is resumable. Token vectors come from an exact index without re-encoding; other
-    indexes (compressed) re-encode the texts with the store's encoder.
+    indexes (compressed) re-encode the texts with the store's encoder. ``allow_model_mismatch``
+    as in :class:`QdrantLateInteractionStore`.
     """
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
-                                       write_batch_size=batch_size)  # fmt: skip
+                                       write_batch_size=batch_size,
+                                       allow_model_mismatch=allow_model_mismatch)  # fmt: skip
     remote = {p["doc_id"]: p.get("content_hash") for p in store._scroll(["doc_id", "content_hash"])}
     local_ids = list(source.index.ids)
     docs = {r.id: r for r in source.get(local_ids)}
@@ -1068,12 +1356,16 @@ def sync_from_qdrant(
     *,
     device: str | torch.device | None = None,
     show_progress_bar: bool = False,
+    allow_model_mismatch: bool = False,
 ) -> LateInteractionStore:
     """Build a local :class:`LateInteractionStore` (exact index) from a collection: vectors, texts, metadata.
 
     Args:
         encoder: the collection's model; by default the model recorded in the collection is loaded.
         device: device of a loaded encoder and of the new index.
+        allow_model_mismatch: as in :class:`QdrantLateInteractionStore`.
+
+    Only committed documents are copied (see the module docstring).
     """
     require("qdrant_client", _EXTRA)
     if encoder is None:
@@ -1083,13 +1375,15 @@ def sync_from_qdrant(
         if not recorded.get("model"):
             raise CollectionMismatchError(f"Collection {collection_name!r} records no model; pass encoder= explicitly.")
         encoder = ColBERTEncoder.from_pretrained(recorded["model"], device=device, **recorded.get("encoder_config", {}))
-    remote = QdrantLateInteractionStore(client, collection_name, encoder, create=False)
+    remote = QdrantLateInteractionStore(
+        client, collection_name, encoder, create=False, allow_model_mismatch=allow_model_mismatch
+    )
     store = LateInteractionStore(encoder, ExactIndex(encoder.dim, device=device))
     total = len(remote)
     progress = _progress(total, show_progress_bar, f"Sync from {collection_name}")
     try:
         page: list[Any] = []
-        for point in remote._scroll(["doc_id", "window", "n_windows", "page_content", "metadata"], vectors=True):
+        for point in remote._scroll([*_HEAD, "page_content", "metadata"], vectors=True):
             page.append(point)
             if len(page) >= _SCROLL_PAGE:
                 _add_page(remote, store, page)
@@ -1133,6 +1427,7 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         else None,
         "token_dtype": "float16",
         "encoder_config": encoder_config,
+        "fingerprint": encoder.fingerprint.to_dict(),
     }
 
 
@@ -1155,7 +1450,136 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
     bad = [i for i in out if not isinstance(i, str) or not i]
     if bad:
         raise InvalidInputError(f"ids must be non-empty str, got {bad[:5]}.")
+    for n, doc_id in enumerate(out):
+        _check_text(doc_id, f"ids[{n}]")
     return out
+
+
+# Input checks: small and private so that a shared checker can replace them one for one.
+def _sequence(value: Any, name: str) -> list[Any]:
+    """``value`` as a list; a bare str or bytes, a dict or a non-iterable is an error naming ``name``."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidInputError(
+            f"{name} must be a list, got {type(value).__name__} {value!r:.60}; wrap a single item in a list."
+        )
+    return list(value)
+
+
+def _matrices(value: Any, name: str) -> list[Any]:
+    """A list of matrices; one bare 2-D matrix (a common slip) is an error, not a list of its rows."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim <= 2:
+        raise InvalidInputError(
+            f"{name} must be a list of (n_tokens, dim) matrices, got one {value.ndim}-D array of shape "
+            f"{tuple(value.shape)}; wrap a single matrix in a list."
+        )
+    return _sequence(value, name)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(text: str, name: str) -> None:
+    """A str that cannot be encoded as UTF-8 (a lone surrogate) is an error naming ``name``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{name} contains {text[exc.start : exc.end]!r} at position {exc.start}, which cannot be encoded as "
+            "UTF-8 (a lone surrogate); decode the source with errors='replace' or remove it."
+        ) from None
+
+
+def _check_strings(value: Any, name: str) -> None:
+    """Every str inside a JSON-like ``value`` (dict keys included) must encode as UTF-8."""
+    if isinstance(value, str):
+        _check_text(value, name)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _check_text(key, f"{name} key {key!r}")
+            _check_strings(item, f"{name}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_strings(item, f"{name}[{i}]")
+
+
+_FLOAT16_MAX = 65504.0
+
+
+def _check_float_matrix(x: Any, name: str) -> torch.Tensor:
+    """``x`` as a finite float ``(n >= 1, d)`` tensor; other dtypes, ranks and NaN/inf are errors naming ``name``."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind != "f":  # object, int, bool, complex, str
+            raise InvalidInputError(
+                f"{name} must hold floats, got a numpy array of dtype {x.dtype}; pass float32 token vectors."
+            )
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise InvalidInputError(
+            f"{name} must be a 2-D float (n_tokens, dim) tensor or numpy array, got {type(x).__name__}."
+        )
+    if not x.is_floating_point():
+        raise InvalidInputError(f"{name} must hold floats, got a tensor of dtype {x.dtype}; pass float token vectors.")
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise InvalidInputError(f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}.")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        row, col = (~finite).nonzero()[0].tolist()
+        raise InvalidInputError(
+            f"{name} holds NaN or infinite values (first {x[row, col].item()} at [{row}, {col}]); "
+            "check the encoder output."
+        )
+    if x.numel() and float(x.abs().max()) > _FLOAT16_MAX:
+        raise InvalidInputError(
+            f"{name} holds values beyond float16's range (|x| > {_FLOAT16_MAX:g}), which Qdrant would store as "
+            "infinite; token vectors should be unit-normalised."
+        )
+    return x
+
+
+# Commit bookkeeping: window 0 of a document names the write whose windows are visible.
+def _window_of(payload: Mapping[str, Any]) -> int:
+    try:
+        return int(payload.get("window", 0))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _n_windows(payload: Mapping[str, Any]) -> int:
+    try:
+        return max(1, int(payload.get("n_windows", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _window_point_id(doc_id: str, window: int, head: Mapping[str, Any]) -> str:
+    """The point id of window ``window`` of the write that ``head`` (a window-0 payload) commits."""
+    if window == 0 or int(head.get("layout", 1) or 1) < 2:
+        return point_id(doc_id, window)  # layout 1 wrote every window at a fixed id
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{window}:{doc_id}:{head.get('write_id')}"))
+
+
+def _in_commit(pid: str, doc_id: str, payload: Mapping[str, Any], head: Mapping[str, Any] | None) -> bool:
+    """Whether the point ``pid`` (payload ``payload``) is a window of the write that ``head`` commits."""
+    if head is None or payload.get("write_id") != head.get("write_id"):
+        return False
+    window = _window_of(payload)
+    return 0 < window < _n_windows(head) and pid == _window_point_id(doc_id, window, head)
+
+
+def _collection_lock(client: Any, collection_name: str) -> threading.RLock:
+    """The write lock of ``collection_name`` on ``client``, shared by every store object in this process."""
+    with _LOCKS_GUARD:
+        try:
+            per_client = _LOCKS.setdefault(client, {})
+        except TypeError:  # a client that cannot be weakly referenced: one lock per store object
+            per_client = {}
+        return per_client.setdefault(collection_name, threading.RLock())
 
 
 def _is_server_error(exc: Exception) -> bool:

@@ -6,24 +6,33 @@ server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
-from lateint_plugins.core.errors import DimensionMismatchError, InvalidInputError, UnknownIdError
+from lateint_plugins.core.errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidInputError,
+    ModelMismatchError,
+    UnknownIdError,
+)
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.scoring import maxsim
 from lateint_plugins.core.store import DocumentStore
 from qdrant_client import QdrantClient, models
 
 from lateint_plugins.qdrant import (
+    LAYOUT_VERSION,
     MAX_MULTIVECTOR_FLOATS,
     TOKENS,
     CollectionConfig,
@@ -199,7 +208,8 @@ def test_collection_layout(tiny_encoder) -> None:
     assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert tokens.distance == models.Distance.DOT and tokens.size == tiny_encoder.dim
     marker = info.config.metadata["lateint"]
-    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 1
+    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == LAYOUT_VERSION == 2
+    assert marker["fingerprint"] == tiny_encoder.fingerprint.to_dict()
     assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
     assert "QdrantLateInteractionStore" in repr(store)
 
@@ -345,6 +355,191 @@ def test_failed_writes_report_the_ids_that_did_not_land(tiny_encoder) -> None:
     assert info.value.failed_ids == ["x", "y"] and info.value.written_ids == []
 
 
+def _points(store: QdrantLateInteractionStore) -> list:
+    return store.client.scroll(store.collection_name, limit=10_000, with_payload=True)[0]
+
+
+class _Interrupt(BaseException):
+    """Stands in for Ctrl-C in the middle of a write."""
+
+
+def _interrupt_upsert_call(store: QdrantLateInteractionStore, call: int) -> None:
+    upsert, calls = store.client.upsert, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise _Interrupt
+        return upsert(*args, **kwargs)
+
+    store.client.upsert = failing
+
+
+@pytest.mark.parametrize("call", [1, 2])  # 1: while writing the later windows; 2: the commit itself
+def test_a_write_interrupted_part_way_leaves_the_old_document(tiny_encoder, call) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder, max_tokens_per_point=4,
+                                       device="cpu")  # fmt: skip
+    old_text = " ".join(WORDS[:12])
+    store.add_texts([old_text], [{"v": 1}], ["a"])
+    before = store.get_embeddings(["a"])["a"]
+    points = len(_points(store))
+    _interrupt_upsert_call(store, call)
+    with pytest.raises(_Interrupt):
+        store.add_texts([" ".join(WORDS[5:20])], [{"v": 2}], ["a"])
+    [doc] = store.get(["a"])
+    assert (doc.text, doc.metadata) == (old_text, {"v": 1})
+    torch.testing.assert_close(store.get_embeddings(["a"])["a"], before, atol=0, rtol=0)
+    hit = store.search(" ".join(WORDS[5:20]), k=1)[0]
+    assert hit.id == "a" and hit.score == pytest.approx(maxsim([tiny_encoder.encode_queries(" ".join(WORDS[5:20]))],
+                                                                [before])[0, 0].item(), abs=ATOL)  # fmt: skip
+    # The interrupted write's windows are invisible; repair() removes them.
+    extra = len(_points(store)) - points
+    assert extra > 0 or call == 1
+    assert store.repair() == extra
+    assert len(_points(store)) == points and store.repair() == 0
+
+
+def test_stale_windows_are_ignored_by_every_reader_and_removed_by_repair(client, tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(client, collection(), tiny_encoder, max_tokens_per_point=4, device="cpu",
+                                       candidate_depth=100)  # fmt: skip
+    texts = {"a": " ".join(WORDS[:14]), "b": "heart blood"}
+    store.add_texts(list(texts.values()), [{"v": "a"}, {"v": "b"}], list(texts))
+    clean = {p.id for p in _points(store)}
+    want = store.get_embeddings(["a", "b"])
+    # Leftovers of a killed write: windows of "a" (another write id, other vectors and metadata) and
+    # windows of a document whose window 0 never landed.
+    vector = {TOKENS: torch.ones(4, tiny_encoder.dim).tolist(), "pooled": [1.0] * tiny_encoder.dim}
+    forged = [
+        models.PointStruct(
+            id=str(uuid.uuid4()),
+            vector=vector,
+            payload={"doc_id": d, "window": w, "n_windows": 3, "write_id": write, "metadata": {"v": "stale"}},
+        )
+        for d, write in (("a", "killed-write"), ("ghost", "never-committed"))
+        for w in (1, 2)
+    ]
+    client.upsert(store.collection_name, points=forged, wait=True)
+    q = [torch.ones(2, tiny_encoder.dim) / tiny_encoder.dim**0.5]  # the forged windows would win any search
+    for mode in ("local", "native"):
+        assert {h.id for h in store.search_embeddings(q, k=10, mode=mode)[0]} == {"a", "b"}
+        assert not store.search_embeddings(q, k=10, mode=mode, filter={"v": "stale"})[0]
+        flt = models.Filter(must=[models.FieldCondition(key="metadata.v", match=models.MatchValue(value="stale"))])
+        assert not store.search_embeddings(q, k=10, mode=mode, filter=flt)[0]
+    got = store.get_embeddings(["a", "b", "ghost"])
+    assert set(got) == {"a", "b"}
+    torch.testing.assert_close(got["a"], want["a"], atol=0, rtol=0)
+    assert len(store) == 2 and sorted(store.ids()) == ["a", "b"]
+    local = sync_from_qdrant(client, store.collection_name, tiny_encoder, device="cpu")
+    assert sorted(local.index.ids) == ["a", "b"]
+    assert store.repair() == 4
+    assert {p.id for p in _points(store)} == clean and store.repair() == 0
+
+
+def test_the_next_write_to_an_id_deletes_its_stale_windows(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder, max_tokens_per_point=4)
+    store.add_texts([" ".join(WORDS[:14])], ids=["a"])
+    _interrupt_upsert_call(store, 2)
+    with pytest.raises(_Interrupt):
+        store.add_texts([" ".join(WORDS[3:17])], ids=["a"])
+    store.client.upsert = QdrantClient.upsert.__get__(store.client)
+    store.add_texts(["gene"], ids=["a"])
+    assert [p.payload["doc_id"] for p in _points(store)] == ["a"] and store.repair() == 0
+
+
+def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) -> None:
+    import lateint_plugins.qdrant as module
+
+    client = QdrantClient(":memory:")
+    monkeypatch.setattr(module, "LAYOUT_VERSION", 1)  # windows at uuid5(doc_id, window), as version 1 wrote
+    old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
+    old.add_texts([" ".join(WORDS[:14]), "heart"], ids=["a", "b"])
+    assert module.point_id("a", 1) in {p.id for p in _points(old)}
+    monkeypatch.undo()
+    store = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
+    want = tiny_encoder.encode_documents(" ".join(WORDS[:14])).half().float()
+    torch.testing.assert_close(store.get_embeddings(["a"])["a"], want, atol=0, rtol=0)
+    assert store.search(" ".join(WORDS[:3]), k=2)[0].score > 0 and store.repair() == 0
+    assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 1  # reading changes nothing
+    store.add_texts([" ".join(WORDS[2:12])], ids=["a"])  # rewritten in layout 2; the old windows go
+    assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 2  # older code now refuses
+    assert module.point_id("a", 1) not in {p.id for p in _points(store)}
+    n_windows = -(-tiny_encoder.encode_documents(" ".join(WORDS[2:12])).shape[0] // 4)
+    assert len(_points(store)) == n_windows + 1 and store.repair() == 0
+
+
+def test_replace_false_refuses_existing_ids_before_writing(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    store.add_texts(["gene"], ids=["a"])
+    with pytest.raises(DuplicateIdError, match="replace=True"):
+        store.add_texts(["virus", "heart"], ids=["new", "a"], replace=False)
+    with pytest.raises(DuplicateIdError):
+        store.add_embeddings(["a"], [torch.randn(3, tiny_encoder.dim)], replace=False)
+    assert store.ids() == ["a"] and store.get(["a"])[0].text == "gene"
+    assert store.add_texts(["virus"], ids=["new"], replace=False) == ["new"]
+
+
+def test_two_threads_adding_one_new_id_one_wins(tiny_encoder) -> None:
+    import threading
+
+    client = QdrantClient(":memory:")
+    name = collection()
+    first, second = (QdrantLateInteractionStore(client, name, tiny_encoder) for _ in range(2))
+    retrieve, checking, checked = client.retrieve, threading.Event(), threading.Event()
+
+    def slow_check(*args, **kwargs):
+        result = retrieve(*args, **kwargs)
+        if threading.current_thread().name == "second":
+            checked.set()
+        elif not checking.is_set():
+            checking.set()
+            # Give the other thread every chance to check too before this one writes; with the
+            # collection lock it cannot, and the wait simply runs out.
+            checked.wait(timeout=1.0)
+        return result
+
+    client.retrieve = slow_check
+    outcome: dict[str, object] = {}
+
+    def add(store, text, label):
+        try:
+            outcome[label] = store.add_texts([text], ids=["same"], replace=False)
+        except DuplicateIdError as exc:
+            outcome[label] = exc
+
+    threads = [
+        threading.Thread(target=add, args=(first, "gene cell", "first"), name="first"),
+        threading.Thread(target=add, args=(second, "virus", "second"), name="second"),
+    ]
+    threads[0].start()
+    assert checking.wait(timeout=60)
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcome["first"] == ["same"] and isinstance(outcome["second"], DuplicateIdError)
+    assert first.get(["same"])[0].text == "gene cell" and len(first) == 1
+
+
+def test_an_insert_racing_another_process_is_not_overwritten(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    name = collection()
+    store = QdrantLateInteractionStore(client, name, tiny_encoder, max_tokens_per_point=4)
+    other = QdrantLateInteractionStore(client, name, tiny_encoder, max_tokens_per_point=4)
+    other._lock = type(other._lock)()  # another process: its own lock
+    upsert = client.upsert
+
+    def commit_meanwhile(*args, **kwargs):
+        if "update_mode" in kwargs and not other.ids():
+            other.add_texts(["heart blood"], ids=["x"])  # lands between our check and our commit
+        return upsert(*args, **kwargs)
+
+    client.upsert = commit_meanwhile
+    with pytest.raises(DuplicateIdError, match="another writer"):
+        store.add_texts([" ".join(WORDS[:14])], ids=["x"], replace=False)
+    assert store.get(["x"])[0].text == "heart blood"
+    # Our uncommitted windows were removed: only the other writer's points are left.
+    assert len({p.payload["write_id"] for p in _points(store)}) == 1 and store.repair() == 0
+
+
 # ---------------------------------------------------------------------- bad input
 def test_missing_collection(tiny_encoder) -> None:
     with pytest.raises(CollectionNotFoundError, match="create=True"):
@@ -369,12 +564,54 @@ def test_wrong_vector_size(tiny_encoder, tiny_pylate_path) -> None:
         QdrantLateInteractionStore(client, "c", narrow)
 
 
-def test_mismatched_model(tiny_encoder, tiny_pylate_path, tmp_path) -> None:
+def _other_weights(tiny_pylate_path: Path, folder: Path) -> Path:
+    """The tiny model with another projection of the same width: same name length, other vectors."""
+    from safetensors.torch import save_file
+
+    other = shutil.copytree(tiny_pylate_path, folder)
+    weight = torch.randn(16, 32, generator=torch.Generator().manual_seed(7)) / 32**0.5
+    save_file({"linear.weight": weight.contiguous()}, str(other / "1_Dense" / "model.safetensors"))
+    return other
+
+
+def test_model_fingerprint_is_checked_on_open(tiny_encoder, tiny_pylate_path, tmp_path, caplog) -> None:
     client = QdrantClient(":memory:")
-    QdrantLateInteractionStore(client, "c", tiny_encoder)
-    other = shutil.copytree(tiny_pylate_path, tmp_path / "another-model")
+    QdrantLateInteractionStore(client, "c", tiny_encoder).add_texts(["gene cell"], ids=["a"])
+    # The same weights in a moved (renamed) folder: the same model, so it opens.
+    moved = shutil.copytree(tiny_pylate_path, tmp_path / "moved-model")
+    assert QdrantLateInteractionStore(client, "c", ColBERTEncoder.from_pretrained(moved, device="cpu")).ids() == ["a"]
+    other = ColBERTEncoder.from_pretrained(_other_weights(tiny_pylate_path, tmp_path / "other"), device="cpu")
+    assert other.dim == tiny_encoder.dim
+    with pytest.raises(ModelMismatchError, match=r"weights differ.*allow_model_mismatch"):
+        QdrantLateInteractionStore(client, "c", other)
+    with caplog.at_level("WARNING", logger="lateint_plugins"):
+        assert len(QdrantLateInteractionStore(client, "c", other, allow_model_mismatch=True)) == 1
+    assert "weights differ" in caplog.text
+
+
+def test_collections_without_a_fingerprint_open_with_a_warning(
+    tiny_encoder, tiny_pylate_path, tmp_path, monkeypatch, caplog
+) -> None:
+    import lateint_plugins.qdrant as module
+
+    client = QdrantClient(":memory:")
+    marker = module._marker
+
+    def old_marker(encoder, config):
+        recorded = marker(encoder, config)
+        del recorded["fingerprint"]
+        return recorded
+
+    monkeypatch.setattr(module, "_marker", old_marker)
+    QdrantLateInteractionStore(client, "old", tiny_encoder)
+    monkeypatch.undo()
+    with caplog.at_level("WARNING", logger="lateint_plugins"):
+        QdrantLateInteractionStore(client, "old", tiny_encoder)
+    assert "records no model fingerprint" in caplog.text
+    # Without a fingerprint only the model's name can be compared, as before.
+    another = shutil.copytree(tiny_pylate_path, tmp_path / "another-model")
     with pytest.raises(CollectionMismatchError, match="another-model"):
-        QdrantLateInteractionStore(client, "c", ColBERTEncoder.from_pretrained(other, device="cpu"))
+        QdrantLateInteractionStore(client, "old", ColBERTEncoder.from_pretrained(another, device="cpu"))
 
 
 def test_foreign_collection(tiny_encoder) -> None:
@@ -399,6 +636,117 @@ def test_bad_arguments(tiny_encoder) -> None:
         store.search_batch("x")
     assert store.search("anything") == []
     assert store.search_batch([]) == []
+
+
+def _bad_matrices(dim: int) -> dict[str, object]:
+    return {
+        "nan": torch.full((3, dim), float("nan")),
+        "inf": torch.full((3, dim), float("inf")),
+        "-inf in one cell": torch.ones(3, dim).index_put_(
+            (torch.tensor([1]), torch.tensor([2])), torch.tensor(-math.inf)
+        ),
+        "object dtype": np.array([[object()] * dim] * 2, dtype=object),
+        "int array": np.ones((3, dim), dtype=np.int64),
+        "int tensor": torch.ones(3, dim, dtype=torch.int64),
+        "bool array": np.ones((3, dim), dtype=bool),
+        "rank 1": torch.ones(dim),
+        "rank 3": torch.ones(1, 3, dim),
+        "no rows": torch.ones(0, dim),
+        "wider": torch.ones(3, dim + 1),
+        "beyond float16": torch.full((2, dim), 1e5),
+        "nested list": [[0.1] * dim],
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_matrices(16)))
+def test_bad_vectors_are_refused_naming_the_argument(tiny_encoder, case) -> None:
+    bad = _bad_matrices(tiny_encoder.dim)[case]
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    store.add_texts(["gene cell"], ids=["kept"])
+    with pytest.raises(InvalidInputError, match=r"embeddings\[0\]"):
+        store.add_embeddings(["x"], [bad])
+    with pytest.raises(InvalidInputError, match=r"query_embeddings\[0\]"):
+        store.search_embeddings([bad])
+    assert store.ids() == ["kept"] and len(_points(store)) == 1
+
+
+def test_one_bare_matrix_where_a_list_is_expected_is_refused(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    matrix = torch.ones(2, tiny_encoder.dim)
+    with pytest.raises(InvalidInputError, match="embeddings must be a list"):
+        store.add_embeddings(["x", "y"], matrix)
+    with pytest.raises(InvalidInputError, match="query_embeddings must be a list"):
+        store.search_embeddings(matrix)
+    assert len(store) == 0
+
+
+def test_strings_that_are_not_utf8_are_refused_before_any_write(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    bad = "x\ud800"
+    vector = [torch.ones(2, tiny_encoder.dim) / 4]
+    with pytest.raises(InvalidInputError, match=r"texts\[1\].*UTF-8"):
+        store.add_texts(["gene", bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.add_texts(["gene"], ids=[bad])
+    with pytest.raises(InvalidInputError, match=r"metadata.*\[0\]"):
+        store.add_texts(["gene"], [{bad: 1}])
+    with pytest.raises(InvalidInputError, match=r"metadata.*\[0\]"):
+        store.add_texts(["gene"], [{"k": ["fine", {"deep": bad}]}])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.add_embeddings([bad], vector)
+    with pytest.raises(InvalidInputError, match=r"texts\[0\]"):
+        store.add_embeddings(["x"], vector, [bad])
+    assert len(_points(store)) == 0
+    store.add_texts(["gene"], ids=["a"])
+    with pytest.raises(InvalidInputError, match="query"):
+        store.search(bad)
+    with pytest.raises(InvalidInputError, match=r"queries\[1\]"):
+        store.search_batch(["gene", bad])
+    with pytest.raises(InvalidInputError, match=r"query_texts\[0\]"):
+        store.search_embeddings(vector, query_texts=[bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[1\]"):
+        store.get(["a", bad])
+    with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
+        store.delete([bad])
+    assert bad not in store and store.ids() == ["a"]
+
+
+def test_a_bare_str_where_a_list_is_expected_is_an_error(tiny_encoder) -> None:
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
+    vectors = [torch.ones(2, tiny_encoder.dim) / 4] * 2
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.add_embeddings("ab", vectors)
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.add_texts(["gene", "cell"], ids="ab")
+    with pytest.raises(InvalidInputError, match="texts must be a list"):
+        store.add_embeddings(["a", "b"], vectors, "ab")
+    with pytest.raises(InvalidInputError, match="metadata"):
+        store.add_texts(["gene"], {"k": 1})
+    with pytest.raises(InvalidInputError, match="documents must be a list"):
+        store.add_documents("gene")
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.get("doc-1")
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.delete("doc-1")
+    with pytest.raises(InvalidInputError, match="query_texts"):
+        store.search_embeddings(vectors[:1], query_texts="q")
+    with pytest.raises(InvalidInputError, match="query must be a str"):
+        store.search(["gene"])
+    assert len(_points(store)) == 0
+
+
+def test_an_empty_collection_opens_and_reads(tiny_encoder, tmp_path) -> None:
+    client = QdrantClient(path=str(tmp_path / "q"))
+    QdrantLateInteractionStore(client, "empty", tiny_encoder)
+    client.close()
+    client = QdrantClient(path=str(tmp_path / "q"))
+    store = QdrantLateInteractionStore(client, "empty", tiny_encoder, create=False)
+    assert len(store) == 0 and store.ids() == [] and store.get(["a"]) == [] and store.get_embeddings(["a"]) == {}
+    for mode in ("local", "native"):
+        assert store.search_embeddings([torch.ones(2, tiny_encoder.dim) / 4], mode=mode) == [[]]
+    assert store.search("gene") == [] and store.repair() == 0
+    assert len(sync_from_qdrant(client, "empty", tiny_encoder, device="cpu")) == 0
+    client.close()
 
 
 # ---------------------------------------------------------------------- sync
