@@ -578,16 +578,23 @@ def load_array(
     ):
         problems.append(f"shape {found_shape} (expected {tuple('*' if e is None else e for e in shape)})")
     if not problems:
-        expected_size = offset + math.prod(found_shape) * found_dtype.itemsize
+        expected_size = offset + _count(found_shape) * found_dtype.itemsize
         size = path.stat().st_size
         if size != expected_size:
             problems.append(f"{size} bytes where its header implies {expected_size}")
     if problems:
         raise CorruptIndexError(f"{path} does not match the manifest: {', '.join(problems)}; the index is damaged.")
     try:
-        return np.load(path, mmap_mode="r" if mmap and math.prod(found_shape) else None, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap and _count(found_shape) else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 # ---------------------------------------------------------------------- durability
