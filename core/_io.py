@@ -31,10 +31,10 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "lateint-plugins"
 MANIFEST = "manifest.json"
+
+T = TypeVar("T")
 
 _HASH_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -174,6 +176,35 @@ def existing_directory(path: str | os.PathLike[str]) -> Path:
     if not target.is_dir():
         raise IndexNotFoundError(f"No saved index or store at {str(target)!r}; check the path or build one first.")
     return target
+
+
+def read_consistently(path: str | os.PathLike[str], read: Callable[[Path], T]) -> T:
+    """``read(folder)`` for the saved folder at ``path``, retried if a save replaces the folder meanwhile.
+
+    A reader in another thread or process could otherwise see the old manifest and the new files
+    (paths resolve to whichever folder holds the name at that moment). The folder's identity is
+    compared before and after; if it changed, the read is repeated on the new save.
+    """
+    for attempt in range(5):
+        folder = existing_directory(path)
+        before = _identity(folder)
+        try:
+            value = read(folder)
+        except (CorruptIndexError, IndexNotFoundError, OSError):
+            if attempt == 4 or _identity(Path(path)) == before:
+                raise
+            continue
+        if _identity(Path(path)) == before:
+            return value
+    raise CorruptIndexError(f"{str(path)!r} kept being replaced while it was read; retry when saving stops.")
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

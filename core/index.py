@@ -218,8 +218,15 @@ class Index(ABC):
 
     @classmethod
     def load(cls, path: str | Path, **options: Any) -> Index:
-        """Read an index saved with :meth:`save` (``options`` are passed to the constructor)."""
-        folder = _io.existing_directory(path)
+        """Read an index saved with :meth:`save` (``options`` are passed to the constructor).
+
+        Raises :class:`IndexNotFoundError` when nothing is saved at ``path`` and :class:`CorruptIndexError`
+        when the folder is damaged (every file is checked against the checksums in its manifest).
+        """
+        return _io.read_consistently(path, lambda folder: cls._load_folder(folder, dict(options)))
+
+    @classmethod
+    def _load_folder(cls, folder: Path, options: dict[str, Any]) -> Index:
         kinds = [cls.kind] if cls is not Index else list(_KIND_MODULES)
         manifest = _io.read_manifest(folder, kinds, max_version=cls.version)
         index_cls = _index_class(manifest["kind"])

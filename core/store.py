@@ -309,13 +309,30 @@ class LateInteractionStore:
             allow_model_mismatch: load even when the model differs (a warning instead of the error).
             **index_options: passed to the index constructor (e.g. ``device``).
         """
-        folder = _io.existing_directory(path)
+        if encoder is not None and model is not None:
+            raise InvalidInputError("pass either encoder or model to LateInteractionStore.load, not both.")
+        loaded: list[ColBERTEncoder] = [encoder] if encoder is not None else []
+
+        def read(folder: Path) -> LateInteractionStore:
+            return cls._load_folder(folder, loaded, model, device, allow_model_mismatch, dict(index_options))
+
+        return _io.read_consistently(path, read)
+
+    @classmethod
+    def _load_folder(
+        cls,
+        folder: Path,
+        loaded: list[ColBERTEncoder],
+        model: str | Path | None,
+        device: str | torch.device | None,
+        allow_model_mismatch: bool,
+        index_options: dict[str, Any],
+    ) -> LateInteractionStore:
         manifest = _io.read_manifest(folder, [_STORE_KIND], max_version=_STORE_VERSION)
         where = f"The store at {str(folder)!r}"
-        if encoder is None:
-            encoder = load_recorded_encoder(manifest, model=model, device=device, where=where)
-        elif model is not None:
-            raise InvalidInputError("pass either encoder or model to LateInteractionStore.load, not both.")
+        if not loaded:  # loaded once, kept if the folder is replaced under us and read again
+            loaded.append(load_recorded_encoder(manifest, model=model, device=device, where=where))
+        encoder = loaded[0]
         if encoder.dim != manifest["dim"]:
             message = (
                 f"{where} was built with {manifest['model']!r} ({manifest['dim']}-d) but the encoder gives "
@@ -328,16 +345,7 @@ class LateInteractionStore:
         if device is not None:
             index_options.setdefault("device", device)
         store = cls(encoder, load_index(folder / "index", **index_options))
-        texts_path = folder / "texts.jsonl"
-        rows = _io.read_jsonl(texts_path, {"id": "str", "text": "str"})
-        store._texts = {r["id"]: r["text"] for r in rows}
-        if len(store._texts) != len(rows) or set(store._texts) != set(store.index.ids):
-            raise CorruptIndexError(f"{texts_path} and the index list different documents; the store is damaged.")
-        if len(store) != manifest["n_documents"]:
-            raise CorruptIndexError(
-                f"{folder}: field 'n_documents' of the manifest says {manifest['n_documents']} but the index holds "
-                f"{len(store)}; the store is damaged."
-            )
+        store._texts = read_texts(folder, store.index, manifest)
         return store
 
     def __repr__(self) -> str:
@@ -365,6 +373,21 @@ def check_documents(
         raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
     checked_ids, metas = (index if index is not None else ExactIndex()).check_new(ids, metadatas)
     return texts, checked_ids, metas
+
+
+def read_texts(folder: Path, index: Index, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The texts of a saved store, checked against its loaded ``index`` and manifest."""
+    texts_path = folder / "texts.jsonl"
+    rows = _io.read_jsonl(texts_path, {"id": "str", "text": "str"})
+    texts = {r["id"]: r["text"] for r in rows}
+    if len(texts) != len(rows) or set(texts) != set(index.ids):
+        raise CorruptIndexError(f"{texts_path} and the index list different documents; the store is damaged.")
+    if len(index) != manifest["n_documents"]:
+        raise CorruptIndexError(
+            f"{folder}: field 'n_documents' of the manifest says {manifest['n_documents']} but the index holds "
+            f"{len(index)}; the store is damaged."
+        )
+    return texts
 
 
 def load_recorded_encoder(

@@ -293,25 +293,31 @@ class LateInteractionRetriever(BaseRetriever):
             allow_model_mismatch: load even when the model differs (a warning instead of the error).
             **kwargs: retriever options overriding the persisted ones (``similarity_top_k``, ``filters``, ...).
         """
-        folder = _io.existing_directory(path)
-        manifest = _io.read_manifest(folder, [_RETRIEVER_KIND], max_version=_RETRIEVER_VERSION)
-        store = LateInteractionStore.load(
-            folder / _STORE_FOLDER, encoder, model=model, device=device, allow_model_mismatch=allow_model_mismatch
-        )
-        check_fingerprint(
-            manifest.get("fingerprint"),
-            store.encoder.fingerprint,
-            where=f"The retriever persisted at {str(folder)!r}",
-            allow_mismatch=allow_model_mismatch,
-        )
-        options: dict[str, Any] = {"similarity_top_k": manifest["similarity_top_k"]}
-        try:
-            if manifest.get("metadata_filters") is not None:
-                options["filters"] = MetadataFilters.model_validate(manifest["metadata_filters"])
-            elif manifest.get("filter") is not None:
-                options["filters"] = dict(manifest["filter"])
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise CorruptIndexError(f"{folder / _io.MANIFEST}: field 'metadata_filters' is malformed ({exc}).") from exc
+
+        def read(folder: Path) -> tuple[LateInteractionStore, dict[str, Any]]:
+            manifest = _io.read_manifest(folder, [_RETRIEVER_KIND], max_version=_RETRIEVER_VERSION)
+            store = LateInteractionStore.load(
+                folder / _STORE_FOLDER, encoder, model=model, device=device, allow_model_mismatch=allow_model_mismatch
+            )
+            check_fingerprint(
+                manifest.get("fingerprint"),
+                store.encoder.fingerprint,
+                where=f"The retriever persisted at {str(folder)!r}",
+                allow_mismatch=allow_model_mismatch,
+            )
+            options: dict[str, Any] = {"similarity_top_k": manifest["similarity_top_k"]}
+            try:
+                if manifest.get("metadata_filters") is not None:
+                    options["filters"] = MetadataFilters.model_validate(manifest["metadata_filters"])
+                elif manifest.get("filter") is not None:
+                    options["filters"] = dict(manifest["filter"])
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise CorruptIndexError(
+                    f"{folder / _io.MANIFEST}: field 'metadata_filters' is malformed ({exc})."
+                ) from exc
+            return store, options
+
+        store, options = _io.read_consistently(path, read)
         options.update(kwargs)
         return cls(store, **options)
 
