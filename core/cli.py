@@ -173,12 +173,9 @@ def check_folder(path: Path) -> tuple[list[str], str]:
 
 def _check_contents(folder: Path) -> str:
     """Load what ``folder`` holds (no model needed) so that every header and range check runs."""
-    import torch
-
     from . import _io
     from .fingerprint import ModelFingerprint
     from .index import load_index
-    from .plaid import PLAIDIndex
     from .store import read_texts
 
     manifest = _io.read_manifest(folder)
@@ -192,8 +189,19 @@ def _check_contents(folder: Path) -> str:
     if manifest["kind"] == "store":
         index = load_index(folder / "index", device="cpu")
         read_texts(folder, index, manifest)
+        _check_index(index, folder / "index")
         return f"store of {len(index)} documents in a {type(index).__name__}, model {manifest['model']}"
     index = load_index(folder, device="cpu")
+    _check_index(index, folder)
+    return f"{type(index).__name__} of {len(index)} documents"
+
+
+def _check_index(index: Any, folder: Path) -> None:
+    """The checks too costly for every load: a PLAID index's inverted lists rebuilt from its codes."""
+    import torch
+
+    from .plaid import PLAIDIndex
+
     if isinstance(index, PLAIDIndex) and index.codec is not None:
         # The saved inverted lists must be exactly the ones the tokens' centroid ids give.
         saved = index._ivf_lists()
@@ -201,7 +209,6 @@ def _check_contents(folder: Path) -> str:
         rebuilt = index._ivf_lists()
         if not all(a.shape == b.shape and torch.equal(a.long(), b.long()) for a, b in zip(saved, rebuilt, strict=True)):
             raise CorruptIndexError(f"{folder}: the inverted lists do not match the centroid ids of the tokens.")
-    return f"{type(index).__name__} of {len(index)} documents"
 
 
 @main.command(name="eval")
