@@ -577,8 +577,8 @@ def read_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], bool,
             offset = f.tell()
     except FileNotFoundError as exc:
         raise CorruptIndexError(f"{path} is missing; the saved folder is incomplete.") from exc
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-        raise CorruptIndexError(f"{path} has a damaged .npy header ({exc}).") from exc
+    except Exception as exc:  # numpy parses the header with ast/tokenize: damage can raise many types
+        raise CorruptIndexError(f"{path} has a damaged .npy header ({type(exc).__name__}: {exc}).") from exc
     return tuple(shape), dtype, bool(fortran), offset
 
 

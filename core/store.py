@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import _io
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError, ModelLoadError, ModelMismatchError
-from .fingerprint import check_fingerprint
+from .fingerprint import ModelFingerprint, check_fingerprint
 from .index import ExactIndex, Index, Metadata, create_index, load_index
 
 logger = logging.getLogger(__name__)
@@ -339,9 +339,12 @@ class LateInteractionStore:
                 f"{encoder.dim}-d vectors; load it with the same model."
             )
             raise ModelMismatchError(message)
-        check_fingerprint(
-            manifest.get("fingerprint"), encoder.fingerprint, where=where, allow_mismatch=allow_model_mismatch
-        )
+        recorded = manifest.get("fingerprint")
+        try:
+            ModelFingerprint.from_dict(recorded) if recorded is not None else None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise CorruptIndexError(f"{folder / _io.MANIFEST}: field 'fingerprint' is malformed ({exc}).") from exc
+        check_fingerprint(recorded, encoder.fingerprint, where=where, allow_mismatch=allow_model_mismatch)
         if device is not None:
             index_options.setdefault("device", device)
         store = cls(encoder, load_index(folder / "index", **index_options))

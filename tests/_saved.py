@@ -52,7 +52,10 @@ def reseal(folder: Path) -> None:
     """
     folder = Path(folder)
     while (folder / _io.MANIFEST).is_file():
-        manifest = json.loads((folder / _io.MANIFEST).read_text())
+        try:
+            manifest = json.loads((folder / _io.MANIFEST).read_text())
+        except ValueError:  # the manifest itself is what was damaged
+            return
         if isinstance(manifest, dict) and "files" in manifest:
             manifest["files"] = _io._list_files(folder)
             manifest["checksum"] = _io._manifest_checksum(manifest)
