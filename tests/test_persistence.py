@@ -412,3 +412,20 @@ def test_saves_are_durable_and_leave_no_temporary_files(tmp_path: Path, monkeypa
         assert any(s.endswith("tokens.npy") for s in synced) and str(tmp_path) in synced
     assert [p.name for p in tmp_path.iterdir()] == ["i"]
     assert _io.verify_folder(tmp_path / "i") == []
+
+
+def test_folders_saved_before_checksums_still_load(tmp_path: Path, tiny_encoder: ColBERTEncoder, caplog) -> None:
+    store = LateInteractionStore(tiny_encoder)
+    store.add_texts(TEXTS)
+    store.save(tmp_path / "s")
+    for manifest_path in [tmp_path / "s" / "manifest.json", tmp_path / "s" / "index" / "manifest.json"]:
+        manifest = json.loads(manifest_path.read_text())
+        for key in ("files", "checksum", "saved_at", "fingerprint"):
+            manifest.pop(key, None)
+        manifest_path.write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        loaded = LateInteractionStore.load(tmp_path / "s", encoder=tiny_encoder)
+    assert snapshot(loaded) == snapshot(store)
+    assert "records no model fingerprint" in caplog.text
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
