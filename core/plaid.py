@@ -118,26 +118,6 @@ class SearchConfig:
             raise InvalidInputError(f"rescore must be >= 0, got {self.rescore!r}.")
 
 
-# Manifest schema of the two configs (types checked before the dataclasses see the values).
-_CONFIG_FIELDS = {
-    "nbits": "int",
-    "quantizer": "str",
-    "n_centroids": "int|null",
-    "kmeans_niters": "int",
-    "max_training_tokens": "int",
-    "seed": "int",
-    "keep_fp16": "bool",
-    "pool_factor": "int",
-}
-_SEARCH_CONFIG_FIELDS = {
-    "n_ivf_probe": "int",
-    "n_centroid_interaction": "int",
-    "centroid_score_threshold": "float|null",
-    "n_full_scores": "int",
-    "rescore": "int",
-}
-
-
 class PLAIDIndex(Index):
     """Compressed late-interaction index (ColBERTv2 residuals, PLAID search).
 
@@ -759,3 +739,23 @@ class _Fp16Store:
             out[start:stop] = self.rows(torch.arange(start, stop))
         out.flush()
         del out
+
+
+# Manifest schema of the two configs (types checked before the dataclasses see the values).
+_CONFIG_FIELDS = {
+    "nbits": "int",
+    "quantizer": "str",
+    "n_centroids": "int|null",
+    "kmeans_niters": "int",
+    "max_training_tokens": "int",
+    "seed": "int",
+    "keep_fp16": "bool",
+    "pool_factor": "int",
+}
+_SEARCH_CONFIG_FIELDS = {
+    "n_ivf_probe": "int",
+    "n_centroid_interaction": "int",
+    "centroid_score_threshold": "float|null",
+    "n_full_scores": "int",
+    "rescore": "int",
+}
