@@ -527,10 +527,18 @@ def read_json(path: Path) -> Any:
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Write one JSON document per line (UTF-8); a row that UTF-8 cannot encode is an :class:`InvalidInputError`."""
     with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False))
-            f.write("\n")
+        for number, row in enumerate(rows, 1):
+            line = json.dumps(row, ensure_ascii=False)
+            try:
+                f.write(line + "\n")
+            except UnicodeEncodeError as exc:
+                what = f"document {row['id']!r}" if isinstance(row, dict) and "id" in row else f"row {number}"
+                raise InvalidInputError(
+                    f"Cannot save {what}: its id, text or metadata holds a string UTF-8 cannot encode "
+                    f"(a lone surrogate such as '\\ud800'); delete or fix that document, then save again."
+                ) from exc
 
 
 def read_jsonl(path: Path, fields: Mapping[str, str] | None = None) -> list[Any]:

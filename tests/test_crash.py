@@ -25,6 +25,7 @@ import pytest
 import torch
 from _saved import random_documents, snapshot
 from lateint_plugins.core.encoder import ColBERTEncoder
+from lateint_plugins.core.errors import IndexNotFoundError
 from lateint_plugins.core.index import ExactIndex, load_index
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex
 from lateint_plugins.core.store import LateInteractionStore
@@ -254,6 +255,22 @@ def test_llama_index_persist_survives_crashes(tmp_path: Path, tiny_encoder: ColB
         second_kills=6,
     )
     assert cases > 60
+
+
+def test_a_first_save_killed_anywhere_leaves_nothing_or_the_save(tmp_path: Path) -> None:
+    index = _exact(4, 1)
+    (tmp_path / "base").mkdir()
+    scratch = tmp_path / "scratch"
+    n, commit = _dry_run(tmp_path / "base", scratch, index.save, "i")
+    for i in range(1, n + 1):
+        _fresh(tmp_path / "base", scratch)
+        assert _fork(lambda: index.save(scratch / "i"), kill_at=i)
+        try:
+            loaded = load_index(scratch / "i")
+        except IndexNotFoundError:
+            assert i <= commit, f"kill before step {i}: the committed save was lost"
+            continue
+        assert snapshot(loaded) == snapshot(index)
 
 
 def test_fork_harness_really_kills(tmp_path: Path) -> None:

@@ -429,3 +429,16 @@ def test_folders_saved_before_checksums_still_load(tmp_path: Path, tiny_encoder:
     assert "records no model fingerprint" in caplog.text
     result = CliRunner().invoke(main, ["check", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
+
+
+def test_an_unencodable_string_fails_the_save_with_a_typed_error_and_keeps_the_old_save(tmp_path: Path) -> None:
+    from lateint_plugins.core.errors import InvalidInputError
+
+    index = _exact(3)
+    index.save(tmp_path / "i")
+    index._metadata[1] = {"bad": "\ud800"}  # whatever let it in, the save says which document
+    with pytest.raises(InvalidInputError, match="document 'd1'"):
+        index.save(tmp_path / "i")
+    index._metadata[1] = {"n": 1}
+    assert snapshot(load_index(tmp_path / "i")) == snapshot(index)
+    assert [p.name for p in tmp_path.iterdir()] == ["i"]
