@@ -442,3 +442,21 @@ def test_an_unencodable_string_fails_the_save_with_a_typed_error_and_keeps_the_o
     index._metadata[1] = {"n": 1}
     assert snapshot(load_index(tmp_path / "i")) == snapshot(index)
     assert [p.name for p in tmp_path.iterdir()] == ["i"]
+
+
+def test_a_load_that_a_save_overtakes_reads_the_new_save(tmp_path: Path) -> None:
+    """Paths resolve to whichever folder holds the name: a read that a save overtook is repeated."""
+    old, new = _exact(3), _exact(6)
+    old.save(tmp_path / "i")
+    calls: list[int] = []
+
+    def read(folder: Path) -> ExactIndex:
+        calls.append(1)
+        manifest = _io.read_manifest(folder, ["exact"])  # the old manifest...
+        if len(calls) == 1:
+            new.save(tmp_path / "i")  # ...then the folder is replaced before the arrays are read
+        assert manifest["kind"] == "exact"
+        return ExactIndex._load_folder(folder, {})  # type: ignore[return-value]
+
+    assert snapshot(_io.read_consistently(tmp_path / "i", read)) == snapshot(new)
+    assert len(calls) == 2
