@@ -1,4 +1,4 @@
-"""The ``lateint`` command line: ``index``, ``search``, ``eval`` and ``demo``.
+"""The ``lateint`` command line: ``index``, ``search``, ``check``, ``eval`` and ``demo``.
 
 The model comes from ``--model`` or the ``LATEINT_MODEL`` environment variable (a local checkpoint
 folder or a Hugging Face Hub id; default ``answerdotai/answerai-colbert-small-v1``).
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from .encoder import DEFAULT_MODEL
-from .errors import InvalidInputError, LateInteractionError
+from .errors import CorruptIndexError, InvalidInputError, LateInteractionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,19 +89,126 @@ def index(data: Path, out: Path, model: str, device: str | None, batch_size: int
 @click.option("-k", default=10, show_default=True, help="Number of results.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Exact metadata match (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.option(
+    "--model",
+    envvar="LATEINT_MODEL",
+    default=None,
+    show_envvar=True,
+    help="Checkpoint folder or Hub id to encode queries with (default: the one the store records); "
+    "use it when the model folder has moved. It must be the same model.",
+)
+@click.option(
+    "--allow-model-mismatch",
+    is_flag=True,
+    help="Search even if --model is not the model the store was built with (scores mix two vector spaces).",
+)
 @_device_option
 @_friendly_errors
-def search(store_path: Path, query: str, k: int, filters: tuple[str, ...], as_json: bool, device: str | None) -> None:
-    """Search the store at STORE_PATH for QUERY."""
+def search(
+    store_path: Path,
+    query: str,
+    k: int,
+    filters: tuple[str, ...],
+    as_json: bool,
+    model: str | None,
+    allow_model_mismatch: bool,
+    device: str | None,
+) -> None:
+    """Search the store at STORE_PATH for QUERY.
+
+    The store's queries are encoded with the model it records, or --model / LATEINT_MODEL when given
+    (e.g. the model folder has moved; its fingerprint must match).
+    """
     from .store import LateInteractionStore
 
-    store = LateInteractionStore.load(store_path, device=device)
+    store = LateInteractionStore.load(
+        store_path, model=model or None, device=device, allow_model_mismatch=allow_model_mismatch
+    )
     results = store.search(query, k=k, filter=_parse_filters(filters) or None)
     for rank, r in enumerate(results, 1):
         if as_json:
             click.echo(json.dumps({"rank": rank, "id": r.id, "score": r.score, "metadata": r.metadata, "text": r.text}))
         else:
             click.echo(f"{rank:>3}. {r.score:7.3f}  [{r.id}] {_shorten(r.text)}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def check(path: Path) -> None:
+    """Verify the saved index, store or persisted retriever at PATH: print OK, or every problem and exit 1.
+
+    Checks every file's size and sha256 against the manifests, every array's header against its
+    manifest, and the index's internal ranges (lengths, centroid ids, inverted lists). Needs no model
+    and changes nothing.
+    """
+    problems, summary = check_folder(path)
+    if problems:
+        for problem in problems:
+            click.echo(f"PROBLEM: {problem}")
+        raise SystemExit(1)
+    click.echo(f"OK: {path} ({summary})")
+
+
+def check_folder(path: Path) -> tuple[list[str], str]:
+    """Every problem with the saved folder at ``path`` (none when intact) and a one-line summary."""
+    from . import _io
+
+    if not path.is_dir():
+        leftovers = _io._leftovers(path)
+        hint = (
+            f" ({len(leftovers)} leftover(s) of interrupted saves lie next to it; loading it restores the newest "
+            "complete one)"
+            if leftovers
+            else ""
+        )
+        return [f"{path} is not a saved folder{hint}"], ""
+    problems = _io.verify_folder(path, deep=True)
+    if problems:
+        return problems, ""
+    try:
+        return [], _check_contents(path)
+    except LateInteractionError as exc:
+        return [f"{type(exc).__name__}: {exc}"], ""
+
+
+def _check_contents(folder: Path) -> str:
+    """Load what ``folder`` holds (no model needed) so that every header and range check runs."""
+    from . import _io
+    from .fingerprint import ModelFingerprint
+    from .index import load_index
+    from .store import read_texts
+
+    manifest = _io.read_manifest(folder)
+    if manifest["kind"] == "llama-index-retriever":
+        return f"LlamaIndex retriever; {_check_contents(folder / 'store')}"
+    if manifest.get("fingerprint") is not None:
+        try:
+            ModelFingerprint.from_dict(manifest["fingerprint"])
+        except ValueError as exc:
+            raise CorruptIndexError(f"{folder / _io.MANIFEST}: field 'fingerprint' is malformed ({exc}).") from exc
+    if manifest["kind"] == "store":
+        index = load_index(folder / "index", device="cpu")
+        read_texts(folder, index, manifest)
+        _check_index(index, folder / "index")
+        return f"store of {len(index)} documents in a {type(index).__name__}, model {manifest['model']}"
+    index = load_index(folder, device="cpu")
+    _check_index(index, folder)
+    return f"{type(index).__name__} of {len(index)} documents"
+
+
+def _check_index(index: Any, folder: Path) -> None:
+    """The checks too costly for every load: a PLAID index's inverted lists rebuilt from its codes."""
+    import torch
+
+    from .plaid import PLAIDIndex
+
+    if isinstance(index, PLAIDIndex) and index.codec is not None:
+        # The saved inverted lists must be exactly the ones the tokens' centroid ids give.
+        saved = index._ivf_lists()
+        index._ivf = None
+        rebuilt = index._ivf_lists()
+        if not all(a.shape == b.shape and torch.equal(a.long(), b.long()) for a, b in zip(saved, rebuilt, strict=True)):
+            raise CorruptIndexError(f"{folder}: the inverted lists do not match the centroid ids of the tokens.")
 
 
 @main.command(name="eval")

@@ -218,9 +218,17 @@ class Index(ABC):
 
     @classmethod
     def load(cls, path: str | Path, **options: Any) -> Index:
-        """Read an index saved with :meth:`save` (``options`` are passed to the constructor)."""
-        folder = _io.existing_directory(path)
-        manifest = _io.read_manifest(folder, [cls.kind] if cls is not Index else list(_KIND_MODULES))
+        """Read an index saved with :meth:`save` (``options`` are passed to the constructor).
+
+        Raises :class:`IndexNotFoundError` when nothing is saved at ``path`` and :class:`CorruptIndexError`
+        when the folder is damaged (every file is checked against the checksums in its manifest).
+        """
+        return _io.read_consistently(path, lambda folder: cls._load_folder(folder, dict(options)))
+
+    @classmethod
+    def _load_folder(cls, folder: Path, options: dict[str, Any]) -> Index:
+        kinds = [cls.kind] if cls is not Index else list(_KIND_MODULES)
+        manifest = _io.read_manifest(folder, kinds, max_version=cls.version)
         index_cls = _index_class(manifest["kind"])
         if manifest["version"] > index_cls.version:
             raise CorruptIndexError(
@@ -228,16 +236,20 @@ class Index(ABC):
                 f"this version reads up to {index_cls.version}); upgrade lateint-plugins."
             )
         index = index_cls._from_manifest(manifest, **options)
-        rows = _io.read_jsonl(folder / "documents.jsonl")
-        try:
-            index._ids = [str(r["id"]) for r in rows]
-            index._metadata = [dict(r.get("metadata") or {}) for r in rows]
-        except (KeyError, TypeError) as exc:
-            raise CorruptIndexError(f"{folder / 'documents.jsonl'} has a malformed row ({exc}).") from exc
+        documents = folder / "documents.jsonl"
+        rows = _io.read_jsonl(documents, {"id": "str", "metadata": "dict|null?"})
+        for number, row in enumerate(rows, 1):
+            if not row["id"]:
+                raise CorruptIndexError(f"{documents}: row {number} has an empty id; the saved index is damaged.")
+        index._ids = [r["id"] for r in rows]
+        index._metadata = [dict(r.get("metadata") or {}) for r in rows]
         index._positions = {doc_id: p for p, doc_id in enumerate(index._ids)}
-        if len(index._positions) != len(index._ids) or len(index._ids) != manifest.get("n_documents"):
+        if len(index._positions) != len(index._ids):
+            raise CorruptIndexError(f"{documents} repeats a document id; the saved index is damaged.")
+        if len(index._ids) != manifest["n_documents"]:
             raise CorruptIndexError(
-                f"{folder} lists {len(index._ids)} documents but its manifest says {manifest.get('n_documents')}."
+                f"{documents} lists {len(index._ids)} documents but field 'n_documents' of its manifest says "
+                f"{manifest['n_documents']}; the saved index is damaged."
             )
         index._read(folder, manifest)
         return index
@@ -377,21 +389,22 @@ class ExactIndex(Index):
         return {"n_tokens": int(lengths.sum()), "dtype": "float16"}
 
     def _read(self, folder: Path, manifest: dict[str, Any]) -> None:
-        tokens = _io.load_array(folder, "tokens")
-        lengths = _io.load_array(folder, "lengths")
-        if (
-            tokens.dtype != np.float16
-            or tokens.ndim != 2
-            or tokens.shape[1] != self.dim
-            or lengths.shape != (len(self._ids),)
-            or int(lengths.sum()) != tokens.shape[0]
-        ):
+        n_docs, n_tokens = len(self._ids), manifest["n_tokens"]
+        if manifest["dtype"] != "float16":
+            raise CorruptIndexError(f"{folder}: manifest field 'dtype' must be 'float16', got {manifest['dtype']!r}.")
+        lengths = _io.load_array(folder, "lengths", dtype=np.int64, shape=(n_docs,))
+        if n_docs and (int(lengths.min()) < 1 or int(lengths.sum()) != n_tokens):
             raise CorruptIndexError(
-                f"{folder}: tokens {tokens.shape} {tokens.dtype} and lengths {lengths.shape} do not match the "
-                f"manifest ({len(self._ids)} documents, dim {self.dim}); the saved index is damaged."
+                f"{folder / 'lengths.npy'}: document lengths must be >= 1 and sum to n_tokens={n_tokens}; "
+                "the saved index is damaged."
             )
+        if n_tokens != int(lengths.sum()):
+            raise CorruptIndexError(f"{folder}: field 'n_tokens' of the manifest says {n_tokens} for an empty index.")
+        tokens = _io.load_array(folder, "tokens", dtype=np.float16, shape=(n_tokens, self.dim or 0))
+        if _io.has_non_finite(tokens):
+            raise CorruptIndexError(f"{folder / 'tokens.npy'} holds NaN or infinite values; the index is damaged.")
         self._tokens = torch.from_numpy(tokens)
-        self._lengths = torch.from_numpy(lengths.astype(np.int64))
+        self._lengths = torch.from_numpy(lengths)
 
 
 def ragged_rows(starts: torch.Tensor, lengths: torch.Tensor, *, owner: torch.Tensor | None = None) -> torch.Tensor:

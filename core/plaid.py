@@ -456,54 +456,90 @@ class PLAIDIndex(Index):
 
     @classmethod
     def _from_manifest(cls, manifest: dict[str, Any], **options: Any) -> PLAIDIndex:
+        _io.check_fields(manifest["config"], _CONFIG_FIELDS, "PLAID manifest field 'config'")
+        _io.check_fields(manifest["search_config"], _SEARCH_CONFIG_FIELDS, "PLAID manifest field 'search_config'")
         try:
             config = PLAIDConfig(**manifest["config"])
             search_config = options.pop("search_config", None) or SearchConfig(**manifest["search_config"])
-        except (KeyError, TypeError) as exc:
+        except (TypeError, InvalidInputError) as exc:
             raise CorruptIndexError(f"PLAID manifest has bad settings: {exc}") from exc
-        return cls(manifest.get("dim"), config=config, search_config=search_config, **options)
+        dim = manifest["dim"]
+        if dim is not None and (dim * config.nbits) % 8:
+            raise CorruptIndexError(f"PLAID manifest: dim {dim} with nbits {config.nbits} cannot be byte-packed.")
+        return cls(dim, config=config, search_config=search_config, **options)
 
     def _read(self, folder: Path, manifest: dict[str, Any]) -> None:
-        n_docs = len(self._ids)
-        lengths = _io.load_array(folder, "doc_lengths").astype(np.int64)
-        codes = _io.load_array(folder, "codes", mmap=True)
-        residuals = _io.load_array(folder, "residuals", mmap=True)
-        if manifest.get("trained"):
-            levels = _io.load_array(folder, "levels") if self.config.quantizer == "scalar" else None
+        # Every header is checked against the manifest before its data is read, and every array that
+        # indexes another is range-checked here, so a damaged folder fails now and not at a search.
+        n_docs, n_tokens, dim, nbits = len(self._ids), manifest["n_tokens"], self.dim or 0, self.config.nbits
+        lengths = _io.load_array(folder, "doc_lengths", dtype=np.int32, shape=(n_docs,)).astype(np.int64)
+        if int(lengths.sum()) != n_tokens or (n_docs and int(lengths.min()) < 1):
+            raise CorruptIndexError(
+                f"{folder / 'doc_lengths.npy'}: document lengths must be >= 1 and sum to n_tokens={n_tokens}; "
+                "the index is damaged."
+            )
+        codes = _io.load_array(folder, "codes", dtype=np.int16, shape=(n_tokens,), mmap=True)
+        residuals = _io.load_array(folder, "residuals", dtype=np.uint8, shape=(n_tokens, dim * nbits // 8), mmap=True)
+        if manifest["trained"]:
+            if self.dim is None:
+                raise CorruptIndexError(f"{folder}: a trained PLAID index must record 'dim' in its manifest.")
+            centroids_shape = _io.read_array_header(folder / "centroids.npy")[0]
+            n_centroids = centroids_shape[0] if len(centroids_shape) == 2 else 0
+            if not 1 <= n_centroids <= 32768:
+                raise CorruptIndexError(f"{folder / 'centroids.npy'}: {n_centroids} centroids, expected 1 to 32768.")
+            centroids = _io.load_array(folder, "centroids", dtype=np.float16, shape=(n_centroids, dim))
+            codebooks = _io.load_array(folder, "codebooks", dtype=np.float32, shape=(dim * nbits // 8, 256, 8 // nbits))
+            rotation = _io.load_array(folder, "rotation", dtype=np.float32, shape=(dim, dim))
+            levels = (
+                _io.load_array(folder, "levels", dtype=np.float32, shape=(dim, 2**nbits))
+                if self.config.quantizer == "scalar"
+                else None
+            )
+            for name, array in (("centroids", centroids), ("codebooks", codebooks), ("rotation", rotation)):
+                if _io.has_non_finite(array):
+                    raise CorruptIndexError(f"{folder / (name + '.npy')} holds NaN or infinite values.")
             try:
                 self.codec = ResidualCodec(
-                    torch.from_numpy(_io.load_array(folder, "centroids").astype(np.float32)),
-                    torch.from_numpy(_io.load_array(folder, "codebooks")),
-                    torch.from_numpy(_io.load_array(folder, "rotation")),
-                    self.config.nbits,
+                    torch.from_numpy(centroids.astype(np.float32)),
+                    torch.from_numpy(codebooks),
+                    torch.from_numpy(rotation),
+                    nbits,
                     torch.from_numpy(levels) if levels is not None else None,
                 ).to(self.device)
             except InvalidInputError as exc:
                 raise CorruptIndexError(f"{folder}: the codec files do not fit together ({exc}).") from exc
-        n_tokens = int(lengths.sum())
-        width = (self.dim or 0) * self.config.nbits // 8
-        if lengths.shape != (n_docs,) or codes.shape != (n_tokens,) or residuals.shape != (n_tokens, width):
-            raise CorruptIndexError(
-                f"{folder}: codes {codes.shape}, residuals {residuals.shape} and doc_lengths {lengths.shape} do not "
-                f"match the manifest ({n_docs} documents, dim {self.dim}, nbits {self.config.nbits}); "
-                "the index is damaged."
-            )
+            if n_tokens and (int(codes.min()) < 0 or int(codes.max()) >= n_centroids):
+                raise CorruptIndexError(
+                    f"{folder / 'codes.npy'}: centroid ids must be in [0, {n_centroids}); the index is damaged."
+                )
+            offsets = _io.load_array(folder, "ivf_offsets", dtype=np.int64, shape=(n_centroids + 1,))
+            n_pairs = int(offsets[-1])
+            steps = np.diff(offsets)
+            if int(offsets[0]) != 0 or (steps < 0).any() or n_pairs > n_tokens:
+                raise CorruptIndexError(
+                    f"{folder / 'ivf_offsets.npy'}: inverted-list offsets must rise from 0 to at most "
+                    f"n_tokens={n_tokens}; the index is damaged."
+                )
+            ivf_slots = _io.load_array(folder, "ivf_slots", dtype=np.int32, shape=(n_pairs,))
+            # Within a list, slots strictly increase (each document once); lists may restart anywhere.
+            rising = np.diff(ivf_slots.astype(np.int64)) > 0
+            rising[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < n_pairs)] - 1] = True
+            if n_pairs and (int(ivf_slots.min()) < 0 or int(ivf_slots.max()) >= n_docs or not rising.all()):
+                raise CorruptIndexError(
+                    f"{folder / 'ivf_slots.npy'}: inverted lists must hold increasing document slots in "
+                    f"[0, {n_docs}); the index is damaged."
+                )
+            self._ivf = (torch.from_numpy(offsets).to(self.device), torch.from_numpy(ivf_slots).to(self.device))
+        elif n_docs:
+            raise CorruptIndexError(f"{folder}: an untrained PLAID index cannot hold documents; the index is damaged.")
         # Codes and residuals are the compressed index itself (26 B/token at nbits=2): read them whole.
         self._codes = torch.from_numpy(np.array(codes)).to(self.device)
         self._residuals = torch.from_numpy(np.array(residuals)).to(self.device)
         self._lengths = torch.from_numpy(lengths)
         self._alive = torch.ones(n_docs, dtype=torch.bool)
         self._slots = torch.arange(n_docs)
-        offsets = torch.from_numpy(_io.load_array(folder, "ivf_offsets"))
-        ivf_slots = torch.from_numpy(np.array(_io.load_array(folder, "ivf_slots", mmap=True)))
-        if self.codec is not None:
-            if offsets.shape != (self.codec.n_centroids + 1,) or int(offsets[-1]) != ivf_slots.numel():
-                raise CorruptIndexError(
-                    f"{folder}: the inverted lists do not match the centroids; the index is damaged."
-                )
-            self._ivf = (offsets.to(self.device), ivf_slots.to(self.device))
         if self.config.keep_fp16:
-            self._fp16 = _Fp16Store.open(folder / "tokens_fp16.npy", n_tokens, self.dim or 0)
+            self._fp16 = _Fp16Store.open(folder / "tokens_fp16.npy", n_tokens, dim)
         self._trained_error = float(manifest.get("trained_error", 0.0))
         self._added_error_sum = float(manifest.get("added_error_sum", 0.0))
         self._added_tokens = int(manifest.get("added_tokens", 0))
@@ -663,11 +699,7 @@ class _Fp16Store:
 
     @classmethod
     def open(cls, path: Path, n_tokens: int, dim: int) -> _Fp16Store:
-        base = _io.load_array(path.parent, path.stem, mmap=True)
-        if base.shape != (n_tokens, dim) or base.dtype != np.float16:
-            raise CorruptIndexError(
-                f"{path} has shape {base.shape} {base.dtype}, expected ({n_tokens}, {dim}) float16."
-            )
+        base = _io.load_array(path.parent, path.stem, dtype=np.float16, shape=(n_tokens, dim), mmap=True)
         return cls(base)
 
     @property
@@ -707,3 +739,23 @@ class _Fp16Store:
             out[start:stop] = self.rows(torch.arange(start, stop))
         out.flush()
         del out
+
+
+# Manifest schema of the two configs (types checked before the dataclasses see the values).
+_CONFIG_FIELDS = {
+    "nbits": "int",
+    "quantizer": "str",
+    "n_centroids": "int|null",
+    "kmeans_niters": "int",
+    "max_training_tokens": "int",
+    "seed": "int",
+    "keep_fp16": "bool",
+    "pool_factor": "int",
+}
+_SEARCH_CONFIG_FIELDS = {
+    "n_ivf_probe": "int",
+    "n_centroid_interaction": "int",
+    "centroid_score_threshold": "float|null",
+    "n_full_scores": "int",
+    "rescore": "int",
+}

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from . import _io
 from .encoder import ColBERTEncoder
-from .errors import CorruptIndexError, InvalidInputError
+from .errors import CorruptIndexError, InvalidInputError, ModelLoadError, ModelMismatchError
+from .fingerprint import ModelFingerprint, check_fingerprint
 from .index import ExactIndex, Index, Metadata, create_index, load_index
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,10 @@ class LateInteractionStore:
                 del self._texts[doc_id]
 
     def save(self, path: str | Path) -> None:
-        """Write the store (index, texts, model reference) to the folder ``path`` atomically."""
+        """Write the store (index, texts, model reference and fingerprint) to the folder ``path`` atomically.
+
+        A crash at any point leaves the previous save or this one, complete (see ``Guarantees`` in the README).
+        """
         with self._lock, _io.atomic_directory(path) as tmp:
             self.index.save(tmp / "index")
             _io.write_jsonl(tmp / "texts.jsonl", ({"id": i, "text": self._texts[i]} for i in self.index.ids))
@@ -277,6 +281,7 @@ class LateInteractionStore:
                 encoder_config=asdict(self.encoder.config),
                 dim=self.encoder.dim,
                 n_documents=len(self),
+                fingerprint=self.encoder.fingerprint.to_dict(),
             )
 
     @classmethod
@@ -285,35 +290,65 @@ class LateInteractionStore:
         path: str | Path,
         encoder: ColBERTEncoder | None = None,
         *,
+        model: str | Path | None = None,
         device: str | torch.device | None = None,
+        allow_model_mismatch: bool = False,
         **index_options: Any,
     ) -> LateInteractionStore:
         """Read a store written by :meth:`save`.
 
+        The encoder's fingerprint (weights and document settings) must match the one recorded at save
+        time, else :class:`ModelMismatchError`.
+
         Args:
             encoder: reuse an already loaded encoder; by default the recorded model is loaded with the
                 recorded encoder settings.
+            model: load this checkpoint (folder or Hub id) instead of the recorded one, e.g. when the
+                model folder has moved; it must be the same model.
             device: device for the loaded encoder (unless ``encoder`` is given) and the index.
+            allow_model_mismatch: load even when the model differs (a warning instead of the error).
             **index_options: passed to the index constructor (e.g. ``device``).
         """
-        folder = _io.existing_directory(path)
+        if encoder is not None and model is not None:
+            raise InvalidInputError("pass either encoder or model to LateInteractionStore.load, not both.")
+        loaded: list[ColBERTEncoder] = [encoder] if encoder is not None else []
+
+        def read(folder: Path) -> LateInteractionStore:
+            return cls._load_folder(folder, loaded, model, device, allow_model_mismatch, dict(index_options))
+
+        return _io.read_consistently(path, read)
+
+    @classmethod
+    def _load_folder(
+        cls,
+        folder: Path,
+        loaded: list[ColBERTEncoder],
+        model: str | Path | None,
+        device: str | torch.device | None,
+        allow_model_mismatch: bool,
+        index_options: dict[str, Any],
+    ) -> LateInteractionStore:
         manifest = _io.read_manifest(folder, [_STORE_KIND], max_version=_STORE_VERSION)
-        if encoder is None:
-            encoder = ColBERTEncoder.from_pretrained(manifest["model"], device=device, **_config(manifest))
-        if encoder.dim != manifest.get("dim"):
-            raise InvalidInputError(
-                f"The store at {str(folder)!r} was built with {manifest.get('model')!r} ({manifest.get('dim')}-d) "
-                f"but the encoder gives {encoder.dim}-d vectors; load it with the same model."
+        where = f"The store at {str(folder)!r}"
+        if not loaded:  # loaded once, kept if the folder is replaced under us and read again
+            loaded.append(load_recorded_encoder(manifest, model=model, device=device, where=where))
+        encoder = loaded[0]
+        if encoder.dim != manifest["dim"]:
+            message = (
+                f"{where} was built with {manifest['model']!r} ({manifest['dim']}-d) but the encoder gives "
+                f"{encoder.dim}-d vectors; load it with the same model."
             )
+            raise ModelMismatchError(message)
+        recorded = manifest.get("fingerprint")
+        try:
+            ModelFingerprint.from_dict(recorded) if recorded is not None else None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise CorruptIndexError(f"{folder / _io.MANIFEST}: field 'fingerprint' is malformed ({exc}).") from exc
+        check_fingerprint(recorded, encoder.fingerprint, where=where, allow_mismatch=allow_model_mismatch)
         if device is not None:
             index_options.setdefault("device", device)
         store = cls(encoder, load_index(folder / "index", **index_options))
-        rows = _io.read_jsonl(folder / "texts.jsonl")
-        store._texts = {str(r["id"]): str(r["text"]) for r in rows}
-        if set(store._texts) != set(store.index.ids):
-            raise CorruptIndexError(
-                f"{folder}: texts.jsonl and the index list different documents; the store is damaged."
-            )
+        store._texts = read_texts(folder, store.index, manifest)
         return store
 
     def __repr__(self) -> str:
@@ -343,14 +378,62 @@ def check_documents(
     return texts, checked_ids, metas
 
 
+def read_texts(folder: Path, index: Index, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The texts of a saved store, checked against its loaded ``index`` and manifest."""
+    texts_path = folder / "texts.jsonl"
+    rows = _io.read_jsonl(texts_path, {"id": "str", "text": "str"})
+    texts = {r["id"]: r["text"] for r in rows}
+    if len(texts) != len(rows) or set(texts) != set(index.ids):
+        raise CorruptIndexError(f"{texts_path} and the index list different documents; the store is damaged.")
+    if len(index) != manifest["n_documents"]:
+        raise CorruptIndexError(
+            f"{folder}: field 'n_documents' of the manifest says {manifest['n_documents']} but the index holds "
+            f"{len(index)}; the store is damaged."
+        )
+    return texts
+
+
+def load_recorded_encoder(
+    manifest: Mapping[str, Any],
+    *,
+    model: str | Path | None = None,
+    device: str | torch.device | None = None,
+    where: str,
+) -> ColBERTEncoder:
+    """The encoder a saved store records (model and settings), or ``model`` with the recorded settings.
+
+    A recorded local folder that no longer exists raises :class:`ModelLoadError` saying how to point
+    the store at the model's new place.
+    """
+    recorded = manifest["model"]
+    if model is None and Path(recorded).is_absolute() and not Path(recorded).exists():
+        raise ModelLoadError(
+            f"{where} was built with the model folder {recorded!r}, which no longer exists. If the model has "
+            "moved, pass its new place: model=... (Python), --model or the LATEINT_MODEL environment variable "
+            "(command line)."
+        )
+    try:
+        options = _config(manifest)
+    except (TypeError, ValueError) as exc:
+        raise CorruptIndexError(f"{where}: field 'encoder_config' of the manifest is malformed ({exc}).") from exc
+    try:
+        return ColBERTEncoder.from_pretrained(model if model is not None else recorded, device=device, **options)
+    except (InvalidInputError, TypeError) as exc:
+        if isinstance(exc, ModelMismatchError):
+            raise
+        raise CorruptIndexError(f"{where}: field 'encoder_config' of the manifest is malformed ({exc}).") from exc
+
+
 def _model_reference(name_or_path: str) -> str:
     """An absolute path for local folders (so the store loads from any directory), else the Hub id."""
     path = Path(name_or_path).expanduser()
     return str(path.resolve()) if path.is_dir() else name_or_path
 
 
-def _config(manifest: dict[str, Any]) -> dict[str, Any]:
+def _config(manifest: Mapping[str, Any]) -> dict[str, Any]:
     config = dict(manifest.get("encoder_config") or {})
     if "skiplist_words" in config:
+        if not isinstance(config["skiplist_words"], list):
+            raise TypeError("skiplist_words must be a list")
         config["skiplist_words"] = tuple(config["skiplist_words"])
     return config

@@ -27,7 +27,8 @@ import torch
 
 from lateint_plugins.core import _io
 from lateint_plugins.core.encoder import DEFAULT_MODEL, ColBERTEncoder, resolve_device
-from lateint_plugins.core.errors import InvalidInputError, MissingDependencyError
+from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError, MissingDependencyError
+from lateint_plugins.core.fingerprint import check_fingerprint
 from lateint_plugins.core.rerank import rerank
 from lateint_plugins.core.store import DocumentStore, LateInteractionStore
 
@@ -266,6 +267,7 @@ class LateInteractionRetriever(BaseRetriever):
                 similarity_top_k=self.similarity_top_k,
                 metadata_filters=filters.model_dump(mode="json") if isinstance(filters, MetadataFilters) else None,
                 filter=dict(filters) if isinstance(filters, Mapping) else None,
+                fingerprint=self.store.encoder.fingerprint.to_dict(),
             )
 
     @classmethod
@@ -274,24 +276,48 @@ class LateInteractionRetriever(BaseRetriever):
         path: str | Path,
         *,
         encoder: ColBERTEncoder | None = None,
+        model: str | Path | None = None,
         device: str | torch.device | None = None,
+        allow_model_mismatch: bool = False,
         **kwargs: Any,
     ) -> LateInteractionRetriever:
         """Load a retriever written by :meth:`persist`.
 
+        The encoder must be the model the retriever was persisted with (same fingerprint), else
+        :class:`~lateint_plugins.core.errors.ModelMismatchError`.
+
         Args:
             encoder: reuse an already loaded encoder (default: load the recorded model).
+            model: load this checkpoint instead of the recorded one (e.g. the model folder moved).
             device: device for the loaded encoder (the index picks CUDA when available, else CPU).
+            allow_model_mismatch: load even when the model differs (a warning instead of the error).
             **kwargs: retriever options overriding the persisted ones (``similarity_top_k``, ``filters``, ...).
         """
-        folder = _io.existing_directory(path)
-        manifest = _io.read_manifest(folder, [_RETRIEVER_KIND], max_version=_RETRIEVER_VERSION)
-        store = LateInteractionStore.load(folder / _STORE_FOLDER, encoder, device=device)
-        options: dict[str, Any] = {"similarity_top_k": manifest.get("similarity_top_k", DEFAULT_SIMILARITY_TOP_K)}
-        if manifest.get("metadata_filters") is not None:
-            options["filters"] = MetadataFilters.model_validate(manifest["metadata_filters"])
-        elif manifest.get("filter") is not None:
-            options["filters"] = dict(manifest["filter"])
+
+        def read(folder: Path) -> tuple[LateInteractionStore, dict[str, Any]]:
+            manifest = _io.read_manifest(folder, [_RETRIEVER_KIND], max_version=_RETRIEVER_VERSION)
+            store = LateInteractionStore.load(
+                folder / _STORE_FOLDER, encoder, model=model, device=device, allow_model_mismatch=allow_model_mismatch
+            )
+            check_fingerprint(
+                manifest.get("fingerprint"),
+                store.encoder.fingerprint,
+                where=f"The retriever persisted at {str(folder)!r}",
+                allow_mismatch=allow_model_mismatch,
+            )
+            options: dict[str, Any] = {"similarity_top_k": manifest["similarity_top_k"]}
+            try:
+                if manifest.get("metadata_filters") is not None:
+                    options["filters"] = MetadataFilters.model_validate(manifest["metadata_filters"])
+                elif manifest.get("filter") is not None:
+                    options["filters"] = dict(manifest["filter"])
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise CorruptIndexError(
+                    f"{folder / _io.MANIFEST}: field 'metadata_filters' is malformed ({exc})."
+                ) from exc
+            return store, options
+
+        store, options = _io.read_consistently(path, read)
         options.update(kwargs)
         return cls(store, **options)
 
