@@ -53,7 +53,10 @@ def test_reads_a_sentence_transformers_6_save(ours, st_model, scifact_texts, tmp
     """The same model re-saved by sentence-transformers 6 (prompts, query_expansion, MultiVectorMask)."""
     st_model.save(str(tmp_path / "st6"))
     resaved = ColBERTEncoder.from_pretrained(tmp_path / "st6", device="cpu")
-    assert resaved.config == ours.config
+    # ST6 writes the markers as text prompts where PyLate has token prefixes: other fields, same framing.
+    assert (resaved.checkpoint_format, ours.checkpoint_format) == ("sentence-transformers", "pylate")
+    assert resaved.config.query_prompt == ours.config.query_prefix == "[unused0]"
+    assert (resaved.config.query_length, resaved.config.document_length) == (32, 300)
     docs, queries = scifact_texts
     for a, b in zip(
         resaved.encode_documents(docs[:5]) + resaved.encode_queries(queries[:5]),
