@@ -442,6 +442,10 @@ class LateInteractionRerank(BaseNodePostprocessor):
                 raise InvalidInputError(f"nodes[{i}] must be a NodeWithScore, got {type(item).__name__}.")
         if not nodes:
             return []
+        texts = [
+            check_text(n.node.get_content(metadata_mode=self.metadata_mode), f"nodes[{i}].text", allow_empty=True)
+            for i, n in enumerate(nodes)
+        ]
         dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model))
         with self.callback_manager.event(
             CBEventType.RERANKING,
@@ -452,10 +456,6 @@ class LateInteractionRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            texts = [
-                check_text(n.node.get_content(metadata_mode=self.metadata_mode), f"nodes[{i}].text", allow_empty=True)
-                for i, n in enumerate(nodes)
-            ]
             ranked = rerank(
                 query_bundle.query_str,
                 texts,
