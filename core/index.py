@@ -457,7 +457,7 @@ def create_index(kind: str = "exact", **options: Any) -> Index:
     Example:
         >>> create_index("plaid", config=PLAIDConfig(nbits=2))  # doctest: +SKIP
     """
-    if kind not in _KIND_MODULES:
+    if not isinstance(kind, str) or kind not in _KIND_MODULES:
         raise InvalidInputError(f"index kind must be one of {sorted(_KIND_MODULES)}, got {kind!r}.")
     return _index_class(kind)(**options)
 

@@ -94,6 +94,8 @@ class LateInteractionStore:
     def __init__(self, encoder: ColBERTEncoder, index: Index | None = None) -> None:
         self.encoder = encoder
         self.index = index if index is not None else ExactIndex()
+        if not isinstance(self.index, Index):
+            raise InvalidInputError(f"index must be an Index (ExactIndex, PLAIDIndex), got {type(index).__name__}.")
         if self.index.dim is not None and self.index.dim != encoder.dim:
             raise InvalidInputError(
                 f"index holds {self.index.dim}-d vectors but the encoder produces {encoder.dim}-d; "

@@ -334,3 +334,13 @@ def test_every_index_kind_checks_the_same_way() -> None:
         with pytest.raises(InvalidInputError, match="embeddings must be a list"):
             index.add(["x"], None)  # type: ignore[arg-type]
         assert len(index) == 0 and index.dim is None
+
+
+def test_index_kind_and_instance_are_checked(tiny_encoder: ColBERTEncoder) -> None:
+    from lateint_plugins.core.index import create_index
+
+    for kind in (["exact"], None, 3, "annoy"):
+        with pytest.raises(InvalidInputError, match="index kind"):
+            create_index(kind)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="index must be an Index"):
+        LateInteractionStore(tiny_encoder, ["not", "an", "index"])  # type: ignore[arg-type]
