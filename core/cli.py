@@ -287,14 +287,18 @@ def evaluate_cmd(
         index.add(ids, vectors)
         description = f"PLAID nbits={nbits} (built in {time.perf_counter() - start:.1f}s)"
     k = max(int(m.split("@")[1]) for m in metrics if "@" in m) if metrics else 100
-    query_ids = list(dataset.queries)
+    # A judged query without text cannot be encoded; it retrieves nothing and scores 0 on every metric.
+    query_ids = [q for q, text in dataset.queries.items() if text.strip()]
+    if len(query_ids) < len(dataset.queries):
+        click.echo(f"Warning: {len(dataset.queries) - len(query_ids)} judged queries have no text; they score 0.")
     start = time.perf_counter()
-    hits = index.search(encoder.encode_queries([dataset.queries[q] for q in query_ids]), k=k)
+    queries = [dataset.queries[q] for q in query_ids]
+    hits = index.search(encoder.encode_queries(queries), k=k) if queries else []
     search_seconds = time.perf_counter() - start
     run = {q: [h.id for h in row] for q, row in zip(query_ids, hits, strict=True)}
     scores = evaluate(run, dataset.qrels, metrics=metrics)
     click.echo(
-        f"{data.name} ({split}): {len(store)} documents, {len(query_ids)} queries, {description}, model {model}\n"
+        f"{data.name} ({split}): {len(store)} documents, {len(dataset.queries)} queries, {description}, model {model}\n"
         f"encode corpus {encode_seconds:.0f}s, search {search_seconds:.1f}s"
     )
     click.echo(f"{'metric':<12}{'value':>8}")

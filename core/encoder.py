@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_text, check_texts
 from .errors import InvalidInputError, MissingDependencyError, ModelLoadError
 from .fingerprint import ModelFingerprint, hash_weights
 
@@ -339,7 +340,7 @@ class ColBERTEncoder:
 
         A single string gives a single tensor; a sequence gives a list in the same order.
         """
-        single, items = _check_texts(texts)
+        single, items = _check_texts(texts, allow_empty=False)
         content = self._tokenize(items, self.config.query_prompt)
         sequences = [self._frame_query(i, ids) for i, ids in enumerate(content)]
         out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries")
@@ -377,7 +378,7 @@ class ColBERTEncoder:
             long_documents: override the config's mode for this call. ``"window"`` encodes text past
                 ``document_length`` in overlapping windows so no token is dropped.
         """
-        single, items = _check_texts(texts)
+        single, items = _check_texts(texts, allow_empty=True)
         mode = long_documents or self.config.long_documents
         if mode not in ("truncate", "window"):
             raise InvalidInputError(f"long_documents must be 'truncate' or 'window', got {mode!r}.")
@@ -501,21 +502,17 @@ class ColBERTEncoder:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_texts(texts: str | Sequence[str]) -> tuple[bool, list[str]]:
+def _check_texts(texts: str | Sequence[str], *, allow_empty: bool) -> tuple[bool, list[str]]:
+    """``(single, items)``: a str or a non-empty sequence of valid UTF-8 str, named ``texts`` / ``texts[i]``.
+
+    Documents may be empty (``allow_empty``: they encode to their marker tokens); queries may not.
+    """
     if isinstance(texts, str):
-        items, single = [texts], True
-    elif isinstance(texts, Sequence) or hasattr(texts, "__iter__"):
-        items, single = list(texts), False
-    else:
-        raise InvalidInputError(f"texts must be a str or a sequence of str, got {type(texts).__name__}.")
+        return True, [check_text(texts, "texts", allow_empty=allow_empty)]
+    items = check_texts(texts, "texts", allow_empty=allow_empty)
     if not items:
         raise InvalidInputError("texts is empty: pass at least one string.")
-    for i, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InvalidInputError(f"texts[{i}] must be a str, got {type(text).__name__}: {text!r}.")
-        if not text.strip():
-            raise InvalidInputError(f"texts[{i}] is empty or whitespace; remove it or give it some text.")
-    return single, items
+    return False, items
 
 
 def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:

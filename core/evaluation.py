@@ -427,6 +427,8 @@ def evaluate(
     """
     if isinstance(metrics, str):
         metrics = (metrics,)
+    if isinstance(metrics, Mapping) or not isinstance(metrics, Iterable):
+        raise InvalidInputError(f"metrics: expected a list of names such as 'ndcg@10', got {type(metrics).__name__}.")
     parsed = [_parse_metric(name) for name in metrics]
     if not parsed:
         raise InvalidInputError(f"metrics: expected at least one metric such as 'ndcg@10', got {metrics!r}.")
@@ -533,3 +535,10 @@ def _check_qrels_for_query(judged: object, name: str = "qrels_for_query") -> Non
         raise InvalidInputError(
             f"{name}: expected a mapping of document id -> judged score, got {type(judged).__name__}."
         )
+    for doc_id, score in judged.items():
+        if not isinstance(doc_id, str):
+            raise InvalidInputError(f"{name}: document ids must be strings, got {doc_id!r}; convert them with str().")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise InvalidInputError(
+                f"{name}[{doc_id!r}]: a judged score must be a finite number (usually an int), got {score!r}."
+            )

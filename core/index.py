@@ -8,7 +8,6 @@ documents, never fewer because better non-matching ones were cut.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ import numpy as np
 import torch
 
 from . import _io
+from ._checks import check_filter, check_ids, check_k, check_matrix, check_metadatas, check_sequence
 from .errors import (
     CorruptIndexError,
-    DimensionMismatchError,
     DuplicateIdError,
     InvalidInputError,
     UnknownIdError,
@@ -66,7 +65,7 @@ class Index(ABC):
         return len(self._ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._positions
+        return isinstance(doc_id, str) and doc_id in self._positions
 
     @property
     def ids(self) -> list[str]:
@@ -88,6 +87,8 @@ class Index(ABC):
 
     def metadata(self, doc_id: str) -> Metadata:
         """The metadata stored with ``doc_id``."""
+        if not isinstance(doc_id, str):
+            raise InvalidInputError(f"doc_id must be a str, got {type(doc_id).__name__}.")
         if doc_id not in self._positions:
             raise UnknownIdError(f"Document id {doc_id!r} is not in the index.")
         return dict(self._metadata[self._positions[doc_id]])
@@ -97,53 +98,77 @@ class Index(ABC):
         ids: Sequence[str],
         embeddings: Sequence[torch.Tensor | np.ndarray],
         metadata: Sequence[Metadata | None] | None = None,
+        *,
+        replace: bool = False,
     ) -> None:
-        """Add documents.
+        """Add documents, all or nothing: every input is checked before anything changes.
 
         Args:
-            ids: new, unique string ids.
-            embeddings: one ``(n_tokens, dim)`` matrix per document (L2-normalised token vectors).
+            ids: unique string ids, new unless ``replace``.
+            embeddings: one ``(n_tokens, dim)`` matrix per document (L2-normalised, finite floats).
             metadata: one JSON-serialisable dict (or None) per document.
+            replace: replace documents whose id is already present (an upsert). The new vectors are
+                added first and the old ones dropped only once that succeeded, so a failure (or
+                Ctrl-C) part-way leaves the old documents exactly as they were.
+
+        Raises:
+            DuplicateIdError: an id is repeated, or (without ``replace``) already present.
+            InvalidInputError: a bad id, metadata or matrix (wrong type, dtype, rank, NaN/inf), named
+                as ``ids[i]``, ``metadata[i]``, ``embeddings[i]``.
+            DimensionMismatchError: a matrix has another width than the index.
         """
         if isinstance(embeddings, (torch.Tensor, np.ndarray)) and embeddings.ndim == 2:
             raise InvalidInputError("embeddings must be a sequence with one (n_tokens, dim) matrix per document.")
-        ids, metas = self.check_new(ids, metadata)
-        if len(embeddings) != len(ids):
-            raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
+        ids, metas = self.check_new(ids, metadata, replace=replace)
+        items = check_sequence(embeddings, "embeddings", "(n_tokens, dim) matrices")
+        if len(items) != len(ids):
+            raise InvalidInputError(f"Got {len(ids)} ids but {len(items)} embeddings; pass one per id.")
         # The first document fixes the dimension of an empty index, once every document is valid.
-        dim = self.dim if self.dim is not None else (_width(embeddings[0]) if len(embeddings) else None)
-        vectors = [self._check_matrix(e, f"embeddings[{i}]", dim) for i, e in enumerate(embeddings)]
+        dim = self.dim
+        vectors: list[torch.Tensor] = []
+        for i, e in enumerate(items):
+            vectors.append(check_matrix(e, f"embeddings[{i}]", dim))
+            dim = vectors[-1].shape[1]
         if not ids:
             return
-        self.dim = dim
-        self._add_vectors(vectors)
-        for doc_id, meta in zip(ids, metas, strict=True):
-            self._positions[doc_id] = len(self._ids)
-            self._ids.append(doc_id)
-            self._metadata.append(meta)
+        replaced = [self._positions[i] for i in ids if i in self._positions]
+        previous_dim, self.dim = self.dim, dim
+        try:
+            self._add_vectors(vectors)  # all or nothing (see _add_vectors)
+        except BaseException:
+            self.dim = previous_dim
+            raise
+        first = len(self._ids)
+        self._ids.extend(ids)
+        self._metadata.extend(metas)
+        self._positions.update((doc_id, first + j) for j, doc_id in enumerate(ids))
+        if replaced:
+            drop = torch.zeros(len(self._ids), dtype=torch.bool)
+            drop[replaced] = True
+            self._drop(drop)
 
     def check_new(
-        self, ids: Sequence[str], metadata: Sequence[Metadata | None] | None = None
+        self, ids: Sequence[str], metadata: Sequence[Metadata | None] | None = None, *, replace: bool = False
     ) -> tuple[list[str], list[Metadata]]:
         """Validate ids and metadata for :meth:`add` without adding anything (so callers can fail fast).
 
-        Returns the ids as a list and the metadata as dicts.
+        Returns the ids as a list and the metadata as dicts. Without ``replace``, ids already in the
+        index raise :class:`DuplicateIdError`.
         """
-        ids = _check_ids(ids, "ids")
-        if metadata is not None and (isinstance(metadata, Mapping) or len(metadata) != len(ids)):
-            raise InvalidInputError(f"Got {len(ids)} ids; pass metadata as a list with one dict (or None) per id.")
-        existing = [i for i in ids if i in self._positions]
-        if existing:
-            raise DuplicateIdError(
-                f"ids already in the index: {existing[:5]}{' ...' if len(existing) > 5 else ''}; "
-                "remove them first to replace them."
-            )
-        metas = [_check_metadata(m, f"metadata[{i}]") for i, m in enumerate(metadata or [None] * len(ids))]
+        ids = check_ids(ids, "ids")
+        metas = check_metadatas(metadata, len(ids), "metadata")
+        if not replace:
+            existing = [i for i in ids if i in self._positions]
+            if existing:
+                raise DuplicateIdError(
+                    f"ids already in the index: {existing[:5]}{' ...' if len(existing) > 5 else ''}; "
+                    "remove them first or pass replace=True to replace them."
+                )
         return ids, metas
 
     def remove(self, ids: Sequence[str]) -> None:
         """Remove documents by id; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
-        ids = _check_ids(ids, "ids")
+        ids = check_ids(ids, "ids")
         unknown = [i for i in ids if i not in self._positions]
         if unknown:
             raise UnknownIdError(
@@ -153,6 +178,10 @@ class Index(ABC):
             return
         drop = torch.zeros(len(self._ids), dtype=torch.bool)
         drop[[self._positions[i] for i in ids]] = True
+        self._drop(drop)
+
+    def _drop(self, drop: torch.Tensor) -> None:
+        """Remove the documents where the boolean ``(len(self._ids),)`` mask is true (vectors and bookkeeping)."""
         self._remove_positions(drop)
         keep = (~drop).tolist()
         self._ids = [i for i, k in zip(self._ids, keep, strict=True) if k]
@@ -185,10 +214,12 @@ class Index(ABC):
             A list of :class:`SearchHit` best first; a list of such lists for a batch.
         """
         single = isinstance(query_embeddings, (torch.Tensor, np.ndarray)) and query_embeddings.ndim == 2
-        batch: list[torch.Tensor | np.ndarray] = [query_embeddings] if single else list(query_embeddings)  # type: ignore[list-item]
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidInputError(f"k must be a positive int, got {k!r}.")
-        queries = [self._check_matrix(q, f"query_embeddings[{i}]", self.dim) for i, q in enumerate(batch)]
+        k = check_k(k)
+        if single:
+            queries = [check_matrix(query_embeddings, "query_embeddings", self.dim)]
+        else:
+            batch = check_sequence(query_embeddings, "query_embeddings", "(q_len, dim) matrices")
+            queries = [check_matrix(q, f"query_embeddings[{i}]", self.dim) for i, q in enumerate(batch)]
         candidates = self._candidates(filter)
         if not queries:
             return []
@@ -261,7 +292,10 @@ class Index(ABC):
 
     @abstractmethod
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
-        """Append one ``(n_tokens, dim)`` float matrix per new document (already validated)."""
+        """Append one ``(n_tokens, dim)`` float matrix per new document (already validated).
+
+        All or nothing: if it raises (even ``KeyboardInterrupt``), the stored vectors are unchanged.
+        """
 
     @abstractmethod
     def _remove_positions(self, drop: torch.Tensor) -> None:
@@ -286,30 +320,12 @@ class Index(ABC):
 
     # ------------------------------------------------------------------ helpers
     def _check_matrix(self, x: torch.Tensor | np.ndarray, name: str, dim: int | None) -> torch.Tensor:
-        """``x`` as a float tensor of shape ``(n >= 1, dim)`` (any width when ``dim`` is None)."""
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not isinstance(x, torch.Tensor):
-            raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}.")
-        if x.dim() != 2 or x.shape[0] == 0:
-            raise InvalidInputError(
-                f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}."
-            )
-        if not x.is_floating_point():
-            raise InvalidInputError(f"{name} must hold floats, got {x.dtype}.")
-        if dim is not None and x.shape[1] != dim:
-            raise DimensionMismatchError(
-                f"{name} has dimension {x.shape[1]} but this index holds {dim}-d vectors; "
-                "encode with the model the index was built with."
-            )
-        return x
+        """``x`` as a finite float tensor of shape ``(n >= 1, dim)`` (any width when ``dim`` is None)."""
+        return check_matrix(x, name, dim)
 
     def _candidates(self, filter: Filter | None) -> torch.Tensor | None:
         """Positions of the documents whose metadata matches every pair of ``filter`` (None = all)."""
-        if filter is None:
-            return None
-        if not isinstance(filter, Mapping):
-            raise InvalidInputError(f"filter must be a dict of exact metadata matches, got {type(filter).__name__}.")
+        filter = check_filter(filter)
         if not filter:
             return None
         items = list(filter.items())
@@ -363,8 +379,11 @@ class ExactIndex(Index):
         return self._tokens, self._lengths
 
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
-        self._pending.extend(v.detach().to("cpu", torch.float16) for v in vectors)
-        self._lengths = torch.cat([self._lengths, torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)])
+        # Convert everything first, then publish: a failure while converting changes nothing.
+        halves = [v.detach().to("cpu", torch.float16) for v in vectors]
+        lengths = torch.cat([self._lengths, torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)])
+        self._pending.extend(halves)
+        self._lengths = lengths
 
     def _remove_positions(self, drop: torch.Tensor) -> None:
         tokens, lengths = self._store()
@@ -426,39 +445,8 @@ def _gather_documents(
     return tokens[ragged_rows(starts[positions], sub_lengths)], sub_lengths
 
 
-def _width(x: object) -> int | None:
-    shape = getattr(x, "shape", None)
-    return int(shape[-1]) if shape is not None and len(shape) == 2 else None
-
-
 def _default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def _check_ids(ids: Sequence[str], name: str) -> list[str]:
-    if isinstance(ids, str) or not isinstance(ids, Sequence):
-        raise InvalidInputError(f"{name} must be a list of str, got {type(ids).__name__}; wrap a single id in a list.")
-    out = list(ids)
-    for i, doc_id in enumerate(out):
-        if not isinstance(doc_id, str) or not doc_id:
-            raise InvalidInputError(f"{name}[{i}] must be a non-empty str, got {doc_id!r}.")
-    if len(set(out)) != len(out):
-        seen: set[str] = set()
-        dupes = sorted({d for d in out if d in seen or seen.add(d)})  # type: ignore[func-returns-value]
-        raise DuplicateIdError(f"{name} repeats {dupes[:5]}; each id may appear once.")
-    return out
-
-
-def _check_metadata(meta: Metadata | None, name: str) -> Metadata:
-    if meta is None:
-        return {}
-    if not isinstance(meta, Mapping):
-        raise InvalidInputError(f"{name} must be a dict or None, got {type(meta).__name__}.")
-    try:
-        json.dumps(dict(meta), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be JSON-serialisable so it can be saved: {exc}.") from exc
-    return dict(meta)
 
 
 # Index kinds and the module defining each, imported only when an index of that kind is loaded.
@@ -482,7 +470,7 @@ def create_index(kind: str = "exact", **options: Any) -> Index:
     Example:
         >>> create_index("plaid", config=PLAIDConfig(nbits=2))  # doctest: +SKIP
     """
-    if kind not in _KIND_MODULES:
+    if not isinstance(kind, str) or kind not in _KIND_MODULES:
         raise InvalidInputError(f"index kind must be one of {sorted(_KIND_MODULES)}, got {kind!r}.")
     return _index_class(kind)(**options)
 

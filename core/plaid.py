@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -271,6 +272,21 @@ class PLAIDIndex(Index):
 
     # ------------------------------------------------------------------ Index hooks
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
+        # All or nothing: compression appends to scratch files chunk by chunk, so a failure (or
+        # Ctrl-C) part-way truncates them back and restores the codec and drift counters.
+        saved = (self.codec, self.dim, self._trained_error, self._added_error_sum, self._added_tokens)
+        pending_mark = self._pending.mark()
+        fp16_mark = self._fp16.mark() if self._fp16 is not None else None
+        try:
+            self._compress_and_append(vectors)
+        except BaseException:
+            self.codec, self.dim, self._trained_error, self._added_error_sum, self._added_tokens = saved
+            self._pending.rollback(pending_mark)
+            if self._fp16 is not None and fp16_mark is not None:
+                self._fp16.rollback(fp16_mark)
+            raise
+
+    def _compress_and_append(self, vectors: list[torch.Tensor]) -> None:
         if self.config.pool_factor > 1:
             vectors = [pool_tokens(v.detach(), self.config.pool_factor) for v in vectors]
         # Work in chunks of documents so that only one chunk is ever expanded to float32: peak
@@ -311,10 +327,10 @@ class PLAIDIndex(Index):
             if self._fp16 is not None:
                 self._fp16.append(flat.half().cpu().numpy())
         first_slot = self._alive.numel()
-        self._lengths = torch.cat([self._lengths, lengths])
-        self._alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
-        self._slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
-        self._ivf = None
+        new_lengths = torch.cat([self._lengths, lengths])
+        new_alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
+        new_slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
+        self._lengths, self._alive, self._slots, self._ivf = new_lengths, new_alive, new_slots, None
 
     def _remove_positions(self, drop: torch.Tensor) -> None:
         self._alive[self._slots[drop]] = False
@@ -654,6 +670,20 @@ class _PendingCodes:
         self.n_rows = 0
         self.width = 0
 
+    def mark(self) -> tuple[int, int]:
+        """The current ``(n_rows, width)``, for :meth:`rollback`."""
+        return self.n_rows, self.width
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget the rows appended since :meth:`mark` (truncates the scratch files back)."""
+        n_rows, width = mark
+        if self._dir is not None:
+            for name, row_bytes in (("codes", 2), ("residuals", self.width)):
+                file = Path(self._dir.name) / name
+                if file.exists():
+                    os.truncate(file, n_rows * row_bytes)
+        self.n_rows, self.width = n_rows, width
+
     def append(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
         """Add ``codes (n,)`` int16 and ``residuals (n, width)`` uint8."""
         if self._dir is None:
@@ -705,6 +735,17 @@ class _Fp16Store:
     @property
     def n_base(self) -> int:
         return 0 if self._base is None else self._base.shape[0]
+
+    def mark(self) -> tuple[int, int]:
+        """The current ``(scratch rows, dim)``, for :meth:`rollback`."""
+        return self._scratch_rows, self._dim
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget the rows appended since :meth:`mark`."""
+        rows, dim = mark
+        if self._scratch_path.exists():
+            os.truncate(self._scratch_path, rows * dim * 2)
+        self._scratch_rows, self._dim = rows, dim
 
     def append(self, rows: np.ndarray) -> None:
         self._dim = rows.shape[1]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from ._checks import check_k, check_matrix, check_sequence, check_text, check_texts
 from .encoder import ColBERTEncoder
 from .errors import InvalidInputError
 from .scoring import maxsim
@@ -35,29 +37,43 @@ def rerank(
     """Order ``documents`` by MaxSim against ``query``, best first.
 
     Args:
-        query: the query text.
-        documents: candidate texts (e.g. BM25's top 100).
+        query: the query text (not empty).
+        documents: candidate texts (e.g. BM25's top 100); empty ones are legal.
         k: keep the best ``k`` (default: all).
         encoder: the ColBERT encoder.
         batch_size: documents per encoder batch.
-        document_embeddings: precomputed ``(n_tokens, dim)`` matrices for ``documents`` (skips encoding).
+        document_embeddings: precomputed ``(n_tokens, dim)`` matrices for ``documents`` (skips encoding);
+            finite floats of the encoder's width (a matrix with no rows scores 0).
+
+    Raises:
+        InvalidInputError: a bad argument, named as ``query``, ``documents[i]``, ``k`` or
+            ``document_embeddings[i]`` (NaN/inf, integer dtype, wrong rank or width included).
 
     Returns:
         ``RerankResult`` items; ``index`` points back into ``documents``.
     """
-    if isinstance(documents, str):
-        raise InvalidInputError("documents must be a list of str; wrap a single document in a list.")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        raise InvalidInputError(f"k must be a positive int or None, got {k!r}.")
-    documents = list(documents)
+    query = check_text(query, "query")
+    documents = check_texts(documents, "documents")
+    if k is not None:
+        k = check_k(k)
     if not documents:
         return []
     if document_embeddings is None:
         document_embeddings = encoder.encode_documents(documents, batch_size=batch_size)
-    elif len(document_embeddings) != len(documents):
-        raise InvalidInputError(
-            f"Got {len(documents)} documents but {len(document_embeddings)} document_embeddings; pass one per document."
-        )
+    else:
+        if isinstance(document_embeddings, (torch.Tensor, np.ndarray)) and document_embeddings.ndim == 2:
+            raise InvalidInputError(
+                "document_embeddings must be a sequence with one (n_tokens, dim) matrix per document."
+            )
+        items = check_sequence(document_embeddings, "document_embeddings", "(n_tokens, dim) matrices")
+        if len(items) != len(documents):
+            raise InvalidInputError(
+                f"Got {len(documents)} documents but {len(items)} document_embeddings; pass one per document."
+            )
+        # A document with no tokens scores 0, as in maxsim.
+        document_embeddings = [
+            check_matrix(e, f"document_embeddings[{i}]", encoder.dim, allow_empty=True) for i, e in enumerate(items)
+        ]
     query_embeddings = encoder.encode_queries(query)
     scores = maxsim(query_embeddings[None], list(document_embeddings), device=encoder.device)[0].cpu()
     order = torch.argsort(scores, descending=True, stable=True)[:k]

@@ -13,6 +13,7 @@ from typing import TypeAlias
 import numpy as np
 import torch
 
+from ._checks import check_sequence, check_tensor
 from .errors import DimensionMismatchError, InvalidInputError
 
 __all__ = ["maxsim", "segment_max"]
@@ -76,9 +77,9 @@ def maxsim(
             f"queries have dimension {q_vectors.shape[-1]} but documents have {d_flat.shape[-1]}; "
             "encode both with the same model."
         )
-    if max_chunk_bytes < 1:
-        raise InvalidInputError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}.")
-    target = torch.device(device) if device is not None else q_vectors.device
+    if not isinstance(max_chunk_bytes, int) or isinstance(max_chunk_bytes, bool) or max_chunk_bytes < 1:
+        raise InvalidInputError(f"max_chunk_bytes must be a positive int, got {max_chunk_bytes!r}.")
+    target = _device(device) if device is not None else q_vectors.device
     n_queries, query_len = q_mask.shape
     n_docs = d_lengths.numel()
     scores = torch.zeros((n_queries, n_docs), dtype=torch.float32, device=target)
@@ -154,20 +155,19 @@ def _chunks(offsets: torch.Tensor, tokens_per_chunk: int) -> list[tuple[int, int
     return bounds
 
 
-def _as_tensor(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}.")
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}.") from exc
 
 
-def _ragged(items: Sequence[torch.Tensor | np.ndarray], name: str) -> list[torch.Tensor]:
-    tensors = [_as_tensor(x, f"{name}[{i}]") for i, x in enumerate(items)]
-    dims = {t.shape[-1] for t in tensors if t.numel()}
+def _ragged(items: object, name: str) -> list[torch.Tensor]:
+    tensors = [check_tensor(x, f"{name}[{i}]") for i, x in enumerate(check_sequence(items, name, "matrices"))]
     for i, t in enumerate(tensors):
-        if t.dim() != 2:
+        if t.dim() != 2 or t.shape[1] == 0:
             raise InvalidInputError(f"{name}[{i}] must be 2-D (n_tokens, dim), got shape {tuple(t.shape)}.")
+    dims = {t.shape[-1] for t in tensors if t.numel()}
     if len(dims) > 1:
         raise DimensionMismatchError(f"{name} mix dimensions {sorted(dims)}; encode all with the same model.")
     return tensors
@@ -176,10 +176,10 @@ def _ragged(items: Sequence[torch.Tensor | np.ndarray], name: str) -> list[torch
 def _as_padded(x: Embeddings, mask: torch.Tensor | None, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded ``(n, length, dim)`` vectors and a boolean ``(n, length)`` mask."""
     if isinstance(x, (torch.Tensor, np.ndarray)):
-        t = _as_tensor(x, name)
+        t = check_tensor(x, name)
         if t.dim() == 2:  # one unpadded item
             t = t.unsqueeze(0)
-        if t.dim() != 3:
+        if t.dim() != 3 or (t.shape[2] == 0 and t.shape[0] * t.shape[1] > 0):
             raise InvalidInputError(f"{name} must be 3-D (n, length, dim) when padded, got shape {tuple(t.shape)}.")
         return t, _check_mask(mask, t, name)
     if mask is not None:
@@ -204,15 +204,13 @@ def _as_packed(
     if lengths is not None:
         if not isinstance(x, (torch.Tensor, np.ndarray)):
             raise InvalidInputError(f"With {name}_lengths, {name} must be one packed (total_tokens, dim) tensor.")
-        flat = _as_tensor(x, name)
-        counts = torch.as_tensor(lengths, dtype=torch.long).cpu()
-        if mask is not None or flat.dim() != 2 or counts.dim() != 1 or int(counts.sum()) != flat.shape[0]:
+        flat = check_tensor(x, name)
+        counts = _lengths(lengths, f"{name}_lengths")
+        if mask is not None or flat.dim() != 2 or int(counts.sum()) != flat.shape[0]:
             raise InvalidInputError(
                 f"With {name}_lengths, {name} must be one 2-D (total_tokens, dim) tensor whose row count "
                 f"equals sum({name}_lengths) ({int(counts.sum())}), and no {name}_mask; got {tuple(flat.shape)}."
             )
-        if bool((counts < 0).any()):
-            raise InvalidInputError(f"{name}_lengths must be non-negative.")
         return flat, counts
     if isinstance(x, (torch.Tensor, np.ndarray)):
         padded, padded_mask = _as_padded(x, mask, name)
@@ -227,10 +225,33 @@ def _as_packed(
     return torch.cat([t.reshape(-1, dim) for t in tensors]), lengths
 
 
+def _lengths(lengths: object, name: str) -> torch.Tensor:
+    """Token counts as a 1-D non-negative int64 CPU tensor."""
+    if isinstance(lengths, np.ndarray):
+        lengths = torch.from_numpy(np.ascontiguousarray(lengths)) if lengths.dtype.kind in "iu" else lengths
+    if isinstance(lengths, torch.Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise InvalidInputError(f"{name} must hold ints, got {lengths.dtype}.")
+        counts = lengths.to("cpu", torch.long)
+    else:
+        items = check_sequence(lengths, name, "ints")
+        if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in items):
+            raise InvalidInputError(f"{name} must be a list of ints.")
+        counts = torch.tensor([int(n) for n in items], dtype=torch.long)
+    if counts.dim() != 1 or bool((counts < 0).any()):
+        raise InvalidInputError(f"{name} must be a 1-D list of non-negative ints, got shape {tuple(counts.shape)}.")
+    return counts
+
+
 def _check_mask(mask: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Tensor:
     if mask is None:
         return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    mask = _as_tensor(mask, f"{name}_mask")
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(np.ascontiguousarray(mask)) if mask.dtype.kind in "biu" else mask
+    if not isinstance(mask, torch.Tensor) or mask.is_complex() or mask.is_floating_point():
+        raise InvalidInputError(
+            f"{name}_mask must be a bool (or 0/1 int) tensor of shape (n, length), got {type(mask).__name__}."
+        )
     if tuple(mask.shape) != tuple(x.shape[:2]):
         raise InvalidInputError(
             f"{name}_mask has shape {tuple(mask.shape)} but {name} is {tuple(x.shape)}; "

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _io
+from ._checks import check_filter, check_ids, check_k, check_metadatas, check_sequence, check_text, check_texts
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError, ModelLoadError, ModelMismatchError
 from .fingerprint import ModelFingerprint, check_fingerprint
@@ -94,6 +95,8 @@ class LateInteractionStore:
     def __init__(self, encoder: ColBERTEncoder, index: Index | None = None) -> None:
         self.encoder = encoder
         self.index = index if index is not None else ExactIndex()
+        if not isinstance(self.index, Index):
+            raise InvalidInputError(f"index must be an Index (ExactIndex, PLAIDIndex), got {type(index).__name__}.")
         if self.index.dim is not None and self.index.dim != encoder.dim:
             raise InvalidInputError(
                 f"index holds {self.index.dim}-d vectors but the encoder produces {encoder.dim}-d; "
@@ -136,7 +139,7 @@ class LateInteractionStore:
         return len(self.index)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self.index
+        return isinstance(doc_id, str) and doc_id in self.index
 
     def add_texts(
         self,
@@ -151,18 +154,24 @@ class LateInteractionStore:
     ) -> list[str]:
         """Encode and index ``texts``; returns their ids (new UUID4 hex strings when ``ids`` is None).
 
-        Nothing is added unless every text, id and metadata entry is valid. With ``replace=True``
-        ids already in the store are overwritten (an upsert); otherwise they raise
-        :class:`DuplicateIdError`.
+        Nothing is added unless every text, id and metadata entry is valid. Empty texts are legal
+        (they encode to the document marker tokens). With ``replace=True`` ids already in the store
+        are overwritten (an upsert); otherwise they raise :class:`DuplicateIdError`, checked again
+        under the store lock in the same step as the insert, so of two threads adding the same new
+        id exactly one succeeds.
 
-        Texts are encoded and indexed ``chunk_size`` at a time, so memory holds one chunk of float
-        vectors besides the index. An index that still has to train (PLAID) first learns from a
-        random sample of ``chunk_size`` texts. If a chunk fails, the ids this call added are removed
-        again; ids it replaced keep their new text (an upsert is safe to repeat).
+        Texts are encoded ``chunk_size`` at a time, outside the lock, and each chunk is then swapped
+        in under the lock in one step: its new documents appear and the ones it replaces disappear
+        together, and if that step fails (an exception or Ctrl-C while compressing) the old
+        documents stay exactly as they were. An index that still has to train (PLAID) first learns
+        from a random sample of ``chunk_size`` texts. If a chunk fails, the ids this call added are
+        removed again and the documents of the failed and later chunks keep their old version; with
+        more than ``chunk_size`` texts, documents replaced by earlier chunks keep their new version
+        (every document is whole either way, and an upsert is safe to repeat).
 
         Thread-safe: searches from other threads see each chunk whole or not at all.
         """
-        if not isinstance(chunk_size, int) or chunk_size < 1:
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be a positive int, got {chunk_size!r}.")
         # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
         texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
@@ -183,13 +192,14 @@ class LateInteractionStore:
                     )
                     vectors = [encoded.pop(i) if i in encoded else next(fresh) for i in range(start, stop)]
                     chunk_ids = ids[start:stop]
-                    replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop])
+                    replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop], replace=replace)
                     added += [i for i in chunk_ids if i not in replaced]
                     bar.update(len(chunk_ids))
         except BaseException:
             if added:
                 logger.warning("Adding texts failed part-way; removing the %d documents this call added.", len(added))
-                self.delete(added)
+                with self._lock:
+                    self._remove_present(added)
             raise
         return ids
 
@@ -205,12 +215,16 @@ class LateInteractionStore:
         """Add documents encoded elsewhere (e.g. read back from Qdrant): one ``(n_tokens, dim)`` matrix per text.
 
         The vectors must come from this store's encoder (same model and settings); only their
-        width can be checked. Otherwise as :meth:`add_texts`, in one step.
+        width, dtype and finiteness can be checked. Otherwise as :meth:`add_texts`, in one step.
         """
         texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
+        if isinstance(embeddings, (torch.Tensor, np.ndarray)) and embeddings.ndim == 2:
+            raise InvalidInputError("embeddings must be a sequence with one (n_tokens, dim) matrix per text.")
+        embeddings = check_sequence(embeddings, "embeddings", "(n_tokens, dim) matrices")
         if len(embeddings) != len(texts):
             raise InvalidInputError(f"Got {len(texts)} texts but {len(embeddings)} embeddings; pass one per text.")
-        self._insert(ids, embeddings, metas, texts)
+        if texts:
+            self._insert(ids, embeddings, metas, texts, replace=replace)
         return ids
 
     def _insert(
@@ -219,15 +233,27 @@ class LateInteractionStore:
         vectors: Sequence[torch.Tensor | np.ndarray],
         metas: Sequence[Metadata],
         texts: Sequence[str],
+        *,
+        replace: bool,
     ) -> list[str]:
-        """Index validated documents, replacing the ids already present; returns those ids."""
+        """Index validated documents in one step under the lock; returns the ids that were replaced.
+
+        The index checks for duplicates (without ``replace``) and drops replaced documents only
+        after the new vectors are in, so a failure here leaves every document as it was.
+        """
         with self._lock:
-            replaced = [i for i in ids if i in self.index]
-            if replaced:
-                self.index.remove(replaced)
-            self.index.add(ids, vectors, metas)
+            replaced = [i for i in ids if i in self._texts] if replace else []
+            self.index.add(ids, vectors, metas, replace=replace)
             self._texts.update(zip(ids, texts, strict=True))
         return replaced
+
+    def _remove_present(self, ids: Sequence[str]) -> None:
+        """Remove those of ``ids`` that are still stored (undoes a failed add; the caller holds the lock)."""
+        present = [i for i in ids if i in self._texts]
+        if present:
+            self.index.remove(present)
+            for doc_id in present:
+                del self._texts[doc_id]
 
     def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> dict[int, torch.Tensor]:
         """Train the index on ``n_sample`` random texts; returns their vectors by position in ``texts``."""
@@ -240,6 +266,7 @@ class LateInteractionStore:
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""
+        check_text(query, "query")
         return self.search_batch([query], k=k, filter=filter)[0]
 
     def search_batch(
@@ -248,18 +275,25 @@ class LateInteractionStore:
         """:meth:`search` for many queries at once (one encoder pass, one scoring pass)."""
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
-        vectors = self.encoder.encode_queries(list(queries))
+        queries = check_texts(queries, "queries", allow_empty=False)
+        k = check_k(k)
+        filter = check_filter(filter)
+        if not queries:
+            return []
+        vectors = self.encoder.encode_queries(queries)
         with self._lock:
             hits = self.index.search(vectors, k=k, filter=filter)
             return [[SearchResult(h.id, h.score, self._texts[h.id], h.metadata) for h in row] for row in hits]
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
+        ids = check_ids(ids, "ids", unique=False)
         with self._lock:
             return [SearchResult(i, 0.0, self._texts[i], self.index.metadata(i)) for i in ids if i in self._texts]
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
+        ids = check_ids(ids, "ids")
         with self._lock:
             self.index.remove(ids)
             for doc_id in ids:
@@ -363,19 +397,19 @@ def check_documents(
 ) -> tuple[list[str], list[str], list[Metadata]]:
     """Validate documents before any work: returns ``(texts, ids, metadata dicts)``; ids default to new UUID4 hex.
 
-    Checks that texts are a list of str, one id (non-empty, unique str) and one JSON-serialisable
-    metadata dict (or None) per text, and, given ``index``, that no id is in it already.
+    Checks that texts are a list of valid UTF-8 str (empty ones are legal: they encode to their
+    marker tokens), one id (non-empty, unique, valid UTF-8 str) and one JSON-serialisable metadata
+    dict with str keys (or None) per text, and, given ``index``, that no id is in it already.
+    Messages name the argument: ``texts[i]``, ``ids[i]``, ``metadatas[i]``.
     """
-    if isinstance(texts, str):
-        raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
-    texts = list(texts)
-    if any(not isinstance(t, str) for t in texts):
-        raise InvalidInputError("texts must all be str.")
-    ids = [uuid.uuid4().hex for _ in texts] if ids is None else list(ids)
+    texts = check_texts(texts, "texts")
+    ids = [uuid.uuid4().hex for _ in texts] if ids is None else check_ids(ids, "ids")
     if len(ids) != len(texts):
         raise InvalidInputError(f"Got {len(texts)} texts but {len(ids)} ids; pass one id per text.")
-    checked_ids, metas = (index if index is not None else ExactIndex()).check_new(ids, metadatas)
-    return texts, checked_ids, metas
+    metas = check_metadatas(metadatas, len(texts), "metadatas")
+    if index is not None:
+        index.check_new(ids)
+    return texts, ids, metas
 
 
 def read_texts(folder: Path, index: Index, manifest: Mapping[str, Any]) -> dict[str, str]:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequenc
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from .core._checks import check_ids, check_k, check_sequence, check_text, check_texts
 from .core.errors import InvalidInputError, MissingDependencyError
 
 try:
@@ -97,31 +98,35 @@ def _new_store(
 
 
 def _check_k(k: object, name: str = "k") -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InvalidInputError(f"{name} must be a positive int, got {k!r}.")
-    return k
+    return check_k(k, name)
 
 
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str] | None:
     """LangChain passes ``None`` for documents without an id (``Document.id``); give those a new UUID."""
     if ids is None:
         return None
-    if isinstance(ids, str):
-        raise InvalidInputError("ids must be a list of str; wrap a single id in a list.")
-    ids = list(ids)
+    ids = check_sequence(ids, "ids", "str ids", "id")
     if len(ids) != n:
         raise InvalidInputError(f"Got {n} texts but {len(ids)} ids; pass one id (or None) per text.")
     return [uuid.uuid4().hex if i is None else i for i in ids]
 
 
-def _plain_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None) -> list[dict[str, Any] | None] | None:
-    return None if metadatas is None else [None if m is None else dict(m) for m in metadatas]
+def _plain_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None) -> list[Any] | None:
+    """The metadatas as a list (the store checks each one and names it ``metadatas[i]``)."""
+    return None if metadatas is None else check_sequence(metadatas, "metadatas", "dicts", "dict")
+
+
+def _documents(documents: object, name: str = "documents") -> list[Document]:
+    items = check_sequence(documents, name, "Documents", "Document")
+    for i, d in enumerate(items):
+        if not isinstance(d, Document):
+            raise InvalidInputError(f"{name}[{i}] must be a langchain_core Document, got {type(d).__name__}.")
+    return items
 
 
 def _existing(store: DocumentStore, ids: Sequence[str]) -> list[str]:
     """The ids of ``ids`` that ``store`` holds (each once, in order)."""
-    if isinstance(ids, str):
-        raise InvalidInputError("ids must be a list of str; wrap a single id in a list.")
+    ids = check_ids(ids, "ids", unique=False)
     present = {r.id for r in store.get(list(dict.fromkeys(ids)))}
     return [i for i in dict.fromkeys(ids) if i in present]
 
@@ -213,14 +218,14 @@ class LateInteractionRetriever(BaseRetriever):
             show_progress_bar: show a progress bar while encoding.
             **kwargs: retriever fields (``k``, ``filter``, ``search_kwargs``, ``score_key``, ``tags``, ...).
         """
+        items = check_texts(texts, "texts")
         store = _new_store(
             model, index=index, device=device, index_options=index_options, encoder_options=encoder_options
         )
-        texts = list(texts)
         store.add_texts(
-            texts,
+            items,
             _plain_metadatas(metadatas),
-            _fill_ids(ids, len(texts)),
+            _fill_ids(ids, len(items)),
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
         )
@@ -229,7 +234,7 @@ class LateInteractionRetriever(BaseRetriever):
     @classmethod
     def from_documents(cls, documents: Sequence[Document], model: Model, **kwargs: Any) -> LateInteractionRetriever:
         """:meth:`from_texts` for ``Document`` objects; their ``id`` (when set) becomes the stored id."""
-        documents = list(documents)
+        documents = _documents(documents)
         ids = kwargs.pop("ids", None)
         if ids is None and any(d.id for d in documents):
             ids = [d.id for d in documents]
@@ -250,7 +255,7 @@ class LateInteractionRetriever(BaseRetriever):
 
         Ids come from ``ids``, else from each ``Document.id``, else new UUIDs.
         """
-        documents = list(documents)
+        documents = _documents(documents)
         if ids is None:
             ids = [d.id for d in documents]
         return self.store.add_texts(
@@ -307,8 +312,7 @@ class LateInteractionRetriever(BaseRetriever):
         return await asyncio.to_thread(self._search, query, k, kwargs)
 
     def _search(self, query: str, k: int | None, overrides: Mapping[str, Any]) -> list[Document]:
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
+        check_text(query, "query")
         arguments = self._search_arguments({**self.search_kwargs, **overrides})
         if k is not None:
             arguments["k"] = _check_k(k)
@@ -412,12 +416,12 @@ class LateInteractionReranker(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """The best ``top_n`` of ``documents`` by MaxSim against ``query``, best first."""
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
-        documents = list(documents)
+        check_text(query, "query")
+        documents = _documents(documents)
         if not documents:
             return []
-        texts = [d.page_content for d in documents]
+        # Checked here too: the cache below encodes before rerank would look at them.
+        texts = check_texts([d.page_content for d in documents], "documents")
         embeddings = self._document_embeddings(texts)
         ranked = rerank(
             query,
@@ -538,13 +542,11 @@ class LateInteractionVectorStore(VectorStore):
             raise InvalidInputError(
                 f"Unknown option(s) {sorted(kwargs)} for add_texts; valid ones are batch_size, show_progress_bar."
             )
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of str; wrap a single text in a list.")
-        texts = list(texts)
+        items = check_texts(texts, "texts")
         return self.store.add_texts(
-            texts,
+            items,
             _plain_metadatas(metadatas),
-            _fill_ids(ids, len(texts)),
+            _fill_ids(ids, len(items)),
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             replace=True,
@@ -561,9 +563,7 @@ class LateInteractionVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Stored documents with these ids, in the order asked; unknown ids are skipped."""
-        if isinstance(ids, str):
-            raise InvalidInputError("ids must be a list of str; wrap a single id in a list.")
-        return [_document(r) for r in self.store.get(list(ids))]
+        return [_document(r) for r in self.store.get(check_ids(ids, "ids", unique=False))]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -577,8 +577,7 @@ class LateInteractionVectorStore(VectorStore):
         """The ``k`` best documents for ``query`` with their MaxSim scores, best first."""
         if kwargs:
             raise InvalidInputError(f"Unknown search option(s) {sorted(kwargs)}; valid ones are k and filter.")
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
+        check_text(query, "query")
         _check_k(k)
         results = self.store.search(query, k=k, filter=filter)
         return [(_document(r), r.score) for r in results]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from lateint_plugins.core import _io
+from lateint_plugins.core._checks import check_ids, check_metadata, check_sequence, check_text
 from lateint_plugins.core.encoder import DEFAULT_MODEL, ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError, MissingDependencyError
 from lateint_plugins.core.fingerprint import check_fingerprint
@@ -210,14 +211,20 @@ class LateInteractionRetriever(BaseRetriever):
         """
         if isinstance(nodes, BaseNode):
             raise InvalidInputError("nodes must be a list of nodes; wrap a single node in a list.")
-        nodes = list(nodes)
+        nodes = check_sequence(nodes, "nodes", "nodes", "node")
+        texts, metadatas = [], []
         for i, node in enumerate(nodes):
             if not isinstance(node, BaseNode):
                 raise InvalidInputError(f"nodes[{i}] must be a LlamaIndex node, got {type(node).__name__}.")
+            # Named after the node here; the store would only know them as texts[i] / metadatas[i].
+            texts.append(
+                check_text(node.get_content(metadata_mode=MetadataMode.NONE), f"nodes[{i}].text", allow_empty=True)
+            )
+            metadatas.append(check_metadata(node.metadata, f"nodes[{i}].metadata"))
         return self.store.add_texts(
-            [node.get_content(metadata_mode=MetadataMode.NONE) for node in nodes],
-            metadatas=[dict(node.metadata) for node in nodes],
-            ids=[node.node_id for node in nodes],
+            texts,
+            metadatas=metadatas,
+            ids=check_ids([node.node_id for node in nodes], "node_ids"),
             batch_size=batch_size,
             show_progress_bar=show_progress,
             replace=replace,
@@ -235,17 +242,19 @@ class LateInteractionRetriever(BaseRetriever):
         """Split ``documents`` into nodes (see :meth:`from_documents`) and :meth:`insert` them; returns node ids."""
         if isinstance(documents, BaseNode):
             raise InvalidInputError("documents must be a list of Documents; wrap a single document in a list.")
+        documents = check_sequence(documents, "documents", "Documents", "Document")
+        for i, document in enumerate(documents):
+            if not isinstance(document, BaseNode):
+                raise InvalidInputError(f"documents[{i}] must be a LlamaIndex Document, got {type(document).__name__}.")
         from llama_index.core.ingestion import run_transformations
 
         steps = list(transformations) if transformations is not None else [_default_splitter(self.store.encoder)]
-        nodes = run_transformations(list(documents), steps, show_progress=show_progress)
+        nodes = run_transformations(documents, steps, show_progress=show_progress)
         return self.insert(nodes, replace=replace, batch_size=batch_size, show_progress=show_progress)
 
     def delete(self, node_ids: Sequence[str]) -> None:
         """Remove nodes by id; unknown ids raise :class:`~lateint_plugins.core.errors.UnknownIdError`."""
-        if isinstance(node_ids, str):
-            raise InvalidInputError("node_ids must be a list of str; wrap a single id in a list.")
-        self.store.delete(list(node_ids))
+        self.store.delete(check_ids(node_ids, "node_ids"))
 
     # ------------------------------------------------------------------ persistence
     def persist(self, path: str | Path) -> None:
@@ -322,7 +331,18 @@ class LateInteractionRetriever(BaseRetriever):
         return cls(store, **options)
 
     # ------------------------------------------------------------------ retrieval
+    def retrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:
+        """Nodes for a query (a str or a ``QueryBundle``), best first; an empty query raises."""
+        _check_query(str_or_query_bundle)
+        return super().retrieve(str_or_query_bundle)
+
+    async def aretrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:
+        """:meth:`retrieve` without blocking the event loop."""
+        _check_query(str_or_query_bundle)
+        return await super().aretrieve(str_or_query_bundle)
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        _check_query(query_bundle)
         if self._filter is _NO_MATCH:
             return []
         results = self.store.search(query_bundle.query_str, k=self.similarity_top_k, filter=self._filter or None)
@@ -418,6 +438,19 @@ class LateInteractionRerank(BaseNodePostprocessor):
         """The ColBERT encoder used for scoring."""
         return self._encoder
 
+    def postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+        query_str: str | None = None,
+    ) -> list[NodeWithScore]:
+        """The best ``top_n`` of ``nodes`` by MaxSim against the query (``query_str`` or ``query_bundle``)."""
+        if query_str is not None and query_bundle is not None:
+            raise InvalidInputError("Pass the query as query_str or as query_bundle, not both.")
+        if query_str is not None:
+            query_bundle = QueryBundle(check_text(query_str, "query_str"))
+        return self._postprocess_nodes(nodes, query_bundle)
+
     def _postprocess_nodes(
         self,
         nodes: list[NodeWithScore],
@@ -428,8 +461,17 @@ class LateInteractionRerank(BaseNodePostprocessor):
                 "LateInteractionRerank needs the query: call postprocess_nodes(nodes, query_str=...) "
                 "or pass query_bundle=."
             )
+        _check_query(query_bundle, "query_bundle")
+        nodes = check_sequence(nodes, "nodes", "NodeWithScore", "node")
+        for i, item in enumerate(nodes):
+            if not isinstance(item, NodeWithScore):
+                raise InvalidInputError(f"nodes[{i}] must be a NodeWithScore, got {type(item).__name__}.")
         if not nodes:
             return []
+        texts = [
+            check_text(n.node.get_content(metadata_mode=self.metadata_mode), f"nodes[{i}].text", allow_empty=True)
+            for i, n in enumerate(nodes)
+        ]
         dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model))
         with self.callback_manager.event(
             CBEventType.RERANKING,
@@ -440,7 +482,6 @@ class LateInteractionRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
             ranked = rerank(
                 query_bundle.query_str,
                 texts,
@@ -454,15 +495,8 @@ class LateInteractionRerank(BaseNodePostprocessor):
         return reranked
 
     def _encode(self, texts: list[str]) -> list[torch.Tensor]:
-        """Token matrices for ``texts``; an empty text has no tokens (MaxSim 0) rather than failing the batch."""
-        present = [i for i, t in enumerate(texts) if t.strip()]
-        vectors = (
-            self._encoder.encode_documents([texts[i] for i in present], batch_size=self.batch_size) if present else []
-        )
-        out = [torch.zeros((0, self._encoder.dim))] * len(texts)
-        for i, v in zip(present, vectors, strict=True):
-            out[i] = v
-        return out
+        """Token matrices for ``texts``; an empty text encodes to its marker tokens, as in a store."""
+        return self._encoder.encode_documents(texts, batch_size=self.batch_size)
 
     def _rescored(self, item: NodeWithScore, score: float) -> NodeWithScore:
         node = item.node
@@ -472,6 +506,16 @@ class LateInteractionRerank(BaseNodePostprocessor):
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_query(query: object, name: str = "query") -> None:
+    """A non-empty, valid UTF-8 query, given as a str or a ``QueryBundle``."""
+    if isinstance(query, QueryBundle):
+        check_text(query.query_str, f"{name}.query_str")
+    elif not isinstance(query, str):
+        raise InvalidInputError(f"{name} must be a str or a QueryBundle, got {type(query).__name__}.")
+    else:
+        check_text(query, name)
+
+
 def _positive_int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidInputError(f"{name} must be a positive int, got {value!r}.")

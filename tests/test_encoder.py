@@ -156,7 +156,7 @@ def test_bad_input_is_rejected(tiny_encoder: ColBERTEncoder, tmp_path: Path) -> 
     with pytest.raises(InvalidInputError, match="empty"):
         tiny_encoder.encode_documents([])
     with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
-        tiny_encoder.encode_documents(["fine", "  "])
+        tiny_encoder.encode_queries(["fine", "  "])  # empty documents are legal, empty queries are not
     with pytest.raises(InvalidInputError, match=r"texts\[0\] must be a str"):
         tiny_encoder.encode_queries([42])  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match="batch_size"):

@@ -16,7 +16,7 @@ from lateint_plugins.core.errors import (
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.rerank import rerank
 from lateint_plugins.core.scoring import maxsim
-from lateint_plugins.core.store import LateInteractionStore
+from lateint_plugins.core.store import LateInteractionStore, SearchResult
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -93,8 +93,8 @@ def test_bad_calls_change_nothing(
         store.add_texts(["x", "y"], metadatas=[{}], ids=["a", "b"])
     with pytest.raises(InvalidInputError, match="wrap a single text"):
         store.add_texts("just one")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="empty"):
-        store.add_texts(["ok", ""], ids=["a", "b"])
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] cannot be encoded as UTF-8"):
+        store.add_texts(["ok", "\ud800"], ids=["a", "b"])
     assert len(store) == len(TEXTS) and "a" not in store
     with pytest.raises(IndexNotFoundError):
         LateInteractionStore.load(tmp_path / "missing")
@@ -201,3 +201,159 @@ def test_add_embeddings_equals_add_texts(store: LateInteractionStore, tiny_encod
         again.add_embeddings(["x"], [], ids=["x"])
     with pytest.raises(DuplicateIdError):
         again.add_embeddings(["x"], tiny_encoder.encode_documents(["x"]), ids=["t0"])
+
+
+# ------------------------------------------------------------------ transactional writes (issue 12, cause 3)
+def _snapshot(store: LateInteractionStore) -> tuple[list[str], list[SearchResult], list[list[SearchResult]]]:
+    """Ids, stored documents and rankings: what a failed write must leave exactly as it was."""
+    ids = store.index.ids
+    return ids, store.get(ids), store.search_batch(["cat on a mat", "qubits"], k=len(ids))
+
+
+class _Interrupt(KeyboardInterrupt):
+    """A Ctrl-C injected by a test."""
+
+
+@pytest.mark.parametrize("kind", ["exact", "plaid"])
+@pytest.mark.parametrize("error", [RuntimeError, _Interrupt])
+@pytest.mark.parametrize("where", ["encoding", "compression"])
+def test_a_failed_upsert_leaves_the_old_documents_intact(
+    tiny_encoder: ColBERTEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    error: type[BaseException],
+    where: str,
+) -> None:
+    from lateint_plugins.core import plaid
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex
+
+    def build() -> LateInteractionStore:
+        config = PLAIDConfig(nbits=4, n_centroids=8)
+        built = LateInteractionStore(
+            tiny_encoder, ExactIndex(device="cpu") if kind == "exact" else PLAIDIndex(config=config, device="cpu")
+        )
+        built.add_texts(TEXTS, META, IDS)
+        return built
+
+    store = build()
+    before = _snapshot(store)
+    upsert = (["Cats again, rewritten.", "A brand new text."], [{"topic": "new"}, None], ["t0", "fresh"])
+
+    if where == "encoding":
+        monkeypatch.setattr(tiny_encoder, "encode_documents", lambda *a, **k: (_ for _ in ()).throw(error("boom")))
+    elif kind == "exact":
+        monkeypatch.setattr(ExactIndex, "_add_vectors", lambda self, vectors: (_ for _ in ()).throw(error("boom")))
+    else:
+        # Several compression chunks per add; the second one fails after the first reached the scratch files.
+        monkeypatch.setattr(plaid, "_ADD_CHUNK_TOKENS", 4)
+        compress, calls = plaid.ResidualCodec.compress, []
+
+        def fail_second(self: plaid.ResidualCodec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            calls.append(x.shape[0])
+            if len(calls) == 2:
+                raise error("boom")
+            return compress(self, x)
+
+        monkeypatch.setattr(plaid.ResidualCodec, "compress", fail_second)
+    with pytest.raises(error, match="boom"):
+        store.add_texts(*upsert, replace=True)
+    assert _snapshot(store) == before
+    assert "fresh" not in store and store.get(["t0"])[0].metadata == META[0]
+
+    monkeypatch.undo()  # the store still works: another upsert succeeds and scores its own vectors
+    retry = (["Stock prices and loyal dogs.", "Superposition of bread."], [{"topic": "new"}, None], ["t0", "fresh"])
+    store.add_texts(*retry, replace=True)
+    assert store.get(["t0", "fresh"])[0].text == retry[0][0] and len(store) == len(TEXTS) + 1
+    # The same index kind, same training, given only the successful writes: exactly the same scores.
+    twin = build()
+    twin.add_texts(*retry, replace=True)
+    for query in ("stock prices", "bread", "cats"):
+        assert store.search(query, k=100) == twin.search(query, k=100)
+
+
+def test_an_interrupted_first_add_leaves_an_untrained_plaid_index_empty(
+    tiny_encoder: ColBERTEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lateint_plugins.core import plaid
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
+
+    def build() -> LateInteractionStore:
+        config = PLAIDConfig(nbits=4, n_centroids=8, keep_fp16=True)
+        return LateInteractionStore(tiny_encoder, PLAIDIndex(config=config, search_config=SearchConfig(rescore=6)))
+
+    store = build()
+    monkeypatch.setattr(plaid, "_ADD_CHUNK_TOKENS", 4)
+    original = plaid.ResidualCodec.compress
+    calls: list[int] = []
+
+    def fail_third(self: plaid.ResidualCodec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)  # 1: training's held-out error, 2: the first chunk, 3: the second chunk
+        if len(calls) == 3:
+            raise _Interrupt("boom")
+        return original(self, x)
+
+    monkeypatch.setattr(plaid.ResidualCodec, "compress", fail_third)
+    with pytest.raises(_Interrupt):
+        store.add_texts(TEXTS, META, IDS)
+    index = store.index
+    assert isinstance(index, PLAIDIndex) and len(calls) == 3
+    assert len(store) == 0 and not index.is_trained and index.dim is None and index.n_tokens == 0
+    monkeypatch.undo()
+    store.add_texts(TEXTS, META, IDS)
+    twin = build()
+    twin.add_texts(TEXTS, META, IDS)
+    # Rescoring reads the fp16 scratch file: it must hold exactly the vectors of the successful add.
+    for query in ("qubits", "cats", "market"):
+        assert store.search(query, k=6) == twin.search(query, k=6)
+
+
+def test_two_threads_adding_the_same_new_id_exactly_one_wins(
+    tiny_encoder: ColBERTEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    store = LateInteractionStore(tiny_encoder)
+    store.add_texts(TEXTS, META, IDS)
+    encode = tiny_encoder.encode_documents
+    both_encoding = threading.Barrier(2, timeout=30)
+
+    def encode_together(texts, **kwargs):  # type: ignore[no-untyped-def]
+        both_encoding.wait()  # both threads passed the early duplicate check
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode_documents", encode_together)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def add(text: str) -> None:
+        try:
+            store.add_texts([text], ids=["same"])
+            outcomes[text] = None
+        except BaseException as exc:
+            outcomes[text] = exc
+
+    threads = [threading.Thread(target=add, args=(text,)) for text in ("first writer", "second writer")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [e for e in outcomes.values() if e is not None]
+    assert len(errors) == 1 and isinstance(errors[0], DuplicateIdError), outcomes
+    winner = next(text for text, e in outcomes.items() if e is None)
+    assert store.get(["same"])[0].text == winner and len(store) == len(TEXTS) + 1
+
+
+def test_index_add_with_replace_swaps_only_after_the_new_vectors_are_in() -> None:
+    ix = ExactIndex(device="cpu")
+    a, b = (
+        torch.nn.functional.normalize(torch.randn(3, 4), dim=-1),
+        torch.nn.functional.normalize(torch.randn(2, 4), dim=-1),
+    )
+    ix.add(["x", "y"], [a, b], [{"v": 1}, {"v": 2}])
+    with pytest.raises(DuplicateIdError, match="replace=True"):
+        ix.add(["x"], [b])
+    ix.add(["x"], [b], [{"v": 3}], replace=True)
+    assert ix.ids == ["y", "x"] and ix.metadata("x") == {"v": 3} and len(ix) == 2
+    torch.testing.assert_close(ix.embeddings()[1].float(), b.half().float())
+    with pytest.raises(InvalidInputError, match=r"embeddings\[0\]"):
+        ix.add(["y"], [torch.full((2, 4), float("nan"))], replace=True)
+    assert ix.ids == ["y", "x"] and ix.metadata("y") == {"v": 2}

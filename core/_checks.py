@@ -1,0 +1,277 @@
+"""Input checks shared by every public entry point, so "valid" means the same thing everywhere.
+
+Each check raises :class:`~.errors.InvalidInputError` (or a subclass) whose message names the
+caller's argument (``embeddings[3]``, ``query``, ``metadatas[0]['a']``), the offending value and the
+fix, and returns the input in the one form the engine works with. Nothing here changes any state,
+so an entry point that runs its checks first fails before anything changes.
+
+The checks are cheap: vectors are checked with one vectorised pass (``torch.isfinite(x).all()``),
+strings with ``str.isascii`` before the slower UTF-8 encode.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DimensionMismatchError, DuplicateIdError, InvalidInputError
+
+__all__ = [
+    "check_filter",
+    "check_ids",
+    "check_k",
+    "check_matrix",
+    "check_metadata",
+    "check_metadatas",
+    "check_sequence",
+    "check_tensor",
+    "check_text",
+    "check_texts",
+]
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A short ``repr`` for messages (hostile inputs can be huge)."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_utf8(name: str, text: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{name} cannot be encoded as UTF-8 (it holds a lone surrogate such as '\\ud800'): {_show(text)}; "
+        "decode your input with errors='replace' or drop those characters."
+    )
+
+
+# ---------------------------------------------------------------------------------------- containers
+def check_sequence(value: object, name: str, what: str = "items", one: str = "item") -> list[Any]:
+    """``value`` as a list: any ordered iterable except a bare ``str``/``bytes``, a mapping or a set.
+
+    A bare string is rejected rather than read as a sequence of characters (``ids="ab"`` is not
+    ``["a", "b"]``).
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        raise InvalidInputError(
+            f"{name} must be a list of {what}, got a bare {type(value).__name__} {_show(value)}; "
+            f"wrap a single {one} in a list."
+        )
+    if value is None or isinstance(value, (Mapping, AbstractSet)) or not isinstance(value, Iterable):
+        raise InvalidInputError(f"{name} must be a list of {what}, got {type(value).__name__}.")
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        raise InvalidInputError(f"{name} must be a list of {what}, got a 0-d {type(value).__name__}.")
+    return list(value)
+
+
+# ---------------------------------------------------------------------------------------- numbers
+def check_tensor(x: object, name: str) -> torch.Tensor:
+    """``x`` (a tensor or NumPy array of real floats, all finite) as a ``torch.Tensor``; any rank.
+
+    NumPy arrays are wrapped without a copy when they are contiguous.
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind != "f" or x.dtype.itemsize > 8:
+            raise InvalidInputError(
+                f"{name} must hold real floats (float16/32/64), got dtype {x.dtype}; convert with .astype('float32')."
+            )
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    elif not isinstance(x, torch.Tensor):
+        raise InvalidInputError(f"{name} must be a torch.Tensor or numpy array of floats, got {type(x).__name__}.")
+    elif x.layout != torch.strided:
+        raise InvalidInputError(f"{name} must be a dense tensor, got layout {x.layout}; call .to_dense().")
+    elif not x.is_floating_point():
+        raise InvalidInputError(
+            f"{name} must hold real floats (float16/bfloat16/float32/float64), got {x.dtype}; convert with .float()."
+        )
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise InvalidInputError(
+            f"{name} holds NaN or infinite values; every vector component must be finite "
+            "(check the model output or the file the vectors came from)."
+        )
+    return x
+
+
+def check_matrix(x: object, name: str, dim: int | None = None, *, allow_empty: bool = False) -> torch.Tensor:
+    """``x`` as a finite float tensor of shape ``(n, dim)``: ``n >= 1`` (``>= 0`` with ``allow_empty``).
+
+    Args:
+        x: a ``torch.Tensor`` or NumPy array.
+        name: the caller's name for it in messages (``embeddings[3]``, ``query_embeddings``).
+        dim: required width; None accepts any width ``>= 1``.
+        allow_empty: accept a matrix with no rows (a document with no tokens scores 0 in MaxSim).
+
+    Raises:
+        InvalidInputError: wrong type, dtype (integer, bool, complex, object), rank, an empty
+            matrix, or a NaN/inf value.
+        DimensionMismatchError: the width is not ``dim``.
+    """
+    t = check_tensor(x, name)
+    if t.dim() != 2 or t.shape[1] == 0 or (t.shape[0] == 0 and not allow_empty):
+        raise InvalidInputError(
+            f"{name} must be a {'' if allow_empty else 'non-empty '}2-D (n_tokens, dim) matrix, "
+            f"got shape {tuple(t.shape)}."
+        )
+    if dim is not None and t.shape[1] != dim:
+        raise DimensionMismatchError(
+            f"{name} has dimension {t.shape[1]} but {dim}-d vectors are expected; "
+            "encode with the model the index (or the other inputs) were built with."
+        )
+    return t
+
+
+def check_k(k: object, name: str = "k") -> int:
+    """A positive int (NumPy integers accepted; ``bool`` rejected)."""
+    if isinstance(k, (bool, np.bool_)):
+        raise InvalidInputError(f"{name} must be a positive int, got the bool {k!r}.")
+    try:
+        value = operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidInputError(f"{name} must be a positive int, got {type(k).__name__} {_show(k)}.") from None
+    if value < 1:
+        raise InvalidInputError(f"{name} must be a positive int, got {value}.")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- text
+def check_text(text: object, name: str, *, allow_empty: bool = False) -> str:
+    """One ``str`` that is valid UTF-8 and, unless ``allow_empty``, not empty or whitespace."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{name} must be a str, got {type(text).__name__}: {_show(text)}.")
+    if not _is_utf8(text):
+        raise _not_utf8(name, text)
+    if not allow_empty and not text.strip():
+        raise InvalidInputError(f"{name} is empty or whitespace; give it some text.")
+    return text
+
+
+def check_texts(texts: object, name: str = "texts", *, allow_empty: bool = True) -> list[str]:
+    """A list of valid UTF-8 ``str`` (an empty list is fine; the caller decides).
+
+    ``allow_empty`` is about each item: documents may be empty (they encode to their marker
+    tokens), queries may not.
+    """
+    items = check_sequence(texts, name, "str", "text")
+    for i, text in enumerate(items):
+        check_text(text, f"{name}[{i}]", allow_empty=allow_empty)
+    return items
+
+
+# ---------------------------------------------------------------------------------------- ids
+def check_ids(ids: object, name: str = "ids", *, unique: bool = True) -> list[str]:
+    """A list of non-empty, valid UTF-8 ``str`` ids; repeated ids raise :class:`DuplicateIdError` when ``unique``."""
+    out = check_sequence(ids, name, "str ids", "id")
+    for i, doc_id in enumerate(out):
+        if not isinstance(doc_id, str) or not doc_id:
+            raise InvalidInputError(f"{name}[{i}] must be a non-empty str, got {_show(doc_id)}.")
+        if not _is_utf8(doc_id):
+            raise _not_utf8(f"{name}[{i}]", doc_id)
+    if unique and len(set(out)) != len(out):
+        seen: set[str] = set()
+        dupes = sorted({d for d in out if d in seen or seen.add(d)})  # type: ignore[func-returns-value]
+        raise DuplicateIdError(f"{name} repeats {dupes[:5]}; each id may appear once.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- metadata
+def check_metadata(meta: object, name: str = "metadata") -> dict[str, Any]:
+    """A JSON-serialisable dict with str keys (None gives ``{}``), returned as a deep copy.
+
+    Values may be None, bool, int, finite float, valid UTF-8 str, lists/tuples and dicts of those.
+    The copy is what JSON gives back, so tuples come back as lists; nothing else is converted.
+    """
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InvalidInputError(f"{name} must be a dict or None, got {type(meta).__name__}.")
+    try:
+        encoded = json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        _find_bad_string(meta, name)  # names the value
+        raise InvalidInputError(f"{name} holds a string that cannot be encoded as UTF-8.") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInputError(
+            f"{name} must be JSON-serialisable (None, bool, int, finite float, str, lists and dicts with str keys) "
+            f"so it can be saved: {exc}."
+        ) from None
+    _check_keys(meta, name)
+    copy: dict[str, Any] = json.loads(encoded)
+    return copy
+
+
+def check_metadatas(metadatas: object, n: int, name: str = "metadatas") -> list[dict[str, Any]]:
+    """One checked metadata dict per document (``None`` gives ``n`` empty dicts)."""
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadatas, Mapping):
+        raise InvalidInputError(
+            f"{name} must be a list with one dict (or None) per document, got a single {type(metadatas).__name__}; "
+            "wrap it in a list."
+        )
+    items = check_sequence(metadatas, name, "dicts", "dict")
+    if len(items) != n:
+        raise InvalidInputError(f"Got {n} documents but {len(items)} {name}; pass one dict (or None) per document.")
+    return [check_metadata(m, f"{name}[{i}]") for i, m in enumerate(items)]
+
+
+def check_filter(filter: object, name: str = "filter") -> dict[str, Any] | None:
+    """An exact-match metadata filter: None or a dict with str keys (an empty dict matches everything)."""
+    if filter is None:
+        return None
+    if not isinstance(filter, Mapping):
+        raise InvalidInputError(f"{name} must be a dict of exact metadata matches, got {type(filter).__name__}.")
+    bad = [k for k in filter if not isinstance(k, str)]
+    if bad:
+        raise InvalidInputError(f"{name} keys must be str metadata keys, got {_show(bad[:5])}.")
+    return dict(filter)
+
+
+def _check_keys(value: object, name: str) -> None:
+    """Raise unless every dict inside ``value`` has str keys (JSON would silently turn 1 into "1")."""
+    stack: list[tuple[object, str]] = [(value, name)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise InvalidInputError(
+                        f"{where} has the key {_show(key)} of type {type(key).__name__}; metadata keys must be str "
+                        "(JSON would turn it into a string)."
+                    )
+                stack.append((sub, f"{where}[{key!r}]"))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
+
+
+def _find_bad_string(value: object, name: str) -> None:
+    """Raise naming the first key or str value inside ``value`` that is not valid UTF-8."""
+    stack: list[tuple[object, str]] = [(value, name)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str) and not _is_utf8(item):
+            raise _not_utf8(where, item)
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if isinstance(key, str) and not _is_utf8(key):
+                    raise _not_utf8(f"a key of {where}", key)
+                stack.append((sub, f"{where}[{key!r}]"))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
