@@ -16,7 +16,9 @@ from lateint_plugins import ColBERTEncoder, LateInteractionStore
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("LATEINT_MODEL", "../shared/models/answerai-colbert-small-v1"))
+    parser.add_argument(
+        "--model", default=os.environ.get("LATEINT_MODEL", "../shared/models/answerai-colbert-small-v1")
+    )
     args = parser.parse_args()
 
     store = LateInteractionStore(ColBERTEncoder.from_pretrained(args.model))
