@@ -2,13 +2,22 @@
 
 The model comes from ``--model`` or the ``LATEINT_MODEL`` environment variable (a local checkpoint
 folder or a Hugging Face Hub id; default ``answerdotai/answerai-colbert-small-v1``).
+
+This module imports neither torch nor transformers at import time, so ``lateint --help`` and
+``lateint --version`` answer at once; every command validates its cheap arguments (paths, ``-k``,
+filters, metric names, query files) before it loads a model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import logging
+import os
+import platform
+import tempfile
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -17,8 +26,12 @@ from typing import Any, TypeVar
 
 import click
 
-from .encoder import DEFAULT_MODEL
-from .errors import CorruptIndexError, InvalidInputError, LateInteractionError
+from lateint_plugins import __version__
+
+from .errors import CorruptIndexError, InvalidInputError, LateInteractionError, MissingDependencyError
+
+# Kept equal to ``encoder.DEFAULT_MODEL`` (a test checks); importing the encoder here would import torch.
+DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,10 +44,19 @@ _model_option = click.option(
     help="Checkpoint folder or Hugging Face Hub id.",
 )
 _device_option = click.option("--device", default=None, help="cuda, cpu, mps (default: best available).")
-_batch_option = click.option("--batch-size", default=32, show_default=True, help="Documents per encoder batch.")
+_batch_option = click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Documents per encoder batch."
+)
+_nbits_option = click.option(
+    "--nbits",
+    type=click.Choice(["1", "2", "4"]),
+    default=None,
+    help="PLAID residual bits per dimension (default 2; only with --index plaid).",
+)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="lateint", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Late-interaction (ColBERT) retrieval: build an index, search it, evaluate it."""
@@ -67,27 +89,65 @@ def _friendly_errors(fn: F) -> F:
     default=None,
     help="How to treat documents past document_length.",
 )
+@click.option(
+    "--index",
+    "index_kind",
+    type=click.Choice(["exact", "plaid"]),
+    default="exact",
+    show_default=True,
+    help="Exact MaxSim (fp16 vectors), or the compressed PLAID index.",
+)
+@_nbits_option
 @_friendly_errors
-def index(data: Path, out: Path, model: str, device: str | None, batch_size: int, long_documents: str | None) -> None:
-    """Encode DATA (a BEIR folder or a .jsonl of {"_id", "text", ...}) into a store saved at OUT.
+def index(
+    data: Path,
+    out: Path,
+    model: str,
+    device: str | None,
+    batch_size: int,
+    long_documents: str | None,
+    index_kind: str,
+    nbits: str | None,
+) -> None:
+    """Encode DATA (a BEIR folder or a .jsonl of {"_id", "title", "text", ...} rows) into a store saved at OUT.
 
-    Keys other than _id/id, title and text become each document's metadata.
+    Keys other than _id/id, title and text become each document's metadata. When no row has an id,
+    each document's id is its line number in the file ("1", "2", ...); rows must either all have
+    one or none.
     """
+    _check_index_options(index_kind, nbits)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"OUT: {out} is a file; pass a folder path for the saved store.")
+    documents = _read_documents(data)
     from .store import LateInteractionStore
 
-    ids, texts, metadatas = _read_documents(data)
-    store = LateInteractionStore(_encoder(model, device, long_documents=long_documents))
+    store = LateInteractionStore(
+        _encoder(model, device, long_documents=long_documents), _new_index(index_kind, nbits, device)
+    )
     start = time.perf_counter()
-    store.add_texts(texts, metadatas, ids, batch_size=batch_size, show_progress_bar=True)
+    try:
+        store.add_texts(
+            documents.texts, documents.metadatas, documents.ids, batch_size=batch_size, show_progress_bar=True
+        )
+    except InvalidInputError as exc:
+        raise type(exc)(documents.locate(str(exc))) from exc
     store.save(out)
-    click.echo(f"Indexed {len(store)} documents in {time.perf_counter() - start:.1f}s -> {out}")
+    click.echo(f"Indexed {len(store)} documents ({index_kind}) in {time.perf_counter() - start:.1f}s -> {out}")
 
 
 @main.command()
 @click.argument("store_path", type=click.Path(path_type=Path))
-@click.argument("query")
-@click.option("-k", default=10, show_default=True, help="Number of results.")
+@click.argument("query", required=False)
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Number of results.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Exact metadata match (repeatable).")
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="Many queries in one process: a file ('-' for stdin) of one query per line, or JSONL rows "
+    '{"_id", "text"}; prints one JSON line per query.',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.option(
     "--model",
@@ -106,30 +166,54 @@ def index(data: Path, out: Path, model: str, device: str | None, batch_size: int
 @_friendly_errors
 def search(
     store_path: Path,
-    query: str,
+    query: str | None,
     k: int,
     filters: tuple[str, ...],
+    queries_file: Any,
     as_json: bool,
     model: str | None,
     allow_model_mismatch: bool,
     device: str | None,
 ) -> None:
-    """Search the store at STORE_PATH for QUERY.
+    """Search the store at STORE_PATH for QUERY, or for every query of --queries FILE.
 
     The store's queries are encoded with the model it records, or --model / LATEINT_MODEL when given
-    (e.g. the model folder has moved; its fingerprint must match).
+    (e.g. the model folder has moved; its fingerprint must match). A search that matches nothing
+    prints "0 results" (with --json, on stderr); with --queries each query's line has "results": [].
     """
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give either QUERY or --queries FILE ('-' reads standard input), not both.")
+    parsed_filter = _parse_filters(filters) or None
+    if query is not None:
+        if not query.strip():
+            raise InvalidInputError("QUERY is empty; pass the text to search for.")
+        batch = [("1", query)]
+    else:
+        batch = _read_queries(queries_file)
     from .store import LateInteractionStore
 
+    if model:
+        click.echo(f"Loading model {model} ...", err=True)
     store = LateInteractionStore.load(
         store_path, model=model or None, device=device, allow_model_mismatch=allow_model_mismatch
     )
-    results = store.search(query, k=k, filter=_parse_filters(filters) or None)
+    if queries_file is not None:
+        for start in range(0, len(batch), 64):  # stream results while later queries are encoded
+            chunk = batch[start : start + 64]
+            rows = store.search_batch([text for _, text in chunk], k=k, filter=parsed_filter)
+            for (query_id, text), results in zip(chunk, rows, strict=True):
+                hits = [_result_dict(rank, r) for rank, r in enumerate(results, 1)]
+                click.echo(json.dumps({"query_id": query_id, "query": text, "n_results": len(hits), "results": hits}))
+        return
+    results = store.search(batch[0][1], k=k, filter=parsed_filter)
     for rank, r in enumerate(results, 1):
         if as_json:
-            click.echo(json.dumps({"rank": rank, "id": r.id, "score": r.score, "metadata": r.metadata, "text": r.text}))
+            click.echo(json.dumps(_result_dict(rank, r)))
         else:
             click.echo(f"{rank:>3}. {r.score:7.3f}  [{r.id}] {_shorten(r.text)}")
+    if not results:
+        hint = " (no document matches --filter)" if parsed_filter else " (the store is empty)"
+        click.echo(f"0 results{hint}", err=as_json)
 
 
 @main.command()
@@ -225,10 +309,12 @@ def _check_index(index: Any, folder: Path) -> None:
 @click.option("--metric", "metrics", multiple=True, default=("ndcg@10", "recall@100", "mrr@10"), show_default=True)
 @click.option(
     "--cache",
-    type=click.Path(path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Save the encoded corpus here and reuse it next time.",
+    help="Save the encoded corpus here and reuse it next time (keyed by the corpus and the model: "
+    "another dataset or model is refused).",
 )
+@click.option("--rebuild-cache", is_flag=True, help="Re-encode into --cache even if it holds another corpus or model.")
 @click.option(
     "--index",
     "index_kind",
@@ -237,8 +323,13 @@ def _check_index(index: Any, folder: Path) -> None:
     show_default=True,
     help="Exact MaxSim, or the compressed PLAID index built from the same vectors.",
 )
-@click.option("--nbits", type=click.Choice(["1", "2", "4"]), default="2", show_default=True, help="PLAID bits per dim.")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="Also write the metrics as JSON.")
+@_nbits_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write metrics, settings, timings and versions as JSON (atomically).",
+)
 @_friendly_errors
 def evaluate_cmd(
     data: Path,
@@ -248,8 +339,9 @@ def evaluate_cmd(
     batch_size: int,
     metrics: tuple[str, ...],
     cache: Path | None,
+    rebuild_cache: bool,
     index_kind: str,
-    nbits: str,
+    nbits: str | None,
     output: Path | None,
 ) -> None:
     """Retrieval quality on a BEIR dataset (nDCG, Recall, MRR against its qrels).
@@ -257,22 +349,45 @@ def evaluate_cmd(
     The corpus is encoded once (reused from --cache when given) into an exact index; --index plaid
     then compresses those same vectors into a PLAID index and searches that.
     """
-    from .evaluation import evaluate, load_beir
+    from .evaluation import _parse_metric, evaluate, load_beir
+
+    k = max(_parse_metric(m)[1] for m in metrics) if metrics else 100
+    _check_index_options(index_kind, nbits)
+    if output is not None and not output.resolve().parent.is_dir():
+        raise InvalidInputError(f"--output: the folder {output.parent} does not exist; create it first.")
+    dataset = load_beir(data, split=split)
+    corpus_key = _file_sha256(data / "corpus.jsonl")
+    reuse = cache is not None and not rebuild_cache and _cache_is_usable(cache, data, corpus_key)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    encoder = _encoder(model, device)
+    timings["load_model_s"] = time.perf_counter() - start
+
+    from .errors import ModelMismatchError
     from .store import LateInteractionStore
 
-    dataset = load_beir(data, split=split)
-    encoder = _encoder(model, device)
     start = time.perf_counter()
-    if cache is not None and cache.exists():
-        store = LateInteractionStore.load(cache, encoder=encoder)
+    if reuse:
+        assert cache is not None
+        try:
+            store = LateInteractionStore.load(cache / "store", encoder=encoder)
+        except ModelMismatchError as exc:
+            raise ModelMismatchError(
+                f"--cache {cache} was encoded with another model ({exc}); pass another --cache folder or "
+                "--rebuild-cache."
+            ) from exc
         click.echo(f"Loaded {len(store)} encoded documents from {cache}")
     else:
         doc_ids, doc_texts = dataset.document_texts()
         store = LateInteractionStore(encoder)
         store.add_texts(doc_texts, ids=doc_ids, batch_size=batch_size, show_progress_bar=True)
         if cache is not None:
-            store.save(cache)
-    encode_seconds = time.perf_counter() - start
+            store.save(cache / "store")
+            _write_json_atomic(
+                cache / _CACHE_KEY,
+                {"format": 1, "data": str(data.resolve()), "corpus_sha256": corpus_key, "model": model},
+            )
+    timings["encode_corpus_s"] = time.perf_counter() - start
     index = store.index
     description = "exact MaxSim"
     if index_kind == "plaid":
@@ -283,23 +398,23 @@ def evaluate_cmd(
             raise InvalidInputError(f"--cache {cache} does not hold an exact index to compress.")
         ids, vectors = index.ids, index.embeddings()
         start = time.perf_counter()
-        index = PLAIDIndex(config=PLAIDConfig(nbits=int(nbits)))
+        index = PLAIDIndex(config=PLAIDConfig(nbits=int(nbits or 2)))
         index.add(ids, vectors)
-        description = f"PLAID nbits={nbits} (built in {time.perf_counter() - start:.1f}s)"
-    k = max(int(m.split("@")[1]) for m in metrics if "@" in m) if metrics else 100
+        timings["build_index_s"] = time.perf_counter() - start
+        description = f"PLAID nbits={nbits or 2} (built in {timings['build_index_s']:.1f}s)"
     # A judged query without text cannot be encoded; it retrieves nothing and scores 0 on every metric.
     query_ids = [q for q, text in dataset.queries.items() if text.strip()]
     if len(query_ids) < len(dataset.queries):
         click.echo(f"Warning: {len(dataset.queries) - len(query_ids)} judged queries have no text; they score 0.")
     start = time.perf_counter()
     queries = [dataset.queries[q] for q in query_ids]
-    hits = index.search(encoder.encode_queries(queries), k=k) if queries else []
-    search_seconds = time.perf_counter() - start
+    hits = index.search(encoder.encode_queries(queries, show_progress_bar=True), k=k) if queries else []
+    timings["search_s"] = time.perf_counter() - start
     run = {q: [h.id for h in row] for q, row in zip(query_ids, hits, strict=True)}
     scores = evaluate(run, dataset.qrels, metrics=metrics)
     click.echo(
         f"{data.name} ({split}): {len(store)} documents, {len(dataset.queries)} queries, {description}, model {model}\n"
-        f"encode corpus {encode_seconds:.0f}s, search {search_seconds:.1f}s"
+        f"encode corpus {timings['encode_corpus_s']:.0f}s, search {timings['search_s']:.1f}s"
     )
     click.echo(f"{'metric':<12}{'value':>8}")
     for name, value in scores.items():
@@ -309,41 +424,137 @@ def evaluate_cmd(
             "data": str(data),
             "split": split,
             "model": model,
+            "index": index_kind,
+            "nbits": int(nbits or 2) if index_kind == "plaid" else None,
+            "k": k,
             "n_documents": len(store),
+            "n_queries": len(dataset.queries),
+            "cache": None if cache is None else {"path": str(cache), "reused": reuse},
             "metrics": scores,
+            "timings": {name: round(value, 3) for name, value in timings.items()},
+            "versions": _versions(),
         }
-        output.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        _write_json_atomic(output, payload)
 
 
 @main.command()
 @_model_option
 @_device_option
-@click.option("-k", default=3, show_default=True, help="Results per query.")
+@click.option("-k", type=click.IntRange(min=1), default=3, show_default=True, help="Results per query.")
 @click.option("--query", "queries", multiple=True, help="Your own query (repeatable); default: the sample queries.")
 @_friendly_errors
 def demo(model: str, device: str | None, k: int, queries: tuple[str, ...]) -> None:
     """Index a small built-in corpus and print ranked results for a few queries."""
-    from .store import LateInteractionStore
-
+    for n, query in enumerate(queries, 1):
+        if not query.strip():
+            raise InvalidInputError(f"--query number {n} is empty; pass the text to search for.")
     corpus = _read_jsonl_resource("sample_corpus.jsonl")
     if not queries:
         queries = tuple(row["text"] for row in _read_jsonl_resource("sample_queries.jsonl"))
+    documents = _split_rows(list(enumerate(corpus, 1)), "sample_corpus.jsonl")
+    from .store import LateInteractionStore
+
     store = LateInteractionStore(_encoder(model, device))
-    ids, texts, metadatas = _split_rows(corpus)
-    store.add_texts(texts, metadatas, ids)
+    store.add_texts(documents.texts, documents.metadatas, documents.ids, show_progress_bar=True)
     click.echo(f"Indexed {len(store)} sample passages with {model}\n")
     for query, results in zip(queries, store.search_batch(list(queries), k=k), strict=True):
         click.echo(f"Q: {query}")
         for rank, r in enumerate(results, 1):
             click.echo(f"  {rank}. {r.score:6.2f}  [{r.id} {r.metadata.get('topic', '')}] {_shorten(r.text)}")
+        if not results:
+            click.echo("  0 results")
         click.echo("")
 
 
 # ---------------------------------------------------------------------- helpers
+_CACHE_KEY = "lateint-eval-cache.json"
+
+
 def _encoder(model: str, device: str | None, **overrides: Any) -> Any:
+    click.echo(f"Loading model {model} ...", err=True)
     from .encoder import ColBERTEncoder
 
     return ColBERTEncoder.from_pretrained(model, device=device, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _check_index_options(index_kind: str, nbits: str | None) -> None:
+    """``--nbits`` needs ``--index plaid``, and PLAID needs FAISS: both checked before any model loads."""
+    if nbits is not None and index_kind != "plaid":
+        raise InvalidInputError(f"--nbits {nbits} only applies to --index plaid; add --index plaid or drop --nbits.")
+    if index_kind == "plaid":
+        import importlib.util
+
+        if importlib.util.find_spec("faiss") is None:
+            raise MissingDependencyError(
+                "--index plaid trains its centroids with FAISS. Install it with: pip install 'lateint-plugins[faiss]'"
+            )
+
+
+def _new_index(index_kind: str, nbits: str | None, device: str | None) -> Any:
+    from .index import create_index
+
+    if index_kind == "exact":
+        return create_index("exact")
+    from .plaid import PLAIDConfig
+
+    options: dict[str, Any] = {"config": PLAIDConfig(nbits=int(nbits or 2))}
+    if device is not None:
+        options["device"] = device
+    return create_index("plaid", **options)
+
+
+def _cache_is_usable(cache: Path, data: Path, corpus_key: str) -> bool:
+    """True when ``cache`` holds this corpus's vectors; False when empty or absent; raises on another corpus."""
+    if not cache.exists() or not any(cache.iterdir()):
+        return False
+    key_file = cache / _CACHE_KEY
+    try:
+        key = json.loads(key_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"--cache {cache} is not a cache written by `lateint eval` ({key_file.name} is missing or unreadable); "
+            "pass an empty or new folder, or --rebuild-cache to encode into this one."
+        ) from exc
+    if not isinstance(key, dict) or key.get("corpus_sha256") != corpus_key:
+        recorded = key.get("data") if isinstance(key, dict) else None
+        raise InvalidInputError(
+            f"--cache {cache} holds the encoded corpus of {recorded}, not of {data} (corpus.jsonl differs); "
+            "pass another --cache folder, or --rebuild-cache to re-encode into this one."
+        )
+    return True
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` so that a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"lateint-plugins": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for package in ("torch", "transformers", "tokenizers", "numpy", "faiss-cpu"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
 
 
 def _read_jsonl_resource(name: str) -> list[dict[str, Any]]:
@@ -351,27 +562,138 @@ def _read_jsonl_resource(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _read_documents(data: Path) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+class _Documents:
+    """Documents read from a file, with the line each came from (for error messages)."""
+
+    def __init__(self, where: str, lines: list[int], ids: list[str], texts: list[str], metadatas: list[Any]) -> None:
+        self.where, self.lines, self.ids, self.texts, self.metadatas = where, lines, ids, texts, metadatas
+
+    def locate(self, message: str) -> str:
+        """Rewrite ``texts[i]`` / ``ids[i]`` / ``metadatas[i]`` in a library message as ``file:line (_id ...)``."""
+        import re
+
+        def cite(match: re.Match[str]) -> str:
+            i = int(match.group(2))
+            if 0 <= i < len(self.lines):
+                return f"{self.where}:{self.lines[i]} (_id {self.ids[i]!r}, field {match.group(1)})"
+            return match.group(0)
+
+        return re.sub(r"\b(texts|ids|metadatas)\[(\d+)\]", cite, message)
+
+
+def _read_documents(data: Path) -> _Documents:
+    """Read and check the rows of a BEIR folder's corpus.jsonl or a .jsonl file (no model needed)."""
     if data.is_dir():
-        data = data / "corpus.jsonl"
-    rows = []
-    with open(data, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
+        file = data / "corpus.jsonl"
+        if not file.is_file():
+            raise InvalidInputError(
+                f"DATA: the folder {data} has no corpus.jsonl. Pass a .jsonl file of rows like "
+                '{"_id": "d1", "title": "...", "text": "..."}, or a folder in the BEIR layout '
+                "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."
+            )
+    else:
+        file = data
+    rows: list[tuple[int, Any]] = []
+    try:
+        with open(file, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
                 try:
-                    rows.append(json.loads(line))
+                    rows.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
-                    raise InvalidInputError(f"{data}:{number} is not valid JSON: {exc}") from exc
-    return _split_rows(rows)
+                    raise InvalidInputError(
+                        f"{file}:{number}: not valid JSON ({exc.msg}); each line must be one object like "
+                        '{"_id": "d1", "text": "..."}.'
+                    ) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+    documents = _split_rows(rows, str(file))
+    from .store import check_documents
+
+    try:  # the library's own checks (UTF-8, JSON metadata), cited by file line, before any model loads
+        check_documents(documents.texts, documents.metadatas, documents.ids)
+    except InvalidInputError as exc:
+        raise type(exc)(documents.locate(str(exc))) from exc
+    return documents
 
 
-def _split_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    ids, texts, metadatas = [], [], []
-    for row in rows:
-        ids.append(str(row.get("_id", row.get("id"))))
+def _split_rows(rows: list[tuple[int, Any]], where: str) -> _Documents:
+    """Rows (with their line numbers) as ids, texts ("title text") and metadata (the other keys)."""
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise InvalidInputError(
+                f'{where}:{number}: expected a JSON object like {{"_id": "d1", "text": "..."}}, '
+                f"got {type(row).__name__}."
+            )
+    with_id = [number for number, row in rows if "_id" in row or "id" in row]
+    if with_id and len(with_id) < len(rows):
+        missing = next(number for number, row in rows if "_id" not in row and "id" not in row)
+        raise InvalidInputError(
+            f"{where}:{missing}: the row has no '_id' (or 'id') but line {with_id[0]} has one; give every row "
+            "an id, or none (then each document's id is its line number)."
+        )
+    lines, ids, texts, metadatas = [], [], [], []
+    seen: dict[str, int] = {}
+    for number, row in rows:
+        if with_id:
+            raw = row.get("_id", row.get("id"))
+            if isinstance(raw, bool) or not isinstance(raw, (str, int)) or (isinstance(raw, str) and not raw.strip()):
+                raise InvalidInputError(
+                    f"{where}:{number}: '_id' must be a non-empty string or an integer, got {raw!r}."
+                )
+            doc_id = str(raw)
+        else:
+            doc_id = str(number)
+        if doc_id in seen:
+            raise InvalidInputError(
+                f"{where}:{number}: _id {doc_id!r} repeats line {seen[doc_id]}; ids must be unique."
+            )
+        seen[doc_id] = number
+        if "text" not in row and "title" not in row:
+            raise InvalidInputError(
+                f"{where}:{number} (_id {doc_id!r}): the row has no 'text' (or 'title'); keys found: {sorted(row)}."
+            )
+        for key in ("title", "text"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise InvalidInputError(
+                    f"{where}:{number} (_id {doc_id!r}): '{key}' must be a string, got {type(row[key]).__name__}."
+                )
+        lines.append(number)
+        ids.append(doc_id)
         texts.append(f"{row.get('title') or ''} {row.get('text') or ''}".strip())
         metadatas.append({k: v for k, v in row.items() if k not in ("_id", "id", "title", "text")})
-    return ids, texts, metadatas
+    return _Documents(where, lines, ids, texts, metadatas)
+
+
+def _read_queries(stream: Any) -> list[tuple[str, str]]:
+    """``(query_id, text)`` from one query per line, or JSONL rows ``{"_id", "text"}``; ids default to line numbers."""
+    where = getattr(stream, "name", "<stdin>")
+    if where == "-":
+        where = "<stdin>"
+    queries: list[tuple[str, str]] = []
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        text, query_id = line.rstrip("\r\n"), str(number)
+        if line.lstrip().startswith("{"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"--queries {where}:{number}: not valid JSON ({exc.msg}).") from exc
+            if not isinstance(row.get("text"), str):
+                raise InvalidInputError(f"--queries {where}:{number}: a JSON row needs a string 'text'.")
+            text, query_id = row["text"], str(row.get("_id", row.get("id", number)))
+        if not text.strip():
+            raise InvalidInputError(f"--queries {where}:{number} (query {query_id!r}) is empty.")
+        queries.append((query_id, text))
+    if not queries:
+        raise InvalidInputError(f"--queries {where} holds no queries.")
+    return queries
+
+
+def _result_dict(rank: int, r: Any) -> dict[str, Any]:
+    return {"rank": rank, "id": r.id, "score": r.score, "metadata": r.metadata, "text": r.text}
 
 
 def _parse_filters(filters: tuple[str, ...]) -> dict[str, Any]:

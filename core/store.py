@@ -187,14 +187,16 @@ class LateInteractionStore:
                 for start in range(0, len(texts), chunk_size):
                     stop = min(start + chunk_size, len(texts))
                     todo = [i for i in range(start, stop) if i not in encoded]
-                    fresh = iter(
-                        self.encoder.encode_documents([texts[i] for i in todo], batch_size=batch_size) if todo else []
-                    )
+                    todo_texts = [texts[i] for i in todo]
+                    if show_progress_bar:
+                        fresh = iter(_encode_per_batch(self.encoder, todo_texts, batch_size, bar))
+                    else:
+                        fresh = iter(self.encoder.encode_documents(todo_texts, batch_size=batch_size) if todo else [])
                     vectors = [encoded.pop(i) if i in encoded else next(fresh) for i in range(start, stop)]
                     chunk_ids = ids[start:stop]
                     replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop], replace=replace)
                     added += [i for i in chunk_ids if i not in replaced]
-                    bar.update(len(chunk_ids))
+                    bar.update(len(chunk_ids) - (len(todo) if show_progress_bar else 0))
         except BaseException:
             if added:
                 logger.warning("Adding texts failed part-way; removing the %d documents this call added.", len(added))
@@ -387,6 +389,23 @@ class LateInteractionStore:
 
     def __repr__(self) -> str:
         return f"LateInteractionStore({self.encoder!r}, {type(self.index).__name__}, n_documents={len(self)})"
+
+
+def _encode_per_batch(encoder: ColBERTEncoder, texts: list[str], batch_size: int, bar: Any) -> list[torch.Tensor]:
+    """``encoder.encode_documents(texts)``, one batch per call so that ``bar`` moves per encoded batch.
+
+    Texts go longest first (by characters), so each call's batch pads about as little as the encoder's
+    own length sorting would; the result is in the order of ``texts``.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        part = order[start : start + batch_size]
+        encoded = encoder.encode_documents([texts[i] for i in part], batch_size=batch_size)
+        for i, vectors in zip(part, encoded, strict=True):
+            out[i] = vectors
+        bar.update(len(part))
+    return [vectors for vectors in out if vectors is not None]  # every slot is filled above
 
 
 def check_documents(
