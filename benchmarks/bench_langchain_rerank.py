@@ -209,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cold_ms.append((time.perf_counter() - start) * 1e3)
         warm_top = [d.id for d in reranked[qid][:10]]
         top10_agreement.append(len(set(warm_top) & {d.id for d in fresh[:10]}) / len(warm_top))
-        warm_scores = {d.id: d.metadata["relevance_score"] for d in reranked[qid]}
-        max_score_diff = max(max_score_diff, *(abs(d.metadata["relevance_score"] - warm_scores[d.id]) for d in fresh))
+        warm_scores = {d.id: d.metadata["score"] for d in reranked[qid]}
+        max_score_diff = max(max_score_diff, *(abs(d.metadata["score"] - warm_scores[d.id]) for d in fresh))
 
     # ---------------------------------------------------------------- report
     runs = {

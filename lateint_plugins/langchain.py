@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import uuid
@@ -131,6 +132,17 @@ def _existing(store: DocumentStore, ids: Sequence[str]) -> list[str]:
     return [i for i in dict.fromkeys(ids) if i in present]
 
 
+def relevance_score(score: float, query_length: int) -> float:
+    """A MaxSim score as a relevance in [0, 1]: ``(1 + score / query_length) / 2``, clipped.
+
+    MaxSim sums one best cosine (in [-1, 1]) per query token, and expanded queries have
+    ``query_length`` tokens, so ``score / query_length`` is the mean best cosine, mapped linearly from
+    [-1, 1] to [0, 1]. It is the vector store's relevance score (``similarity_score_threshold``);
+    apply it to ``metadata["score"]`` of the retriever's or the reranker's documents to compare them.
+    """
+    return min(1.0, max(0.0, (1.0 + score / query_length) / 2.0))
+
+
 def _document(result: SearchResult, score_key: str | None = None) -> Document:
     metadata = dict(result.metadata)
     if score_key is not None:
@@ -175,7 +187,8 @@ class LateInteractionRetriever(BaseRetriever):
     """Further keyword arguments for ``store.search`` (store-specific options); ``k`` and ``filter``
     here override the fields above."""
     score_key: str | None = "score"
-    """Metadata key that receives the MaxSim score (None: leave metadata as stored)."""
+    """Metadata key that receives the MaxSim score (None: leave metadata as stored); the same key as the
+    reranker's. For a score in [0, 1] use :func:`relevance_score`."""
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -373,8 +386,10 @@ class LateInteractionReranker(BaseDocumentCompressor):
     """Documents returned per query, best first (None: all)."""
     batch_size: int = Field(default=32, ge=1)
     """Documents per encoder batch."""
-    score_key: str = "relevance_score"
-    """Metadata key that receives the MaxSim score."""
+    score_key: str = "score"
+    """Metadata key that receives the MaxSim score: ``"score"``, as with the retriever (earlier versions
+    used ``"relevance_score"``; pass ``score_key="relevance_score"`` for pipelines that read that key).
+    For a score in [0, 1] use :func:`relevance_score`."""
 
     _encoder: ColBERTEncoder = PrivateAttr()
     _document_cache: MutableMapping[str, torch.Tensor] | None = PrivateAttr(default=None)
@@ -586,11 +601,7 @@ class LateInteractionVectorStore(VectorStore):
         # MaxSim sums one cosine per query token; with query expansion there are query_length of them,
         # so score / query_length is the mean best cosine in [-1, 1] (a lower bound without expansion).
         query_length = self.store.encoder.config.query_length
-
-        def relevance(score: float) -> float:
-            return min(1.0, max(0.0, (1.0 + score / query_length) / 2.0))
-
-        return relevance
+        return functools.partial(relevance_score, query_length=query_length)
 
     def max_marginal_relevance_search(
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any

@@ -236,16 +236,14 @@ def test_contextual_compression_reorders_by_core_maxsim(
     order = torch.argsort(truth, descending=True, stable=True)[:4]
     assert [d.id for d in docs] == [candidates[int(i)].id for i in order]
     assert [d.id for d in docs] != [d.id for d in candidates[:4]]  # BM25's order really changed
-    torch.testing.assert_close(
-        torch.tensor([d.metadata["relevance_score"] for d in docs]), truth[order], rtol=1e-5, atol=1e-5
-    )
-    for doc in docs:  # original metadata kept, score added; input documents untouched
-        assert doc.metadata == {**META[IDS.index(doc.id)], "relevance_score": doc.metadata["relevance_score"]}
-    assert all("relevance_score" not in d.metadata for d in candidates)
+    torch.testing.assert_close(torch.tensor([d.metadata["score"] for d in docs]), truth[order], rtol=1e-5, atol=1e-5)
+    for doc in docs:  # original metadata kept, score added under the retriever's key; inputs untouched
+        assert doc.metadata == {**META[IDS.index(doc.id)], "score": doc.metadata["score"]}
+    assert all("score" not in d.metadata for d in candidates)
     # The store ranks the same documents the same way (its fp16 vectors shift scores slightly).
     by_store = {r.id: r.score for r in store.search(query, k=len(TEXTS))}
     for doc in docs:
-        assert doc.metadata["relevance_score"] == pytest.approx(by_store[doc.id], rel=1e-3, abs=2e-2)
+        assert doc.metadata["score"] == pytest.approx(by_store[doc.id], rel=1e-3, abs=2e-2)
     assert asyncio.run(pipeline.ainvoke(query)) == docs
 
 
