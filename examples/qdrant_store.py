@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from qdrant_client import QdrantClient
 
 from lateint_plugins import ColBERTEncoder
 from lateint_plugins.qdrant import QdrantLateInteractionStore, sync_from_qdrant
 
+ROOT = Path(__file__).resolve().parents[1]  # the default model is ../shared/... next to the clone
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model", default=os.environ.get("LATEINT_MODEL", "../shared/models/answerai-colbert-small-v1")
-    )
+    default_model = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
+    parser.add_argument("--model", default=os.environ.get("LATEINT_MODEL", str(default_model)))
     parser.add_argument("--url", default=os.environ.get("QDRANT_URL"), help="a Qdrant server (default: in memory)")
     parser.add_argument("--path", default=None, help="embedded local mode folder (default: in memory)")
     args = parser.parse_args()

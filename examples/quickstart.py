@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from lateint_plugins import ColBERTEncoder, LateInteractionStore
+
+ROOT = Path(__file__).resolve().parents[1]  # the default model is ../shared/... next to the clone
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model", default=os.environ.get("LATEINT_MODEL", "../shared/models/answerai-colbert-small-v1")
-    )
+    default_model = ROOT / ".." / "shared" / "models" / "answerai-colbert-small-v1"
+    parser.add_argument("--model", default=os.environ.get("LATEINT_MODEL", str(default_model)))
     args = parser.parse_args()
 
     store = LateInteractionStore(ColBERTEncoder.from_pretrained(args.model))
