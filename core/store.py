@@ -178,12 +178,14 @@ class LateInteractionStore:
         if not texts:
             return []
         encoded: dict[int, torch.Tensor] = {}
+        # One bar for the whole call, moved per encoded batch (the training sample's included).
+        bar = tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show_progress_bar)
         if not self.index.is_trained and len(texts) > chunk_size:
             # The sample's vectors are kept (one chunk's worth) and indexed with their chunks.
-            encoded = self._train_on_sample(texts, chunk_size, batch_size)
+            encoded = self._train_on_sample(texts, chunk_size, batch_size, bar if show_progress_bar else None)
         added: list[str] = []
         try:
-            with tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
+            with bar:
                 for start in range(0, len(texts), chunk_size):
                     stop = min(start + chunk_size, len(texts))
                     todo = [i for i in range(start, stop) if i not in encoded]
@@ -196,7 +198,6 @@ class LateInteractionStore:
                     chunk_ids = ids[start:stop]
                     replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop], replace=replace)
                     added += [i for i in chunk_ids if i not in replaced]
-                    bar.update(len(chunk_ids) - (len(todo) if show_progress_bar else 0))
         except BaseException:
             if added:
                 logger.warning("Adding texts failed part-way; removing the %d documents this call added.", len(added))
@@ -257,10 +258,16 @@ class LateInteractionStore:
             for doc_id in present:
                 del self._texts[doc_id]
 
-    def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int) -> dict[int, torch.Tensor]:
+    def _train_on_sample(
+        self, texts: list[str], n_sample: int, batch_size: int, bar: Any = None
+    ) -> dict[int, torch.Tensor]:
         """Train the index on ``n_sample`` random texts; returns their vectors by position in ``texts``."""
         picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))
-        sample = self.encoder.encode_documents([texts[i] for i in picked], batch_size=batch_size)
+        sample_texts = [texts[i] for i in picked]
+        if bar is not None:
+            sample = _encode_per_batch(self.encoder, sample_texts, batch_size, bar)
+        else:
+            sample = self.encoder.encode_documents(sample_texts, batch_size=batch_size)
         n_sampled = sum(v.shape[0] for v in sample)
         with self._lock:
             self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
