@@ -367,8 +367,7 @@ def evaluate_cmd(
     from .store import LateInteractionStore
 
     start = time.perf_counter()
-    if reuse:
-        assert cache is not None
+    if reuse and cache is not None:
         try:
             store = LateInteractionStore.load(cache / "store", encoder=encoder)
         except ModelMismatchError as exc:
