@@ -192,8 +192,6 @@ def search(
         batch = _read_queries(queries_file)
     from .store import LateInteractionStore
 
-    if model:
-        click.echo(f"Loading model {model} ...", err=True)
     store = LateInteractionStore.load(
         store_path, model=model or None, device=device, allow_model_mismatch=allow_model_mismatch
     )

@@ -109,7 +109,7 @@ def test_cli_indexes_an_empty_file_and_searches_it(tmp_path: Path, tiny_pylate_p
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["search", str(tmp_path / "s"), "cats"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == ""
+    assert result.output.strip() == "0 results (the store is empty)"
     result = runner.invoke(main, ["check", str(tmp_path / "s")])
     assert result.exit_code == 0 and result.output.startswith("OK"), result.output
 
