@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ._checks import check_path
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidInputError
 
 try:  # POSIX: liveness locks on folders being written; elsewhere every leftover counts as abandoned
@@ -146,8 +147,15 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     folders are fsynced before the renames and the parent folder after them, so a returned save
     survives a power loss. Write the manifest (:func:`write_manifest`) last, into the yielded folder.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidInputError(
+            f"path {str(target)!r} cannot be created: a file stands where one of its parent folders should be."
+        ) from None
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"path {str(target)!r} cannot be created: its parent is not a folder.")
     if not target.exists() and not target.is_symlink():
         _recover(target, wait=False)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
@@ -176,7 +184,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def existing_directory(path: str | os.PathLike[str]) -> Path:
     """``path`` as a saved folder, restoring the newest complete save left by interrupted saves if needed."""
-    target = Path(path)
+    target = check_path(path)
     if not target.exists():
         _recover(target, wait=True)
     if not target.is_dir():
@@ -191,6 +199,7 @@ def read_consistently(path: str | os.PathLike[str], read: Callable[[Path], T]) -
     (paths resolve to whichever folder holds the name at that moment). The folder's identity is
     compared before and after; if it changed, the read is repeated on the new save.
     """
+    path = check_path(path)
     for attempt in range(5):
         folder = existing_directory(path)
         before = _identity(folder)
