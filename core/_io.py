@@ -524,12 +524,44 @@ def write_json(path: Path, value: Any) -> None:
         json.dump(value, f, ensure_ascii=False, indent=1)
 
 
-def read_json(path: Path) -> Any:
+def _check_regular(path: Path) -> None:
+    """Raise :class:`CorruptIndexError` unless ``path`` is a regular file (not a link, folder, FIFO or device).
+
+    Opening a FIFO would block forever, so folders written before manifests listed their files
+    (where nothing else vouches for the entry) are checked here, before any file is opened.
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        info = os.lstat(path)
     except FileNotFoundError as exc:
         raise CorruptIndexError(f"{path} is missing; the saved folder is incomplete.") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except OSError as exc:
+        raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
+    if not stat.S_ISREG(info.st_mode):
+        what = "a link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise CorruptIndexError(f"{path} is {what}; saved folders hold only regular files.")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_utf8_strings(row: Any, where: str) -> None:
+    """Reject decoded strings UTF-8 cannot encode (``"\\ud800"`` escapes): they would make every later save fail."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CorruptIndexError(
+            f"{where} holds a string with a lone surrogate (an escaped '\\ud800'); the saved folder is damaged."
+        ) from None
+
+
+def read_json(path: Path) -> Any:
+    _check_regular(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except FileNotFoundError as exc:
+        raise CorruptIndexError(f"{path} is missing; the saved folder is incomplete.") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CorruptIndexError(f"{path} is not valid JSON ({exc}); the saved folder is damaged.") from exc
     except OSError as exc:
         raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
@@ -556,15 +588,18 @@ def read_jsonl(path: Path, fields: Mapping[str, str] | None = None) -> list[Any]
     Errors are :class:`CorruptIndexError` naming ``path:line``.
     """
     rows = []
+    _check_regular(path)
     try:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
+                    row = json.loads(line, parse_constant=_no_constant)
+                except (json.JSONDecodeError, ValueError, RecursionError) as exc:
                     raise CorruptIndexError(f"{path}:{number} is not valid JSON ({exc}); the file is damaged.") from exc
+                if "\\u" in line:  # only an escape can decode to a lone surrogate
+                    _check_utf8_strings(row, f"{path}:{number}")
                 if fields is not None:
                     if not isinstance(row, dict):
                         raise CorruptIndexError(
@@ -588,6 +623,7 @@ def save_array(folder: Path, name: str, array: np.ndarray) -> None:
 
 def read_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], bool, int]:
     """``(shape, dtype, fortran_order, data offset)`` of an ``.npy`` file, read without touching its data."""
+    _check_regular(path)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
