@@ -26,6 +26,7 @@ from .errors import DimensionMismatchError, DuplicateIdError, InvalidInputError
 
 __all__ = [
     "check_device",
+    "check_encoder",
     "check_filter",
     "check_ids",
     "check_k",
@@ -202,6 +203,23 @@ def check_device(device: object, name: str = "device") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"{name} must be a torch device such as 'cpu' or 'cuda', got {device!r}.") from exc
+
+
+def check_encoder(encoder: object, name: str = "encoder") -> Any:
+    """``encoder`` if it can encode (a :class:`~.encoder.ColBERTEncoder` or anything with its ``dim``,
+    ``encode_queries`` and ``encode_documents``); None or another object is an error naming ``name``."""
+    dim = getattr(encoder, "dim", None)
+    if (
+        isinstance(dim, bool)
+        or not isinstance(dim, int)
+        or dim < 1
+        or not callable(getattr(encoder, "encode_queries", None))
+        or not callable(getattr(encoder, "encode_documents", None))
+    ):
+        raise InvalidInputError(
+            f"{name} must be a ColBERTEncoder (e.g. ColBERTEncoder.from_pretrained(...)), got {type(encoder).__name__}."
+        )
+    return encoder
 
 
 # ---------------------------------------------------------------------------------------- paths

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_k, check_matrices, check_matrix, check_text, check_texts
+from ._checks import check_encoder, check_k, check_matrices, check_matrix, check_text, check_texts
 from .encoder import ColBERTEncoder
 from .errors import InvalidInputError
 from .scoring import maxsim
@@ -51,6 +51,7 @@ def rerank(
     Returns:
         ``RerankResult`` items; ``index`` points back into ``documents``.
     """
+    encoder = check_encoder(encoder)
     query = check_text(query, "query")
     documents = check_texts(documents, "documents")
     if k is not None:

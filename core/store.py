@@ -20,7 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _io
-from ._checks import check_filter, check_ids, check_k, check_matrices, check_metadatas, check_text, check_texts
+from ._checks import (
+    check_encoder,
+    check_filter,
+    check_ids,
+    check_k,
+    check_matrices,
+    check_metadatas,
+    check_text,
+    check_texts,
+)
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError, ModelLoadError, ModelMismatchError
 from .fingerprint import ModelFingerprint, check_fingerprint
@@ -93,7 +102,7 @@ class LateInteractionStore:
     """
 
     def __init__(self, encoder: ColBERTEncoder, index: Index | None = None) -> None:
-        self.encoder = encoder
+        self.encoder = check_encoder(encoder)
         self.index = index if index is not None else ExactIndex()
         if not isinstance(self.index, Index):
             raise InvalidInputError(f"index must be an Index (ExactIndex, PLAIDIndex), got {type(index).__name__}.")

@@ -97,10 +97,6 @@ def _new_store(
     )
 
 
-def _check_k(k: object, name: str = "k") -> int:
-    return check_k(k, name)
-
-
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str] | None:
     """LangChain passes ``None`` for documents without an id (``Document.id``); give those a new UUID."""
     if ids is None:
@@ -176,6 +172,17 @@ class LateInteractionRetriever(BaseRetriever):
     here override the fields above."""
     score_key: str | None = "score"
     """Metadata key that receives the MaxSim score (None: leave metadata as stored)."""
+
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic, so a bad argument is an InvalidInputError like everywhere else.
+        if not isinstance(data.get("store"), DocumentStore):
+            raise InvalidInputError(
+                f"store must implement DocumentStore (add_texts, search, get, delete), got "
+                f"{type(data.get('store')).__name__}."
+            )
+        if "k" in data:
+            data["k"] = check_k(data["k"])
+        super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -315,7 +322,7 @@ class LateInteractionRetriever(BaseRetriever):
         check_text(query, "query")
         arguments = self._search_arguments({**self.search_kwargs, **overrides})
         if k is not None:
-            arguments["k"] = _check_k(k)
+            arguments["k"] = check_k(k)
         results = self.store.search(query, **arguments)
         return [_document(r, self.score_key) for r in results]
 
@@ -323,7 +330,7 @@ class LateInteractionRetriever(BaseRetriever):
         """``store.search`` keyword arguments: the fields, then ``overrides``; unknown names raise."""
         overrides = {key: value for key, value in overrides.items() if key != "verbose"}  # a LangChain run option
         arguments: dict[str, Any] = {"k": self.k, "filter": self.filter, **overrides}
-        _check_k(arguments["k"])
+        check_k(arguments["k"])
         accepted = _search_parameters(self.store)
         unknown = sorted(set(arguments) - accepted) if accepted is not None else []
         if unknown:
@@ -388,6 +395,10 @@ class LateInteractionReranker(BaseDocumentCompressor):
     ) -> None:
         if encoder is not None and not isinstance(encoder, ColBERTEncoder):
             raise InvalidInputError(f"encoder must be a ColBERTEncoder, got {type(encoder).__name__}.")
+        if data.get("top_n") is not None:
+            data["top_n"] = check_k(data["top_n"], "top_n")
+        if "batch_size" in data:
+            data["batch_size"] = check_k(data["batch_size"], "batch_size")
         if encoder is None and not data.get("model"):
             raise InvalidInputError(
                 "LateInteractionReranker needs model= (a Hub id or local checkpoint folder) or encoder= "
@@ -578,7 +589,7 @@ class LateInteractionVectorStore(VectorStore):
         if kwargs:
             raise InvalidInputError(f"Unknown search option(s) {sorted(kwargs)}; valid ones are k and filter.")
         check_text(query, "query")
-        _check_k(k)
+        check_k(k)
         results = self.store.search(query, k=k, filter=filter)
         return [(_document(r), r.score) for r in results]
 

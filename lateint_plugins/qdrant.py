@@ -79,10 +79,12 @@ import torch.nn.functional as F
 
 from lateint_plugins.core._checks import (
     check_device,
+    check_encoder,
     check_ids,
     check_k,
     check_matrices,
     check_matrix,
+    check_metadata,
     check_sequence,
     check_text,
     check_texts,
@@ -142,6 +144,7 @@ _MARKER = "lateint"
 _POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SCROLL_PAGE = 256
+_BAD_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")  # as Qdrant's own check
 _EXTRA = "qdrant"
 # Payload of a window-0 point that readers need to find its committed windows.
 _HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
@@ -240,6 +243,8 @@ class SyncReport:
 # ---------------------------------------------------------------------- helpers (pure)
 def content_hash(text: str, metadata: Mapping[str, Any] | None) -> str:
     """SHA-256 of a document's text and metadata (canonical JSON): what sync compares."""
+    text = check_text(text, "text", allow_empty=True)
+    metadata = check_metadata(metadata, "metadata")
     blob = json.dumps([text, dict(metadata or {})], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -273,7 +278,10 @@ def bm25_vector(token_ids: Sequence[int]) -> models.SparseVector:
 
     from qdrant_client import models
 
-    counts = Counter(token_ids)
+    token_ids = check_sequence(token_ids, "token_ids", "int token ids", "token id")
+    if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in token_ids):
+        raise InvalidInputError("token_ids must be non-negative int token ids (the encoder's tokenizer ids).")
+    counts = Counter(int(t) for t in token_ids)
     norm = BM25_K1 * (1 - BM25_B + BM25_B * len(token_ids) / BM25_AVG_LEN)
     indices = sorted(counts)
     return models.SparseVector(
@@ -409,11 +417,12 @@ class QdrantLateInteractionStore:
         allow_model_mismatch: bool = False,
     ) -> None:
         require("qdrant_client", _EXTRA)
-        if not isinstance(collection_name, str) or not collection_name:
-            raise InvalidInputError(f"collection_name must be a non-empty str, got {collection_name!r}.")
+        _check_client(client)
         self.client = client
-        self.collection_name = collection_name
-        self.encoder = encoder
+        self.collection_name = _check_collection_name(collection_name)
+        self.encoder = check_encoder(encoder)
+        if config is not None and not isinstance(config, CollectionConfig):
+            raise InvalidInputError(f"config must be a CollectionConfig or None, got {type(config).__name__}.")
         self.mode: Mode = _check_mode(mode)
         self.candidate_depth = check_k(candidate_depth, "candidate_depth")
         self.device = resolve_device(None if device is None else check_device(device))
@@ -1299,6 +1308,9 @@ def sync_to_qdrant(
     indexes (compressed) re-encode the texts with the store's encoder. ``allow_model_mismatch``
     as in :class:`QdrantLateInteractionStore`.
     """
+    if not isinstance(source, LateInteractionStore):
+        raise InvalidInputError(f"source must be a LateInteractionStore, got {type(source).__name__}.")
+    batch_size = check_k(batch_size, "batch_size")
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
                                        write_batch_size=batch_size,
                                        allow_model_mismatch=allow_model_mismatch)  # fmt: skip
@@ -1419,6 +1431,26 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         "encoder_config": encoder_config,
         "fingerprint": encoder.fingerprint.to_dict(),
     }
+
+
+def _check_client(client: object) -> None:
+    if not all(callable(getattr(client, m, None)) for m in ("collection_exists", "upsert", "query_batch_points")):
+        raise InvalidInputError(
+            f"client must be a qdrant_client.QdrantClient (':memory:', path= or url=), got {type(client).__name__}."
+        )
+
+
+def _check_collection_name(name: object) -> str:
+    """A name Qdrant accepts: a non-empty str of at most 255 characters, valid UTF-8, without the characters
+    Qdrant refuses in new collection names (``< > : " / \\ | ? *``, NUL, ``\\x1f``)."""
+    text = check_text(name, "collection_name")
+    bad = [c for c in _BAD_NAME_CHARS if c in text]
+    if len(text) > 255 or bad or text in (".", ".."):
+        raise InvalidInputError(
+            f"collection_name must have at most 255 characters, none of {''.join(_BAD_NAME_CHARS[:9])}, NUL or "
+            f"\\x1f, and not be '.' or '..'; got {text[:60]!r}."
+        )
+    return text
 
 
 def _check_mode(mode: str) -> Mode:
