@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from .core._checks import check_ids, check_k, check_sequence, check_text, check_texts
-from .core.errors import InvalidInputError, MissingDependencyError
+from .core.errors import InvalidInputError, LateInteractionError, MissingDependencyError
 
 try:
     from langchain_core.callbacks import (
@@ -47,7 +47,7 @@ try:
     from langchain_core.embeddings import Embeddings
     from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
     from langchain_core.vectorstores import VectorStore
-    from pydantic import ConfigDict, Field, PrivateAttr
+    from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 except ImportError as exc:
     raise MissingDependencyError(
         f"lateint_plugins.langchain needs langchain-core ({exc}). "
@@ -143,6 +143,18 @@ def _search_parameters(store: DocumentStore) -> frozenset[str] | None:
 
 
 # ---------------------------------------------------------------------------------------- retriever
+def _init_model(parent: Any, data: dict[str, Any]) -> None:
+    """``parent.__init__(**data)`` (pydantic), with its ValidationError turned into the typed error behind it."""
+    try:
+        parent.__init__(**data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, LateInteractionError):
+                raise cause from None
+        raise InvalidInputError(str(exc)) from None
+
+
 class LateInteractionRetriever(BaseRetriever):
     """A LangChain retriever over a late-interaction store (exact, PLAID or Qdrant).
 
@@ -182,7 +194,7 @@ class LateInteractionRetriever(BaseRetriever):
             )
         if "k" in data:
             data["k"] = check_k(data["k"])
-        super().__init__(**data)
+        _init_model(super(), data)
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -409,7 +421,7 @@ class LateInteractionReranker(BaseDocumentCompressor):
             data.setdefault("device", str(encoder.device))
         if isinstance(data.get("model"), Path):
             data["model"] = str(data["model"])
-        super().__init__(**data)
+        _init_model(super(), data)
         if encoder is None:
             encoder = ColBERTEncoder.from_pretrained(str(self.model), device=self.device)
         self._encoder = encoder

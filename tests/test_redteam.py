@@ -271,6 +271,9 @@ def test_langchain_constructors_give_typed_errors(tiny_encoder: Any) -> None:
         lambda: langchain.LateInteractionRetriever(),
         lambda: langchain.LateInteractionReranker(encoder=tiny_encoder, top_n=0),
         lambda: langchain.LateInteractionReranker(encoder=tiny_encoder, batch_size=-1),
+        lambda: langchain.LateInteractionRetriever(store=store, search_kwargs={"bogus": 1}),  # was a ValidationError
+        lambda: langchain.LateInteractionRetriever(store=store, score_key=3),
+        lambda: langchain.LateInteractionReranker(encoder=tiny_encoder, score_key=None),
     ):
         with pytest.raises(InvalidInputError):
             call()
