@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +25,22 @@ import torch
 from .errors import DimensionMismatchError, DuplicateIdError, InvalidInputError
 
 __all__ = [
+    "check_device",
+    "check_encoder",
     "check_filter",
     "check_ids",
     "check_k",
+    "check_matrices",
     "check_matrix",
     "check_metadata",
     "check_metadatas",
+    "check_non_negative",
+    "check_path",
     "check_sequence",
     "check_tensor",
     "check_text",
     "check_texts",
+    "is_utf8",
 ]
 
 
@@ -45,7 +53,8 @@ def _show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """True when ``text`` can be encoded as UTF-8 (no lone surrogates)."""
     if text.isascii():
         return True
     try:
@@ -109,7 +118,9 @@ def check_tensor(x: object, name: str) -> torch.Tensor:
     return x
 
 
-def check_matrix(x: object, name: str, dim: int | None = None, *, allow_empty: bool = False) -> torch.Tensor:
+def check_matrix(
+    x: object, name: str, dim: int | None = None, *, allow_empty: bool = False, max_abs: float | None = None
+) -> torch.Tensor:
     """``x`` as a finite float tensor of shape ``(n, dim)``: ``n >= 1`` (``>= 0`` with ``allow_empty``).
 
     Args:
@@ -117,6 +128,8 @@ def check_matrix(x: object, name: str, dim: int | None = None, *, allow_empty: b
         name: the caller's name for it in messages (``embeddings[3]``, ``query_embeddings``).
         dim: required width; None accepts any width ``>= 1``.
         allow_empty: accept a matrix with no rows (a document with no tokens scores 0 in MaxSim).
+        max_abs: reject values whose magnitude exceeds it (e.g. float16's 65504, for a store that
+            keeps float16 and would otherwise turn them into infinities).
 
     Raises:
         InvalidInputError: wrong type, dtype (integer, bool, complex, object), rank, an empty
@@ -134,20 +147,92 @@ def check_matrix(x: object, name: str, dim: int | None = None, *, allow_empty: b
             f"{name} has dimension {t.shape[1]} but {dim}-d vectors are expected; "
             "encode with the model the index (or the other inputs) were built with."
         )
+    if max_abs is not None and t.numel() and float(t.abs().max()) > max_abs:
+        raise InvalidInputError(
+            f"{name} holds values beyond |x| <= {max_abs:g}, which would be stored as infinite; "
+            "token vectors should be unit-normalised."
+        )
     return t
+
+
+def check_matrices(x: object, name: str) -> list[Any]:
+    """``x`` as a list with one ``(n_tokens, dim)`` matrix per item (each checked by :func:`check_matrix`).
+
+    One bare 2-D matrix (a common slip) is an error, not a list of its rows.
+    """
+    if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 2:
+        raise InvalidInputError(
+            f"{name} must be a list of (n_tokens, dim) matrices, one per item, got one matrix of shape "
+            f"{tuple(x.shape)}; wrap a single matrix in a list."
+        )
+    return check_sequence(x, name, "(n_tokens, dim) matrices", "matrix")
 
 
 def check_k(k: object, name: str = "k") -> int:
     """A positive int (NumPy integers accepted; ``bool`` rejected)."""
+    return _int_at_least(k, name, 1, "a positive int")
+
+
+def check_non_negative(value: object, name: str) -> int:
+    """An int ``>= 0`` (NumPy integers accepted; ``bool`` rejected)."""
+    return _int_at_least(value, name, 0, "an int >= 0")
+
+
+def _int_at_least(k: object, name: str, low: int, what: str) -> int:
     if isinstance(k, (bool, np.bool_)):
-        raise InvalidInputError(f"{name} must be a positive int, got the bool {k!r}.")
+        raise InvalidInputError(f"{name} must be {what}, got the bool {k!r}.")
     try:
         value = operator.index(k)  # type: ignore[arg-type]
     except TypeError:
-        raise InvalidInputError(f"{name} must be a positive int, got {type(k).__name__} {_show(k)}.") from None
-    if value < 1:
-        raise InvalidInputError(f"{name} must be a positive int, got {value}.")
-    return value
+        raise InvalidInputError(f"{name} must be {what}, got {type(k).__name__} {_show(k)}.") from None
+    if value < low:
+        raise InvalidInputError(f"{name} must be {what}, got {value}.")
+    return int(value)
+
+
+def check_device(device: object, name: str = "device") -> torch.device:
+    """``device`` (a ``torch.device``, a name such as ``"cpu"`` or ``"cuda:0"``, or an ordinal) as a torch.device."""
+    if isinstance(device, torch.device):
+        return device
+    bad_str = isinstance(device, str) and not is_utf8(device)
+    if isinstance(device, bool) or not isinstance(device, (str, int)) or bad_str:
+        raise InvalidInputError(
+            f"{name} must be a torch device or a device name such as 'cpu' or 'cuda', got {_show(device)}."
+        )
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a torch device such as 'cpu' or 'cuda', got {device!r}.") from exc
+
+
+def check_encoder(encoder: object, name: str = "encoder") -> Any:
+    """``encoder`` if it can encode (a :class:`~.encoder.ColBERTEncoder` or anything with its ``dim``,
+    ``encode_queries`` and ``encode_documents``); None or another object is an error naming ``name``."""
+    dim = getattr(encoder, "dim", None)
+    if (
+        isinstance(dim, bool)
+        or not isinstance(dim, int)
+        or dim < 1
+        or not callable(getattr(encoder, "encode_queries", None))
+        or not callable(getattr(encoder, "encode_documents", None))
+    ):
+        raise InvalidInputError(
+            f"{name} must be a ColBERTEncoder (e.g. ColBERTEncoder.from_pretrained(...)), got {type(encoder).__name__}."
+        )
+    return encoder
+
+
+# ---------------------------------------------------------------------------------------- paths
+def check_path(path: object, name: str = "path") -> Path:
+    """``path`` (a ``str`` or ``os.PathLike`` of str) as a ``Path``; None, bytes, numbers and ``""`` are errors."""
+    if isinstance(path, os.PathLike) and not isinstance(path, Path):
+        path = os.fspath(path)
+    if not isinstance(path, (str, Path)):
+        raise InvalidInputError(f"{name} must be a folder path (str or pathlib.Path), got {type(path).__name__}.")
+    text = str(path)
+    if not text or "\x00" in text:
+        raise InvalidInputError(f"{name} must be a non-empty folder path without NUL characters, got {text!r}.")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------- text
@@ -155,7 +240,7 @@ def check_text(text: object, name: str, *, allow_empty: bool = False) -> str:
     """One ``str`` that is valid UTF-8 and, unless ``allow_empty``, not empty or whitespace."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{name} must be a str, got {type(text).__name__}: {_show(text)}.")
-    if not _is_utf8(text):
+    if not is_utf8(text):
         raise _not_utf8(name, text)
     if not allow_empty and not text.strip():
         raise InvalidInputError(f"{name} is empty or whitespace; give it some text.")
@@ -181,7 +266,7 @@ def check_ids(ids: object, name: str = "ids", *, unique: bool = True) -> list[st
     for i, doc_id in enumerate(out):
         if not isinstance(doc_id, str) or not doc_id:
             raise InvalidInputError(f"{name}[{i}] must be a non-empty str, got {_show(doc_id)}.")
-        if not _is_utf8(doc_id):
+        if not is_utf8(doc_id):
             raise _not_utf8(f"{name}[{i}]", doc_id)
     if unique and len(set(out)) != len(out):
         seen: set[str] = set()
@@ -266,11 +351,11 @@ def _find_bad_string(value: object, name: str) -> None:
     stack: list[tuple[object, str]] = [(value, name)]
     while stack:
         item, where = stack.pop()
-        if isinstance(item, str) and not _is_utf8(item):
+        if isinstance(item, str) and not is_utf8(item):
             raise _not_utf8(where, item)
         if isinstance(item, Mapping):
             for key, sub in item.items():
-                if isinstance(key, str) and not _is_utf8(key):
+                if isinstance(key, str) and not is_utf8(key):
                     raise _not_utf8(f"a key of {where}", key)
                 stack.append((sub, f"{where}[{key!r}]"))
         elif isinstance(item, (list, tuple)):

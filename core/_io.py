@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ._checks import check_path
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidInputError
 
 try:  # POSIX: liveness locks on folders being written; elsewhere every leftover counts as abandoned
@@ -55,6 +56,7 @@ T = TypeVar("T")
 
 _HASH_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SWAP_ATTEMPTS = 50  # tries at the two renames of a save while other processes save to the same path
 _RESTORE_WAIT_S = 2.0  # how long a reader waits for a live writer to finish its two renames
 
 # ---------------------------------------------------------------------- manifest schema
@@ -146,19 +148,25 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     folders are fsynced before the renames and the parent folder after them, so a returned save
     survives a power loss. Write the manifest (:func:`write_manifest`) last, into the yielded folder.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidInputError(
+            f"path {str(target)!r} cannot be created: a file stands where one of its parent folders should be."
+        ) from None
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"path {str(target)!r} cannot be created: its parent is not a folder.")
     if not target.exists() and not target.is_symlink():
         _recover(target, wait=False)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise InvalidInputError(f"path {str(target)!r} is a file or a link; pass a folder path to save into.")
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
+    if _foreign_folder(target):
         raise InvalidInputError(
             f"path {str(target)!r} is a non-empty folder that is not a saved lateint-plugins index or store; "
             "refusing to replace it. Pass a new or empty folder."
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    hold = _hold(tmp)
+    tmp, hold = _new_tmp(target)
     try:
         yield tmp
         if not (tmp / MANIFEST).is_file():
@@ -174,9 +182,26 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     _clean_leftovers(target)
 
 
+def _foreign_folder(target: Path) -> bool:
+    """True when ``target`` is a non-empty folder without a manifest (not ours to replace).
+
+    Another process's save may swap the folder while we look; only an answer given while the same
+    folder stayed at ``target`` counts.
+    """
+    for _ in range(10):
+        before = _identity(target)
+        try:
+            foreign = target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file()
+        except FileNotFoundError:  # moved aside meanwhile
+            continue
+        if not foreign or _identity(target) == before:
+            return foreign
+    return False
+
+
 def existing_directory(path: str | os.PathLike[str]) -> Path:
     """``path`` as a saved folder, restoring the newest complete save left by interrupted saves if needed."""
-    target = Path(path)
+    target = check_path(path)
     if not target.exists():
         _recover(target, wait=True)
     if not target.is_dir():
@@ -191,6 +216,7 @@ def read_consistently(path: str | os.PathLike[str], read: Callable[[Path], T]) -
     (paths resolve to whichever folder holds the name at that moment). The folder's identity is
     compared before and after; if it changed, the read is repeated on the new save.
     """
+    path = check_path(path)
     for attempt in range(5):
         folder = existing_directory(path)
         before = _identity(folder)
@@ -214,17 +240,25 @@ def _identity(folder: Path) -> tuple[int, int] | None:
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename the complete folder ``tmp`` to ``target``, moving a previous ``target`` aside first."""
-    for attempt in range(3):
+    """Rename the complete folder ``tmp`` to ``target``, moving a previous ``target`` aside first.
+
+    Another process may move or fill ``target`` between our two renames (a concurrent save, or a
+    reader restoring a leftover): the step is retried, so every save completes and the last one wins.
+    """
+    for attempt in range(_SWAP_ATTEMPTS):
         old = None
         if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-            os.replace(target, old)
+            try:
+                os.replace(target, old)
+            except FileNotFoundError:  # another process moved it meanwhile
+                old = None
         try:
             os.replace(tmp, target)
         except OSError:
-            # A reader in another process restored an older save into the gap; move it aside again.
-            if attempt < 2 and target.exists():
+            # Another process put a save there in the gap; move it aside again.
+            if attempt < _SWAP_ATTEMPTS - 1 and target.exists():
+                time.sleep(0.001 * (attempt % 8))
                 continue
             if old is not None and not target.exists():
                 os.replace(old, target)
@@ -239,38 +273,41 @@ def _recover(target: Path, *, wait: bool) -> None:
     """If ``target`` is missing, move the newest complete leftover save there and discard the others."""
     deadline = time.monotonic() + (_RESTORE_WAIT_S if wait else 0.0)
     while True:
-        leftovers = _leftovers(target)
-        live = {p for p in leftovers if _is_live(p)}
+        claims, live = _claim_all(_leftovers(target))
         if not live or time.monotonic() >= deadline:
             break
+        _release(claims)
         time.sleep(0.02)  # a writer is between its two renames (or writing): give it the chance to finish
         if target.exists():
             return
-    complete = []
-    for folder in leftovers:
-        if folder not in live and not verify_folder(folder):
-            complete.append((_saved_at(folder), folder.name, folder))
-    if not complete:
-        return
-    _, _, best = max(complete)
-    logger.warning("Restoring %s from %s left by an interrupted save.", target, best.name)
     try:
-        os.replace(best, target)
-    except OSError:
-        if target.exists():  # another process restored it first
+        complete = [(_saved_at(f), f.name, f) for f in claims if not verify_folder(f)]
+        if not complete:
             return
-        raise
-    _fsync(target.parent)
-    for folder in leftovers:
-        if folder is not best and folder not in live:
-            _discard(folder)
+        _, _, best = max(complete)
+        logger.warning("Restoring %s from %s left by an interrupted save.", target, best.name)
+        try:
+            os.replace(best, target)
+        except OSError:
+            if target.exists():  # another process restored it first
+                return
+            raise
+        _fsync(target.parent)
+        for folder in claims:
+            if folder is not best:
+                _discard(folder)
+    finally:
+        _release(claims)
 
 
 def _clean_leftovers(target: Path) -> None:
     """Remove every abandoned leftover of ``target`` (called once a save is in place)."""
-    for folder in _leftovers(target):
-        if not _is_live(folder):
+    claims, _ = _claim_all(_leftovers(target))
+    try:
+        for folder in claims:
             _discard(folder)
+    finally:
+        _release(claims)
 
 
 def _leftovers(target: Path) -> list[Path]:
@@ -305,23 +342,60 @@ def _hold(folder: Path) -> int | None:
     return fd
 
 
-def _is_live(folder: Path) -> bool:
-    """True when a running writer holds ``folder`` (its lock cannot be taken exclusively)."""
-    if fcntl is None or ".tmp-" not in folder.name:
-        return False
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # pragma: no cover
-        return False
-    finally:
-        os.close(fd)
-    return False
+def _new_tmp(target: Path) -> tuple[Path, int | None]:
+    """A new temporary folder for a save of ``target``, held (see :func:`_hold`) before anyone may discard it.
+
+    Between ``mkdtemp`` and the lock, another process cleaning leftovers can claim and delete the
+    folder; it holds its claim until the folder is gone, so once our lock is granted we check that
+    the folder is still there, and start again if not.
+    """
+    for _ in range(100):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        hold = _hold(tmp)
+        try:
+            held = hold is not None and os.path.samestat(os.fstat(hold), os.stat(tmp))
+            if held or (hold is None and tmp.is_dir()):
+                return tmp, hold
+        except FileNotFoundError:
+            pass
+        if hold is not None:
+            os.close(hold)
+    raise InvalidInputError(f"cannot create a temporary folder next to {str(target)!r}: it keeps being removed.")
+
+
+def _claim_all(folders: list[Path]) -> tuple[dict[Path, int | None], set[Path]]:
+    """Claim every leftover no writer holds: ``({folder: descriptor holding it}, live folders)``.
+
+    A claim is an exclusive lock held until :func:`_release`, so a writer that created the folder
+    but has not locked it yet waits, then sees it gone (:func:`_new_tmp`).
+    """
+    claims: dict[Path, int | None] = {}
+    live: set[Path] = set()
+    for folder in folders:
+        if fcntl is None or ".tmp-" not in folder.name:
+            claims[folder] = None
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue  # gone already
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            live.add(folder)
+            continue
+        except OSError:  # pragma: no cover - file systems without flock
+            os.close(fd)
+            fd = None  # type: ignore[assignment]
+        claims[folder] = fd
+    return claims, live
+
+
+def _release(claims: Mapping[Path, int | None]) -> None:
+    for fd in claims.values():
+        if fd is not None:
+            os.close(fd)
 
 
 def _saved_at(folder: Path) -> int:
@@ -515,12 +589,44 @@ def write_json(path: Path, value: Any) -> None:
         json.dump(value, f, ensure_ascii=False, indent=1)
 
 
-def read_json(path: Path) -> Any:
+def _check_regular(path: Path) -> None:
+    """Raise :class:`CorruptIndexError` unless ``path`` is a regular file (not a link, folder, FIFO or device).
+
+    Opening a FIFO would block forever, so folders written before manifests listed their files
+    (where nothing else vouches for the entry) are checked here, before any file is opened.
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        info = os.lstat(path)
     except FileNotFoundError as exc:
         raise CorruptIndexError(f"{path} is missing; the saved folder is incomplete.") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except OSError as exc:
+        raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
+    if not stat.S_ISREG(info.st_mode):
+        what = "a link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise CorruptIndexError(f"{path} is {what}; saved folders hold only regular files.")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_utf8_strings(row: Any, where: str) -> None:
+    """Reject decoded strings UTF-8 cannot encode (``"\\ud800"`` escapes): they would make every later save fail."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CorruptIndexError(
+            f"{where} holds a string with a lone surrogate (an escaped '\\ud800'); the saved folder is damaged."
+        ) from None
+
+
+def read_json(path: Path) -> Any:
+    _check_regular(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except FileNotFoundError as exc:
+        raise CorruptIndexError(f"{path} is missing; the saved folder is incomplete.") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CorruptIndexError(f"{path} is not valid JSON ({exc}); the saved folder is damaged.") from exc
     except OSError as exc:
         raise CorruptIndexError(f"{path} cannot be read ({exc}); the saved folder is damaged.") from exc
@@ -547,15 +653,18 @@ def read_jsonl(path: Path, fields: Mapping[str, str] | None = None) -> list[Any]
     Errors are :class:`CorruptIndexError` naming ``path:line``.
     """
     rows = []
+    _check_regular(path)
     try:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
+                    row = json.loads(line, parse_constant=_no_constant)
+                except (json.JSONDecodeError, ValueError, RecursionError) as exc:
                     raise CorruptIndexError(f"{path}:{number} is not valid JSON ({exc}); the file is damaged.") from exc
+                if "\\u" in line:  # only an escape can decode to a lone surrogate
+                    _check_utf8_strings(row, f"{path}:{number}")
                 if fields is not None:
                     if not isinstance(row, dict):
                         raise CorruptIndexError(
@@ -579,6 +688,7 @@ def save_array(folder: Path, name: str, array: np.ndarray) -> None:
 
 def read_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], bool, int]:
     """``(shape, dtype, fortran_order, data offset)`` of an ``.npy`` file, read without touching its data."""
+    _check_regular(path)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)

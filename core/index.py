@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from . import _io
-from ._checks import check_filter, check_ids, check_k, check_matrix, check_metadatas, check_sequence
+from ._checks import (
+    check_device,
+    check_filter,
+    check_ids,
+    check_k,
+    check_matrices,
+    check_matrix,
+    check_metadatas,
+    check_sequence,
+)
 from .errors import (
     CorruptIndexError,
     DuplicateIdError,
@@ -53,7 +62,7 @@ class Index(ABC):
     version: ClassVar[int] = 1
 
     def __init__(self, dim: int | None = None) -> None:
-        if dim is not None and (not isinstance(dim, int) or dim < 1):
+        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
             raise InvalidInputError(f"dim must be a positive int or None (inferred on first add), got {dim!r}.")
         self.dim = dim
         self._ids: list[str] = []
@@ -117,10 +126,8 @@ class Index(ABC):
                 as ``ids[i]``, ``metadata[i]``, ``embeddings[i]``.
             DimensionMismatchError: a matrix has another width than the index.
         """
-        if isinstance(embeddings, (torch.Tensor, np.ndarray)) and embeddings.ndim == 2:
-            raise InvalidInputError("embeddings must be a sequence with one (n_tokens, dim) matrix per document.")
         ids, metas = self.check_new(ids, metadata, replace=replace)
-        items = check_sequence(embeddings, "embeddings", "(n_tokens, dim) matrices")
+        items = check_matrices(embeddings, "embeddings")
         if len(items) != len(ids):
             raise InvalidInputError(f"Got {len(ids)} ids but {len(items)} embeddings; pass one per id.")
         # The first document fixes the dimension of an empty index, once every document is valid.
@@ -353,7 +360,7 @@ class ExactIndex(Index):
 
     def __init__(self, dim: int | None = None, *, device: str | torch.device | None = None) -> None:
         super().__init__(dim)
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = check_device(device) if device is not None else _default_device()
         self._tokens = torch.zeros((0, dim or 0), dtype=torch.float16)
         self._lengths = torch.zeros(0, dtype=torch.long)
         self._pending: list[torch.Tensor] = []

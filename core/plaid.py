@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from . import _io
+from ._checks import check_device, check_k, check_non_negative
 from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
 from .index import Index, _default_device, ragged_rows
@@ -75,15 +76,15 @@ class PLAIDConfig:
     pool_factor: int = 1
 
     def __post_init__(self) -> None:
-        if self.nbits not in (1, 2, 4):
+        if isinstance(self.nbits, bool) or self.nbits not in (1, 2, 4):
             raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
         if self.quantizer not in ("pq", "scalar"):
             raise InvalidInputError(f"quantizer must be 'pq' or 'scalar', got {self.quantizer!r}.")
-        if self.n_centroids is not None and not 1 <= self.n_centroids <= 32768:
+        if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         for name in ("kmeans_niters", "max_training_tokens", "pool_factor"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)!r}.")
+            check_k(getattr(self, name), name)
+        check_non_negative(self.seed, "seed")
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,13 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_ivf_probe", "n_centroid_interaction", "n_full_scores"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)!r}.")
-        if self.rescore < 0:
-            raise InvalidInputError(f"rescore must be >= 0, got {self.rescore!r}.")
+            check_k(getattr(self, name), name)
+        check_non_negative(self.rescore, "rescore")
+        threshold = self.centroid_score_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+        ):
+            raise InvalidInputError(f"centroid_score_threshold must be a finite float or None, got {threshold!r}.")
 
 
 class PLAIDIndex(Index):
@@ -144,10 +148,18 @@ class PLAIDIndex(Index):
         codec: ResidualCodec | None = None,
         device: str | torch.device | None = None,
     ) -> None:
+        if config is not None and not isinstance(config, PLAIDConfig):
+            raise InvalidInputError(f"config must be a PLAIDConfig or None, got {type(config).__name__}.")
+        if search_config is not None and not isinstance(search_config, SearchConfig):
+            raise InvalidInputError(
+                f"search_config must be a SearchConfig or None, got {type(search_config).__name__}."
+            )
+        if codec is not None and not isinstance(codec, ResidualCodec):
+            raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
         super().__init__(dim if codec is None else codec.dim)
         self.config = config or PLAIDConfig(nbits=codec.nbits if codec is not None else 2)
         self.search_config = search_config or SearchConfig()
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = check_device(device) if device is not None else _default_device()
         if codec is not None and codec.nbits != self.config.nbits:
             raise InvalidInputError(f"codec has nbits={codec.nbits} but config asks for {self.config.nbits}.")
         self.codec = codec.to(self.device) if codec is not None else None

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ._checks import check_k, check_matrix, check_sequence, check_text, check_texts
+from ._checks import check_encoder, check_k, check_matrices, check_matrix, check_text, check_texts
 from .encoder import ColBERTEncoder
 from .errors import InvalidInputError
 from .scoring import maxsim
@@ -52,6 +51,7 @@ def rerank(
     Returns:
         ``RerankResult`` items; ``index`` points back into ``documents``.
     """
+    encoder = check_encoder(encoder)
     query = check_text(query, "query")
     documents = check_texts(documents, "documents")
     if k is not None:
@@ -61,11 +61,7 @@ def rerank(
     if document_embeddings is None:
         document_embeddings = encoder.encode_documents(documents, batch_size=batch_size)
     else:
-        if isinstance(document_embeddings, (torch.Tensor, np.ndarray)) and document_embeddings.ndim == 2:
-            raise InvalidInputError(
-                "document_embeddings must be a sequence with one (n_tokens, dim) matrix per document."
-            )
-        items = check_sequence(document_embeddings, "document_embeddings", "(n_tokens, dim) matrices")
+        items = check_matrices(document_embeddings, "document_embeddings")
         if len(items) != len(documents):
             raise InvalidInputError(
                 f"Got {len(documents)} documents but {len(items)} document_embeddings; pass one per document."

@@ -13,7 +13,7 @@ from typing import TypeAlias
 import numpy as np
 import torch
 
-from ._checks import check_sequence, check_tensor
+from ._checks import check_device, check_sequence, check_tensor
 from .errors import DimensionMismatchError, InvalidInputError
 
 __all__ = ["maxsim", "segment_max"]
@@ -79,7 +79,7 @@ def maxsim(
         )
     if not isinstance(max_chunk_bytes, int) or isinstance(max_chunk_bytes, bool) or max_chunk_bytes < 1:
         raise InvalidInputError(f"max_chunk_bytes must be a positive int, got {max_chunk_bytes!r}.")
-    target = _device(device) if device is not None else q_vectors.device
+    target = check_device(device) if device is not None else q_vectors.device
     n_queries, query_len = q_mask.shape
     n_docs = d_lengths.numel()
     scores = torch.zeros((n_queries, n_docs), dtype=torch.float32, device=target)
@@ -153,13 +153,6 @@ def _chunks(offsets: torch.Tensor, tokens_per_chunk: int) -> list[tuple[int, int
         bounds.append((start, stop))
         start = stop
     return bounds
-
-
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise InvalidInputError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}.") from exc
 
 
 def _ragged(items: object, name: str) -> list[torch.Tensor]:

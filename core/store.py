@@ -20,7 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _io
-from ._checks import check_filter, check_ids, check_k, check_metadatas, check_sequence, check_text, check_texts
+from ._checks import (
+    check_encoder,
+    check_filter,
+    check_ids,
+    check_k,
+    check_matrices,
+    check_metadatas,
+    check_text,
+    check_texts,
+)
 from .encoder import ColBERTEncoder
 from .errors import CorruptIndexError, InvalidInputError, ModelLoadError, ModelMismatchError
 from .fingerprint import ModelFingerprint, check_fingerprint
@@ -93,7 +102,7 @@ class LateInteractionStore:
     """
 
     def __init__(self, encoder: ColBERTEncoder, index: Index | None = None) -> None:
-        self.encoder = encoder
+        self.encoder = check_encoder(encoder)
         self.index = index if index is not None else ExactIndex()
         if not isinstance(self.index, Index):
             raise InvalidInputError(f"index must be an Index (ExactIndex, PLAIDIndex), got {type(index).__name__}.")
@@ -171,8 +180,7 @@ class LateInteractionStore:
 
         Thread-safe: searches from other threads see each chunk whole or not at all.
         """
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise InvalidInputError(f"chunk_size must be a positive int, got {chunk_size!r}.")
+        chunk_size = check_k(chunk_size, "chunk_size")
         # Cheap checks first, so a bad id or metadata fails before minutes of encoding.
         texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
         if not texts:
@@ -221,9 +229,7 @@ class LateInteractionStore:
         width, dtype and finiteness can be checked. Otherwise as :meth:`add_texts`, in one step.
         """
         texts, ids, metas = check_documents(texts, metadatas, ids, None if replace else self.index)
-        if isinstance(embeddings, (torch.Tensor, np.ndarray)) and embeddings.ndim == 2:
-            raise InvalidInputError("embeddings must be a sequence with one (n_tokens, dim) matrix per text.")
-        embeddings = check_sequence(embeddings, "embeddings", "(n_tokens, dim) matrices")
+        embeddings = check_matrices(embeddings, "embeddings")
         if len(embeddings) != len(texts):
             raise InvalidInputError(f"Got {len(texts)} texts but {len(embeddings)} embeddings; pass one per text.")
         if texts:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from .core._checks import check_ids, check_k, check_sequence, check_text, check_texts
-from .core.errors import InvalidInputError, MissingDependencyError
+from .core.errors import InvalidInputError, LateInteractionError, MissingDependencyError
 
 try:
     from langchain_core.callbacks import (
@@ -48,7 +48,7 @@ try:
     from langchain_core.embeddings import Embeddings
     from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
     from langchain_core.vectorstores import VectorStore
-    from pydantic import ConfigDict, Field, PrivateAttr
+    from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 except ImportError as exc:
     raise MissingDependencyError(
         f"lateint_plugins.langchain needs langchain-core ({exc}). "
@@ -96,10 +96,6 @@ def _new_store(
     return LateInteractionStore.from_pretrained(
         model, index=index, device=device, index_options=index_options, **dict(encoder_options or {})
     )
-
-
-def _check_k(k: object, name: str = "k") -> int:
-    return check_k(k, name)
 
 
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str] | None:
@@ -159,6 +155,18 @@ def _search_parameters(store: DocumentStore) -> frozenset[str] | None:
 
 
 # ---------------------------------------------------------------------------------------- retriever
+def _init_model(parent: Any, data: dict[str, Any]) -> None:
+    """``parent.__init__(**data)`` (pydantic), with its ValidationError turned into the typed error behind it."""
+    try:
+        parent.__init__(**data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, LateInteractionError):
+                raise cause from None
+        raise InvalidInputError(str(exc)) from None
+
+
 class LateInteractionRetriever(BaseRetriever):
     """A LangChain retriever over a late-interaction store (exact, PLAID or Qdrant).
 
@@ -189,6 +197,17 @@ class LateInteractionRetriever(BaseRetriever):
     score_key: str | None = "score"
     """Metadata key that receives the MaxSim score (None: leave metadata as stored); the same key as the
     reranker's. For a score in [0, 1] use :func:`relevance_score`."""
+
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic, so a bad argument is an InvalidInputError like everywhere else.
+        if not isinstance(data.get("store"), DocumentStore):
+            raise InvalidInputError(
+                f"store must implement DocumentStore (add_texts, search, get, delete), got "
+                f"{type(data.get('store')).__name__}."
+            )
+        if "k" in data:
+            data["k"] = check_k(data["k"])
+        _init_model(super(), data)
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -328,7 +347,7 @@ class LateInteractionRetriever(BaseRetriever):
         check_text(query, "query")
         arguments = self._search_arguments({**self.search_kwargs, **overrides})
         if k is not None:
-            arguments["k"] = _check_k(k)
+            arguments["k"] = check_k(k)
         results = self.store.search(query, **arguments)
         return [_document(r, self.score_key) for r in results]
 
@@ -336,7 +355,7 @@ class LateInteractionRetriever(BaseRetriever):
         """``store.search`` keyword arguments: the fields, then ``overrides``; unknown names raise."""
         overrides = {key: value for key, value in overrides.items() if key != "verbose"}  # a LangChain run option
         arguments: dict[str, Any] = {"k": self.k, "filter": self.filter, **overrides}
-        _check_k(arguments["k"])
+        check_k(arguments["k"])
         accepted = _search_parameters(self.store)
         unknown = sorted(set(arguments) - accepted) if accepted is not None else []
         if unknown:
@@ -403,6 +422,10 @@ class LateInteractionReranker(BaseDocumentCompressor):
     ) -> None:
         if encoder is not None and not isinstance(encoder, ColBERTEncoder):
             raise InvalidInputError(f"encoder must be a ColBERTEncoder, got {type(encoder).__name__}.")
+        if data.get("top_n") is not None:
+            data["top_n"] = check_k(data["top_n"], "top_n")
+        if "batch_size" in data:
+            data["batch_size"] = check_k(data["batch_size"], "batch_size")
         if encoder is None and not data.get("model"):
             raise InvalidInputError(
                 "LateInteractionReranker needs model= (a Hub id or local checkpoint folder) or encoder= "
@@ -413,7 +436,7 @@ class LateInteractionReranker(BaseDocumentCompressor):
             data.setdefault("device", str(encoder.device))
         if isinstance(data.get("model"), Path):
             data["model"] = str(data["model"])
-        super().__init__(**data)
+        _init_model(super(), data)
         if encoder is None:
             encoder = ColBERTEncoder.from_pretrained(str(self.model), device=self.device)
         self._encoder = encoder
@@ -593,7 +616,7 @@ class LateInteractionVectorStore(VectorStore):
         if kwargs:
             raise InvalidInputError(f"Unknown search option(s) {sorted(kwargs)}; valid ones are k and filter.")
         check_text(query, "query")
-        _check_k(k)
+        check_k(k)
         results = self.store.search(query, k=k, filter=filter)
         return [(_document(r), r.score) for r in results]
 

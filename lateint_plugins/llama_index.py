@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from lateint_plugins.core import _io
-from lateint_plugins.core._checks import check_ids, check_metadata, check_sequence, check_text
+from lateint_plugins.core._checks import check_device, check_ids, check_k, check_metadata, check_sequence, check_text
 from lateint_plugins.core.encoder import DEFAULT_MODEL, ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError, MissingDependencyError
 from lateint_plugins.core.fingerprint import check_fingerprint
@@ -111,7 +111,7 @@ class LateInteractionRetriever(BaseRetriever):
                 f"got {type(store).__name__}."
             )
         self.store = store
-        self.similarity_top_k = _positive_int(similarity_top_k, "similarity_top_k")
+        self.similarity_top_k = check_k(similarity_top_k, "similarity_top_k")
         self.filters = filters
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -408,9 +408,10 @@ class LateInteractionRerank(BaseNodePostprocessor):
         callback_manager: CallbackManager | None = None,
         **encoder_options: Any,
     ) -> None:
-        _positive_int(top_n, "top_n")
-        _positive_int(batch_size, "batch_size")
+        check_k(top_n, "top_n")
+        check_k(batch_size, "batch_size")
         if encoder is None:
+            device = None if device is None else check_device(device)
             encoder = ColBERTEncoder.from_pretrained(model, device=resolve_device(device), **encoder_options)
         elif encoder_options or device is not None:
             raise InvalidInputError(
@@ -514,12 +515,6 @@ def _check_query(query: object, name: str = "query") -> None:
         raise InvalidInputError(f"{name} must be a str or a QueryBundle, got {type(query).__name__}.")
     else:
         check_text(query, name)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInputError(f"{name} must be a positive int, got {value!r}.")
-    return value
 
 
 def _to_store_filter(filters: MetadataFilters | Mapping[str, Any] | None) -> dict[str, Any] | _NoMatch | None:

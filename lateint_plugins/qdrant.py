@@ -77,6 +77,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lateint_plugins.core._checks import (
+    check_device,
+    check_encoder,
+    check_ids,
+    check_k,
+    check_matrices,
+    check_matrix,
+    check_metadata,
+    check_sequence,
+    check_text,
+    check_texts,
+    is_utf8,
+)
 from lateint_plugins.core.encoder import ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import (
     DimensionMismatchError,
@@ -131,6 +144,7 @@ _MARKER = "lateint"
 _POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SCROLL_PAGE = 256
+_BAD_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")  # as Qdrant's own check
 _EXTRA = "qdrant"
 # Payload of a window-0 point that readers need to find its committed windows.
 _HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
@@ -209,16 +223,11 @@ class CollectionConfig:
     hnsw_ef_construct: int = 100
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pooled_vectors, int) or self.pooled_vectors < 1:
-            raise InvalidInputError(f"pooled_vectors must be a positive int, got {self.pooled_vectors!r}.")
+        for name in ("pooled_vectors", "hnsw_m", "hnsw_ef_construct"):
+            check_k(getattr(self, name), name)
         for name in ("shard_number", "replication_factor", "write_consistency_factor"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InvalidInputError(f"{name} must be a positive int or None, got {value!r}.")
-        if self.hnsw_m < 1 or self.hnsw_ef_construct < 1:
-            raise InvalidInputError(
-                f"hnsw_m and hnsw_ef_construct must be positive, got {self.hnsw_m} and {self.hnsw_ef_construct}."
-            )
+            if getattr(self, name) is not None:
+                check_k(getattr(self, name), name)
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,8 @@ class SyncReport:
 # ---------------------------------------------------------------------- helpers (pure)
 def content_hash(text: str, metadata: Mapping[str, Any] | None) -> str:
     """SHA-256 of a document's text and metadata (canonical JSON): what sync compares."""
+    text = check_text(text, "text", allow_empty=True)
+    metadata = check_metadata(metadata, "metadata")
     blob = json.dumps([text, dict(metadata or {})], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -267,7 +278,10 @@ def bm25_vector(token_ids: Sequence[int]) -> models.SparseVector:
 
     from qdrant_client import models
 
-    counts = Counter(token_ids)
+    token_ids = check_sequence(token_ids, "token_ids", "int token ids", "token id")
+    if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in token_ids):
+        raise InvalidInputError("token_ids must be non-negative int token ids (the encoder's tokenizer ids).")
+    counts = Counter(int(t) for t in token_ids)
     norm = BM25_K1 * (1 - BM25_B + BM25_B * len(token_ids) / BM25_AVG_LEN)
     indices = sorted(counts)
     return models.SparseVector(
@@ -403,18 +417,21 @@ class QdrantLateInteractionStore:
         allow_model_mismatch: bool = False,
     ) -> None:
         require("qdrant_client", _EXTRA)
-        if not isinstance(collection_name, str) or not collection_name:
-            raise InvalidInputError(f"collection_name must be a non-empty str, got {collection_name!r}.")
+        _check_client(client)
         self.client = client
-        self.collection_name = collection_name
-        self.encoder = encoder
+        self.collection_name = _check_collection_name(collection_name)
+        self.encoder = check_encoder(encoder)
+        if config is not None and not isinstance(config, CollectionConfig):
+            raise InvalidInputError(f"config must be a CollectionConfig or None, got {type(config).__name__}.")
         self.mode: Mode = _check_mode(mode)
-        self.candidate_depth = _positive(candidate_depth, "candidate_depth")
-        self.device = resolve_device(device)
-        self.write_batch_size = _positive(write_batch_size, "write_batch_size")
-        self.retries = _positive(retries, "retries")
+        self.candidate_depth = check_k(candidate_depth, "candidate_depth")
+        self.device = resolve_device(None if device is None else check_device(device))
+        self.write_batch_size = check_k(write_batch_size, "write_batch_size")
+        self.retries = check_k(retries, "retries")
         cap = MAX_MULTIVECTOR_FLOATS // encoder.dim
-        self.max_tokens_per_point = cap if max_tokens_per_point is None else _positive(max_tokens_per_point, "")
+        self.max_tokens_per_point = (
+            cap if max_tokens_per_point is None else check_k(max_tokens_per_point, "max_tokens_per_point")
+        )
         if self.max_tokens_per_point > cap:
             raise InvalidInputError(
                 f"max_tokens_per_point={self.max_tokens_per_point} exceeds Qdrant's cap of {cap} tokens "
@@ -553,7 +570,7 @@ class QdrantLateInteractionStore:
         return int(result.count)
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and _encodable(doc_id) and bool(self._existing([doc_id]))
+        return isinstance(doc_id, str) and bool(doc_id) and is_utf8(doc_id) and bool(self._existing([doc_id]))
 
     def add_texts(
         self,
@@ -578,7 +595,7 @@ class QdrantLateInteractionStore:
         texts, ids, metas = self._check_new(texts, metadatas, ids)
         if not texts:
             return []
-        batch_size = _positive(batch_size, "batch_size")
+        batch_size = check_k(batch_size, "batch_size")
         # replace=False: the duplicate check and every write are one step; otherwise other writers
         # wait only while a batch is written, not while it is encoded.
         with self._lock if not replace else contextlib.nullcontext():
@@ -603,14 +620,15 @@ class QdrantLateInteractionStore:
 
         The document's own ``id`` is used when ``ids`` is None and every document has one.
         """
-        documents = _sequence(documents, "documents")
-        texts = [getattr(d, "page_content", None) or getattr(d, "text", None) for d in documents]
-        if any(not isinstance(t, str) for t in texts):
-            raise InvalidInputError("documents must have a str page_content (or text) attribute.")
-        metas = [dict(getattr(d, "metadata", None) or {}) for d in documents]
+        documents = check_sequence(documents, "documents", "documents", "document")
+        texts = [_text_of(d) for d in documents]
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInputError(f"documents[{i}] must have a str page_content (or text) attribute.")
+        metas = [getattr(d, "metadata", None) for d in documents]  # checked by add_texts
         if ids is None and documents and all(getattr(d, "id", None) for d in documents):
             ids = [str(d.id) for d in documents]
-        return self.add_texts(texts, metas, ids, **kwargs)  # type: ignore[arg-type]
+        return self.add_texts(texts, metas, ids, **kwargs)
 
     def add_embeddings(
         self,
@@ -628,10 +646,10 @@ class QdrantLateInteractionStore:
         or non-float values are refused). ``replace`` as in :meth:`add_texts`. What sync and the
         benchmark use to move vectors without re-encoding.
         """
-        ids = _sequence(ids, "ids")
+        ids = check_ids(ids, "ids")
         texts = [""] * len(ids) if texts is None else texts
         texts, ids, metas = self._check_new(texts, metadatas, ids)
-        embeddings = _matrices(embeddings, "embeddings")
+        embeddings = check_matrices(embeddings, "embeddings")
         if len(embeddings) != len(ids):
             raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
         matrices = [self._check_matrix(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
@@ -654,9 +672,7 @@ class QdrantLateInteractionStore:
         self, query: str, k: int = 10, filter: Mapping[str, Any] | models.Filter | None = None
     ) -> list[SearchResult]:
         """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict (or a Qdrant ``Filter``)."""
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a str, got {type(query).__name__}; use search_batch() for a list.")
-        _check_text(query, "query")
+        check_text(query, "query")
         return self.search_batch([query], k=k, filter=filter)[0]
 
     def search_batch(
@@ -665,11 +681,7 @@ class QdrantLateInteractionStore:
         """:meth:`search` for many queries: one encoder pass, one Qdrant round trip for the candidates."""
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
-        queries = _sequence(queries, "queries")
-        for i, q in enumerate(queries):
-            if not isinstance(q, str):
-                raise InvalidInputError(f"queries[{i}] must be a str, got {type(q).__name__}.")
-            _check_text(q, f"queries[{i}]")
+        queries = check_texts(queries, "queries", allow_empty=False)
         if not queries:
             return []
         return self.search_embeddings(self.encoder.encode_queries(queries), k=k, filter=filter, query_texts=queries)
@@ -691,19 +703,15 @@ class QdrantLateInteractionStore:
 
         Returns one best-first list of :class:`SearchResult` per query, at most ``k`` each.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidInputError(f"k must be a positive int, got {k!r}.")
-        mode = _check_mode(mode or self.mode)
-        depth = _positive(candidate_depth or self.candidate_depth, "candidate_depth")
-        raw = _matrices(query_embeddings, "query_embeddings")
+        k = check_k(k)
+        mode = _check_mode(self.mode if mode is None else mode)
+        depth = check_k(self.candidate_depth if candidate_depth is None else candidate_depth, "candidate_depth")
+        raw = check_matrices(query_embeddings, "query_embeddings")
         queries = [self._check_matrix(q, f"query_embeddings[{i}]").float() for i, q in enumerate(raw)]
         if query_texts is not None:
-            if isinstance(query_texts, str) or len(query_texts) != len(queries):
+            query_texts = check_texts(query_texts, "query_texts")
+            if len(query_texts) != len(queries):
                 raise InvalidInputError(f"query_texts must be a list with one text per query ({len(queries)}).")
-            for i, text in enumerate(query_texts):
-                if not isinstance(text, str):
-                    raise InvalidInputError(f"query_texts[{i}] must be a str, got {type(text).__name__}.")
-                _check_text(text, f"query_texts[{i}]")
         if not queries:
             return []
         qfilter = to_qdrant_filter(filter)
@@ -716,7 +724,7 @@ class QdrantLateInteractionStore:
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
-        ids = _check_ids(ids)
+        ids = check_ids(ids, "ids", unique=False)
         payloads = self._payloads(ids)
         return [
             SearchResult(i, 0.0, payloads[i].get("page_content", ""), dict(payloads[i].get("metadata") or {}))
@@ -726,12 +734,12 @@ class QdrantLateInteractionStore:
 
     def get_embeddings(self, ids: Sequence[str]) -> dict[str, torch.Tensor]:
         """The stored ``(n_tokens, dim)`` float32 token matrices of ``ids`` (windows re-assembled); unknown skipped."""
-        heads = self._retrieve([point_id(i) for i in _check_ids(ids)], payload=_HEAD, vectors=True)
+        heads = self._retrieve([point_id(i) for i in check_ids(ids, "ids", unique=False)], payload=_HEAD, vectors=True)
         return self._assemble(heads)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents (all their windows); unknown ids raise :class:`UnknownIdError`, nothing is removed."""
-        ids = _check_ids(ids)
+        ids = list(dict.fromkeys(check_ids(ids, "ids", unique=False)))
         if not ids:
             return
         with self._lock:
@@ -790,8 +798,8 @@ class QdrantLateInteractionStore:
 
     # ------------------------------------------------------------------ writing
     def _check_matrix(self, x: Any, name: str) -> torch.Tensor:
-        """``x`` as a finite float ``(n >= 1, dim)`` tensor of this collection's dimension."""
-        x = _check_float_matrix(x, name)
+        """``x`` as a finite float ``(n >= 1, dim)`` tensor of this collection's dimension, in float16's range."""
+        x = check_matrix(x, name, max_abs=_FLOAT16_MAX)
         if x.shape[1] != self.encoder.dim:
             raise DimensionMismatchError(
                 f"{name} has {x.shape[1]}-d vectors but collection {self.collection_name!r} holds "
@@ -803,16 +811,7 @@ class QdrantLateInteractionStore:
         self, texts: Sequence[str], metadatas: Sequence[Metadata | None] | None, ids: Sequence[str] | None
     ) -> tuple[list[str], list[str], list[Metadata]]:
         """Validate documents before any work: no bare str for a list, UTF-8-encodable texts, ids and metadata."""
-        checked = check_documents(
-            _sequence(texts, "texts"),
-            None if metadatas is None else _sequence(metadatas, "metadatas"),
-            None if ids is None else _sequence(ids, "ids"),
-        )
-        for i, (text, doc_id, meta) in enumerate(zip(*checked, strict=True)):
-            _check_text(doc_id, f"ids[{i}]")
-            _check_text(text, f"texts[{i}]")
-            _check_strings(meta, f"metadatas[{i}]")
-        return checked
+        return check_documents(texts, metadatas, ids)
 
     def _refuse_existing(self, ids: Sequence[str]) -> None:
         existing = self._existing(ids)
@@ -1309,6 +1308,9 @@ def sync_to_qdrant(
     indexes (compressed) re-encode the texts with the store's encoder. ``allow_model_mismatch``
     as in :class:`QdrantLateInteractionStore`.
     """
+    if not isinstance(source, LateInteractionStore):
+        raise InvalidInputError(f"source must be a LateInteractionStore, got {type(source).__name__}.")
+    batch_size = check_k(batch_size, "batch_size")
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
                                        write_batch_size=batch_size,
                                        allow_model_mismatch=allow_model_mismatch)  # fmt: skip
@@ -1431,115 +1433,40 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
     }
 
 
+def _check_client(client: object) -> None:
+    if not all(callable(getattr(client, m, None)) for m in ("collection_exists", "upsert", "query_batch_points")):
+        raise InvalidInputError(
+            f"client must be a qdrant_client.QdrantClient (':memory:', path= or url=), got {type(client).__name__}."
+        )
+
+
+def _check_collection_name(name: object) -> str:
+    """A name Qdrant accepts: a non-empty str of at most 255 characters, valid UTF-8, without the characters
+    Qdrant refuses in new collection names (``< > : " / \\ | ? *``, NUL, ``\\x1f``)."""
+    text = check_text(name, "collection_name")
+    bad = [c for c in _BAD_NAME_CHARS if c in text]
+    if len(text) > 255 or bad or text in (".", ".."):
+        raise InvalidInputError(
+            f"collection_name must have at most 255 characters, none of {''.join(_BAD_NAME_CHARS[:9])}, NUL or "
+            f"\\x1f, and not be '.' or '..'; got {text[:60]!r}."
+        )
+    return text
+
+
 def _check_mode(mode: str) -> Mode:
     if mode not in ("local", "native"):
         raise InvalidInputError(f"mode must be 'local' or 'native', got {mode!r}.")
     return mode  # type: ignore[return-value]
 
 
-def _positive(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInputError(f"{name or 'max_tokens_per_point'} must be a positive int, got {value!r}.")
-    return value
-
-
-def _check_ids(ids: Sequence[str]) -> list[str]:
-    if isinstance(ids, str) or not isinstance(ids, Sequence):
-        raise InvalidInputError(f"ids must be a list of str, got {type(ids).__name__}; wrap a single id in a list.")
-    out = list(ids)
-    bad = [i for i in out if not isinstance(i, str) or not i]
-    if bad:
-        raise InvalidInputError(f"ids must be non-empty str, got {bad[:5]}.")
-    for n, doc_id in enumerate(out):
-        _check_text(doc_id, f"ids[{n}]")
-    return out
-
-
-# Input checks: small and private so that a shared checker can replace them one for one.
-def _sequence(value: Any, name: str) -> list[Any]:
-    """``value`` as a list; a bare str or bytes, a dict or a non-iterable is an error naming ``name``."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise InvalidInputError(
-            f"{name} must be a list, got {type(value).__name__} {value!r:.60}; wrap a single item in a list."
-        )
-    return list(value)
-
-
-def _matrices(value: Any, name: str) -> list[Any]:
-    """A list of matrices; one bare 2-D matrix (a common slip) is an error, not a list of its rows."""
-    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim <= 2:
-        raise InvalidInputError(
-            f"{name} must be a list of (n_tokens, dim) matrices, got one {value.ndim}-D array of shape "
-            f"{tuple(value.shape)}; wrap a single matrix in a list."
-        )
-    return _sequence(value, name)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_text(text: str, name: str) -> None:
-    """A str that cannot be encoded as UTF-8 (a lone surrogate) is an error naming ``name``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"{name} contains {text[exc.start : exc.end]!r} at position {exc.start}, which cannot be encoded as "
-            "UTF-8 (a lone surrogate); decode the source with errors='replace' or remove it."
-        ) from None
-
-
-def _check_strings(value: Any, name: str) -> None:
-    """Every str inside a JSON-like ``value`` (dict keys included) must encode as UTF-8."""
-    if isinstance(value, str):
-        _check_text(value, name)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str):
-                _check_text(key, f"{name} key {key!r}")
-            _check_strings(item, f"{name}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_strings(item, f"{name}[{i}]")
-
-
 _FLOAT16_MAX = 65504.0
+"""Largest finite float16: token vectors are stored at float16 precision."""
 
 
-def _check_float_matrix(x: Any, name: str) -> torch.Tensor:
-    """``x`` as a finite float ``(n >= 1, d)`` tensor; other dtypes, ranks and NaN/inf are errors naming ``name``."""
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind != "f":  # object, int, bool, complex, str
-            raise InvalidInputError(
-                f"{name} must hold floats, got a numpy array of dtype {x.dtype}; pass float32 token vectors."
-            )
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise InvalidInputError(
-            f"{name} must be a 2-D float (n_tokens, dim) tensor or numpy array, got {type(x).__name__}."
-        )
-    if not x.is_floating_point():
-        raise InvalidInputError(f"{name} must hold floats, got a tensor of dtype {x.dtype}; pass float token vectors.")
-    if x.dim() != 2 or x.shape[0] == 0:
-        raise InvalidInputError(f"{name} must be a non-empty 2-D (n_tokens, dim) matrix, got shape {tuple(x.shape)}.")
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        row, col = (~finite).nonzero()[0].tolist()
-        raise InvalidInputError(
-            f"{name} holds NaN or infinite values (first {x[row, col].item()} at [{row}, {col}]); "
-            "check the encoder output."
-        )
-    if x.numel() and float(x.abs().max()) > _FLOAT16_MAX:
-        raise InvalidInputError(
-            f"{name} holds values beyond float16's range (|x| > {_FLOAT16_MAX:g}), which Qdrant would store as "
-            "infinite; token vectors should be unit-normalised."
-        )
-    return x
+def _text_of(document: Any) -> Any:
+    """A document's ``page_content`` (LangChain) or ``text`` (LlamaIndex); an empty str is a text too."""
+    text = getattr(document, "page_content", None)
+    return text if isinstance(text, str) else getattr(document, "text", None)
 
 
 # Commit bookkeeping: window 0 of a document names the write whose windows are visible.

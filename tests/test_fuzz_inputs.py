@@ -713,3 +713,113 @@ def test_llama_index_entry_points(
         else:
             assert _same(_store_state(store), before)
     _assert_sane(store.index, store._texts)
+
+
+# ---------------------------------------------------------------------------------------- Qdrant
+@pytest.fixture(scope="module")
+def make_qdrant(tiny_encoder: ColBERTEncoder, vectors: list[torch.Tensor]) -> Callable[[], Any]:
+    """A fresh ``:memory:`` Qdrant store holding TEXTS (written from their vectors: no encoding per example)."""
+    qdrant = pytest.importorskip("lateint_plugins.qdrant", reason="pip install 'lateint-plugins[qdrant]'")
+    from qdrant_client import QdrantClient
+
+    def make() -> Any:
+        store = qdrant.QdrantLateInteractionStore(QdrantClient(":memory:"), "fuzz", tiny_encoder, device="cpu")
+        store.add_embeddings(IDS, vectors, TEXTS, META)
+        return store
+
+    return make
+
+
+def _qdrant_state(store: Any) -> list[tuple[str, str, str]]:
+    """Every point of the collection: id, payload and vectors (a rejected call must change none of them)."""
+    points, _ = store.client.scroll(store.collection_name, limit=10_000, with_payload=True, with_vectors=True)
+    return sorted(
+        (str(p.id), json.dumps(p.payload, sort_keys=True), json.dumps(p.vector, sort_keys=True, default=repr))
+        for p in points
+    )
+
+
+def _assert_sane_qdrant(store: Any) -> None:
+    """What an accepted write may leave behind: every document whole, finite, UTF-8, with saveable metadata."""
+    ids = store.ids()
+    assert len(ids) == len(set(ids)) == len(store)
+    embeddings = store.get_embeddings(ids)
+    assert set(embeddings) == set(ids)
+    assert all(bool(torch.isfinite(m).all()) and m.shape[0] > 0 for m in embeddings.values())
+    for result in store.get(ids):
+        json.dumps([result.id, result.text, result.metadata], allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+@SMALL
+@given(data=st.data(), spoil=st.sampled_from([None, "texts", "ids", "metadatas", "embeddings"]), replace=st.booleans())
+def test_qdrant_add_embeddings_one_bad_argument(
+    make_qdrant: Callable[[], Any], data: st.DataObject, spoil: str | None, replace: bool
+) -> None:
+    store = make_qdrant()
+    args = _documents(data)
+    if spoil is not None:
+        args[spoil] = _spoil(data, spoil, args[spoil])
+    before = _qdrant_state(store)
+    call = lambda: store.add_embeddings(  # noqa: E731
+        args["ids"], args["embeddings"], args["texts"], args["metadatas"], replace=replace
+    )
+    if not _typed(call):
+        assert _qdrant_state(store) == before
+    _assert_sane_qdrant(store)
+
+
+@SMALL
+@given(
+    data=st.data(),
+    texts=sequences,
+    embeddings=matrix_lists,
+    metadatas=metadatas,
+    ids=st.one_of(st.none(), sequences, st.lists(st.sampled_from(["a", "new", "", "\ud800"]), max_size=3)),
+    replace=st.booleans(),
+)
+def test_qdrant_writes(
+    make_qdrant: Callable[[], Any],
+    data: st.DataObject,
+    texts: Any,
+    embeddings: Any,
+    metadatas: Any,
+    ids: Any,
+    replace: bool,
+) -> None:
+    store = make_qdrant()
+    batch_size = data.draw(st.one_of(st.integers(-1, 3), st.booleans(), st.none(), st.floats()))
+    documents = data.draw(_langchain_documents()) if data.draw(st.booleans()) else data.draw(sequences)
+    for write in (
+        lambda: store.add_embeddings(ids, embeddings, texts, metadatas, replace=replace),
+        lambda: store.add_texts(texts, metadatas, ids, replace=replace, batch_size=batch_size),
+        lambda: store.add_documents(documents, ids=ids, replace=replace),
+        lambda: store.delete(ids),
+    ):
+        before = _qdrant_state(store)
+        if not _typed(write):
+            assert _qdrant_state(store) == before
+    _assert_sane_qdrant(store)
+
+
+@SMALL
+@given(data=st.data(), query=texts_item, queries=sequences, k=ks, filter=filters, ids=sequences)
+def test_qdrant_reads(
+    make_qdrant: Callable[[], Any], data: st.DataObject, query: Any, queries: Any, k: Any, filter: Any, ids: Any
+) -> None:
+    store = make_qdrant()
+    query_embeddings = data.draw(matrix_lists)
+    mode = data.draw(st.one_of(st.none(), st.sampled_from(["local", "native", "", "LOCAL"]), scalars))
+    depth = data.draw(st.one_of(st.none(), ks))
+    query_texts = data.draw(st.one_of(st.none(), sequences))
+    before = _qdrant_state(store)
+    for call in (
+        lambda: store.search(query, k=k, filter=filter),
+        lambda: store.search_batch(queries, k=k, filter=filter),
+        lambda: store.search_embeddings(query_embeddings, k=k, filter=filter, mode=mode, candidate_depth=depth),
+        lambda: store.search_embeddings(query_embeddings, k=2, query_texts=query_texts),
+        lambda: store.get(ids),
+        lambda: store.get_embeddings(ids),
+        lambda: query in store,
+    ):
+        _typed(call)
+        assert _qdrant_state(store) == before
