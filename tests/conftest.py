@@ -16,6 +16,15 @@ ANSWERAI = SHARED / "models" / "answerai-colbert-small-v1"
 SCIFACT = SHARED / "data" / "scifact"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _auto_precision_is_fp32():
+    """``precision="auto"`` resolves to fp32 in tests whatever the CPU's flags, so vectors compared with
+    fp32 references do not depend on the machine; bf16 / int8 tests ask for their precision explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("lateint_plugins.core.encoder.cpu_has_native_bf16", lambda *args, **kwargs: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def answerai_path() -> Path:
     if not (ANSWERAI / "modules.json").is_file():
