@@ -197,7 +197,9 @@ def resolve_precision(
 ) -> tuple[str, torch.dtype]:
     """``(precision, dtype)`` the encoder runs at, from the caller's ``precision=`` and ``dtype=``.
 
-    ``precision`` is the user-facing knob and ``dtype`` the low-level one. Neither given: ``"auto"``.
+    ``precision`` is the user-facing knob and ``dtype`` the low-level one. Neither given: the
+    ``LATEINT_PRECISION`` environment variable if set (e.g. ``fp32`` for reproducible test runs), else
+    ``"auto"``.
     Only ``dtype``: it is used as is (the precision is named after it, e.g. ``"bf16"``). Only
     ``precision``: its dtype (``"int8"`` computes in float32 around int8 Linear layers). Both: they
     must agree (``"int8"`` with ``torch.float32``), and ``"auto"`` with a dtype is a conflict.
@@ -216,7 +218,12 @@ def resolve_precision(
         if dtype is not None:
             named = {v: k for k, v in _PRECISION_DTYPES.items() if k != "int8"}
             return named.get(dtype, str(dtype).removeprefix("torch.")), dtype
-        precision = "auto"
+        precision = os.environ.get("LATEINT_PRECISION") or "auto"
+        if precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"The environment variable LATEINT_PRECISION={precision!r} is not one of {PRECISIONS}; "
+                "set it to one of them or unset it."
+            )
     if precision == "auto":
         if dtype is not None:
             raise InvalidInputError(
@@ -410,11 +417,12 @@ class ColBERTEncoder:
             name_or_path: a local checkpoint folder or a Hugging Face Hub id.
             device: ``"cuda"``, ``"cpu"``, ... (default: CUDA, then MPS, then CPU).
             dtype: weights and activations dtype, the low-level alternative to ``precision``.
-            precision: ``"auto"`` (default), ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU,
-                torch dynamic quantisation of the Linear layers). ``"auto"`` is bf16 on CPUs with native
-                BF16 and on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere. Outputs stay float32
-                and the fingerprint is the float32 checkpoint's, whatever the precision. Passing both
-                ``precision`` and a different ``dtype`` raises :class:`InvalidInputError`.
+            precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU, torch dynamic
+                quantisation of the Linear layers). ``"auto"`` (the default; the ``LATEINT_PRECISION``
+                environment variable replaces that default) is bf16 on CPUs with native BF16 and on CUDA
+                (fp16 where bf16 is unsupported), fp32 elsewhere. Outputs stay float32 and the fingerprint
+                is the float32 checkpoint's, whatever the precision. Passing both ``precision`` and a
+                different ``dtype`` raises :class:`InvalidInputError`.
             max_tokens_per_batch: bound on padded tokens (rows x longest row) per forward pass; texts
                 are length-sorted, so short ones go in large batches and long ones in small batches.
                 ``batch_size`` of the encode calls stays an upper bound on rows. None: rows only.

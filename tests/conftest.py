@@ -9,20 +9,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+# Encoders default to fp32 whatever the CPU (subprocesses included), so vectors compared with fp32
+# references do not depend on the machine; bf16 / int8 tests ask for their precision explicitly.
+os.environ.setdefault("LATEINT_PRECISION", "fp32")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ANSWERAI = SHARED / "models" / "answerai-colbert-small-v1"
 SCIFACT = SHARED / "data" / "scifact"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _auto_precision_is_fp32():
-    """``precision="auto"`` resolves to fp32 in tests whatever the CPU's flags, so vectors compared with
-    fp32 references do not depend on the machine; bf16 / int8 tests ask for their precision explicitly."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("lateint_plugins.core.encoder.cpu_has_native_bf16", lambda *args, **kwargs: False)
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -45,12 +45,21 @@ def test_cpu_flags_decide_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cpu_has_native_bf16(avx2) is False
     assert cpu_has_native_bf16(tmp_path / "missing") is False
 
+    monkeypatch.delenv("LATEINT_PRECISION", raising=False)  # conftest sets it to fp32 for the suite
     monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision(None, None, CPU) == ("bf16", torch.bfloat16)
     assert resolve_precision("auto", None, CPU) == ("bf16", torch.bfloat16)
     assert resolve_precision("auto", None, torch.device("mps")) == ("fp32", torch.float32)
     monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision(None, None, CPU) == ("fp32", torch.float32)
+    # LATEINT_PRECISION replaces the default only: explicit arguments still win.
+    monkeypatch.setenv("LATEINT_PRECISION", "int8")
+    assert resolve_precision(None, None, CPU) == ("int8", torch.float32)
+    assert resolve_precision("bf16", None, CPU) == ("bf16", torch.bfloat16)
+    assert resolve_precision(None, torch.float16, CPU) == ("fp16", torch.float16)
+    monkeypatch.setenv("LATEINT_PRECISION", "half")
+    with pytest.raises(InvalidInputError, match="LATEINT_PRECISION='half'"):
+        resolve_precision(None, None, CPU)
 
 
 def test_precision_and_dtype_interact() -> None:
