@@ -384,10 +384,11 @@ def quality(args: argparse.Namespace) -> int:
         f"{Path(args.model).name}"
     )
     for precision, r in results.items():
-        delta = f"  delta {r['ndcg@10_delta_vs_fp32']:+.4f} (gate {r['gate']}: {'pass' if r['passes'] else 'FAIL'})"
-        print(
-            f"{precision:<6} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}" + (delta if "gate" in r else "")
-        )
+        line = f"{precision:<6} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}"
+        if "gate" in r:
+            verdict = "pass" if r["passes"] else "FAIL"
+            line += f"  delta {r['ndcg@10_delta_vs_fp32']:+.4f} (gate {r['gate']}: {verdict})"
+        print(line)
     write_json(args.output, report)
     return 0
 
