@@ -1,24 +1,33 @@
-"""Encoder throughput: our ``ColBERTEncoder`` vs sentence-transformers' ``MultiVectorEncoder``.
+"""Encoder throughput per precision: our ``ColBERTEncoder`` vs sentence-transformers 6 and fastembed.
 
-Use this when you change the encoder (framing, batching, device or dtype handling) and want to know
-whether it got slower, or whether it still produces the same vectors as the reference implementation.
-Both encoders load the same checkpoint and encode the same texts in one process, so the numbers are
-directly comparable; absolute numbers are only comparable on the same machine and load.
+Use this when you change the encoder (precision, batching, framing, device handling) and want to know
+whether it got faster or slower than the references, and whether each precision still produces the
+fp32 vectors. Every encoder loads the same checkpoint and encodes the same texts in one process (fastembed
+in its own venv, see ``--fastembed-python``), so ratios are directly comparable; absolute numbers only on
+the same machine and load.
 
-Method: load both models (timed), run one warm-up batch of documents and of queries with each, then
-for every repeat time ours and then theirs (ABAB...), so slow drift (thermal throttling, background
-load) hits both alike. The report gives the median over repeats of documents/s and queries/s and the
-ratio ours/theirs. Both sides are timed up to float32 CPU tensors, which is what our encoder returns
-(sentence-transformers leaves its output on the model's device). The outputs of the last repeat are
-then compared: same number of vectors per text, and the per-token cosine between the two.
+Encoders: ours at every ``--precisions`` (``default`` is ``from_pretrained()`` with no precision, i.e.
+``"auto"``) and sentence-transformers 6 ``MultiVectorEncoder`` in fp32, the reference. Method: load
+all (timed), one warm-up batch each, then per repeat every encoder in turn on the documents, then on
+the queries (ABCD... ABCD...), so drift (thermal, other processes) hits all alike. Reported: median
+documents/s, tokens/s (document vectors returned per second) and queries/s over repeats, each with
+its ratio to sentence-transformers fp32; load averages before and after; per-token cosine of each of our
+precisions against our fp32 (and ours fp32 against sentence-transformers) with token counts compared.
+Everything is timed up to float32 CPU tensors, which is what our encoder returns.
+
+``--quality`` instead measures SciFact nDCG@10 / Recall@100 per precision: the whole corpus encoded
+at each precision (cached under ``--quality-cache``), exact MaxSim search of every test query, scored
+by ``lateint_plugins.core.evaluation.evaluate`` (what ``lateint eval`` does); the gate is bf16 within
+0.003 and int8 within 0.005 of fp32.
 
 Run from the repository root::
 
     python benchmarks/bench_encoder.py                      # 256 docs, 300 queries, 3 repeats
     python benchmarks/bench_encoder.py --n-docs 64 --n-queries 64 --repeats 1   # smoke test
+    python benchmarks/bench_encoder.py --fastembed-python /work/venvs/fastembed/bin/python
+    python benchmarks/bench_encoder.py --quality --quality-cache /tmp/quality-cache
 
-The table goes to stdout, progress to stderr, everything (timings of every repeat, machine,
-versions, parity) to ``--output`` as JSON.
+The table goes to stdout, progress to stderr, everything to ``--output`` as JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -34,10 +44,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, add_data_arguments, machine_info, machine_lines, prepare_process
+from _common import ROOT, add_data_arguments, load_average, machine_info, machine_lines, prepare_process
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder.json"
-DTYPES = ("float32", "float16", "bfloat16")
+DEFAULT_QUALITY_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder_quality.json"
+PRECISIONS = ("default", "fp32", "bf16", "int8", "fp16", "auto")
+REFERENCE = "sentence-transformers fp32"
+QUALITY_GATE = {"bf16": 0.003, "int8": 0.005, "fp16": 0.003}
 
 logger = logging.getLogger("bench_encoder")
 
@@ -46,7 +59,7 @@ Encode = Callable[[Sequence[str]], list[Any]]
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Documents/s and queries/s: ColBERTEncoder vs sentence-transformers' MultiVectorEncoder.",
+        description="Documents/s per precision: ColBERTEncoder vs sentence-transformers 6 (and fastembed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_data_arguments(parser, split=False)
@@ -55,19 +68,43 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per encoder (median reported)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for documents and queries")
     parser.add_argument(
+        "--precisions",
+        default="default,fp32,bf16,int8",
+        help=f"our precisions, comma-separated, from {PRECISIONS} ('default': no precision= given)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (None: keep torch's current number)"
     )
-    parser.add_argument("--device", default="cpu", help="torch device for both encoders, e.g. cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="torch device for every encoder, e.g. cpu or cuda")
     parser.add_argument(
-        "--dtype", choices=DTYPES, default="float32", help="weights/activations dtype for both encoders"
+        "--fastembed-python",
+        type=Path,
+        default=None,
+        help="python of a venv with fastembed (outside the repo): also time LateInteractionTextEmbedding on a "
+        "local ONNX export of the same checkpoint",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file to write")
+    parser.add_argument("--quality", action="store_true", help="SciFact nDCG@10 per precision instead of speed")
+    parser.add_argument("--quality-cache", type=Path, default=None, help="--quality: encoded corpora are kept here")
+    parser.add_argument(
+        "--quality-docs",
+        type=int,
+        default=None,
+        help="--quality on a subset: every document judged for the split's queries plus the first N others "
+        "(file order); default: the whole corpus",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: results/...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     for name in ("n_docs", "n_queries", "repeats", "batch_size", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    unknown = [p for p in args.precisions if p not in PRECISIONS]
+    if unknown or not args.precisions:
+        parser.error(f"--precisions: {unknown or 'none'} not in {PRECISIONS}.")
+    if args.output is None:
+        args.output = DEFAULT_QUALITY_OUTPUT if args.quality else DEFAULT_OUTPUT
     return args
 
 
@@ -113,9 +150,6 @@ def read_jsonl_texts(path: Path, n: int, *, with_title: bool) -> list[str]:
     if not texts:
         raise SystemExit(f"bench_encoder: {path} has no usable texts.")
     return texts
-
-
-# ---------------------------------------------------------------------- machine
 
 
 # ---------------------------------------------------------------------- timing
@@ -170,30 +204,202 @@ def format_table(report: dict[str, Any]) -> str:
     cfg, res, m = report["config"], report["results"], report["machine"]
     title = (
         f"Encoder throughput: {Path(cfg['model']).name}, {cfg['n_docs']} docs / {cfg['n_queries']} queries, "
-        f"{m['device']} {cfg['dtype']}, {m['torch_threads']} threads, batch {cfg['batch_size']}, "
-        f"median of {cfg['repeats']}"
+        f"{m['device']}, {m['torch_threads']} threads, batch {cfg['batch_size']}, median of {cfg['repeats']}"
     )
-    rows = [("", "ours", "sentence-transformers", "ours/theirs")]
-    load = res["load_seconds"]
-    rows.append(("load (s)", f"{load['ours']:.2f}", f"{load['theirs']:.2f}", ""))
-    for kind, label in (("documents", "docs/s"), ("queries", "queries/s")):
-        ours, theirs = _rate_cell(res[kind]["ours"]), _rate_cell(res[kind]["theirs"])
-        rows.append((label, ours, theirs, f"{res[kind]['ratio_ours_over_theirs']:.2f}x"))
-    for kind in ("documents", "queries"):
-        p = res[kind]["parity"]
-        cos = (
-            f"cosine min {p['cosine_min']:.7f} mean {p['cosine_mean']:.7f}"
-            if p["cosine_min"] is not None
-            else "cosine n/a"
+    rows = [
+        (
+            "encoder",
+            "load s",
+            "docs/s",
+            "tokens/s",
+            "queries/s",
+            f"docs/s vs {REFERENCE}",
+            "paired",
+            "cosine vs ours fp32",
         )
-        rows.append((f"parity {kind}", f"same token count {p['same_token_count']}/{p['texts']}", cos, ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    ]
+    for name, r in res["encoders"].items():
+        p = r.get("parity_vs_ours_fp32")
+        cos = (
+            f"min {p['cosine_min']:.4f} mean {p['cosine_mean']:.5f} ({p['same_token_count']}/{p['texts']} same count)"
+            if p and p["cosine_min"] is not None
+            else ""
+        )
+        rows.append(
+            (
+                name,
+                f"{r['load_seconds']:.1f}",
+                _rate_cell(r["documents"]),
+                f"{r['documents_tokens_per_second']:.0f}",
+                _rate_cell(r["queries"]) if "queries" in r else "",
+                f"{r['documents_ratio_vs_reference']:.2f}x",
+                f"{r['documents_ratio_median_of_pairs']:.2f}x" if "documents_ratio_median_of_pairs" in r else "",
+                cos,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title, ""]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    ref = res.get("parity_ours_fp32_vs_reference")
+    if ref and ref["cosine_min"] is not None:
+        lines.append(
+            f"\nours fp32 vs {REFERENCE}: same token count {ref['same_token_count']}/{ref['texts']}, "
+            f"cosine min {ref['cosine_min']:.6f} mean {ref['cosine_mean']:.7f}"
+        )
+    if res.get("fastembed_status"):
+        lines.append(f"fastembed: {res['fastembed_status']}")
     lines.append("")
     lines.extend(machine_lines(m))
+    lines.append(f"load average: start {m['load_average_start']}, end {m['load_average_end']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- fastembed (in its own venv)
+FASTEMBED_DRIVER = r"""
+import json, sys, time
+from fastembed import LateInteractionTextEmbedding
+spec = json.loads(sys.stdin.read())
+model = LateInteractionTextEmbedding(spec["name"], specific_model_path=spec["folder"], threads=spec["threads"])
+docs, queries = spec["docs"], spec["queries"]
+list(model.embed(docs[: spec["batch_size"]], batch_size=spec["batch_size"]))
+out = {"documents": [], "queries": []}
+for _ in range(spec["repeats"]):
+    t = time.perf_counter(); d = list(model.embed(docs, batch_size=spec["batch_size"]))
+    out["documents"].append(time.perf_counter() - t)
+    t = time.perf_counter(); list(model.query_embed(queries))
+    out["queries"].append(time.perf_counter() - t)
+out["tokens"] = int(sum(len(x) for x in d))
+out["counts"] = [int(len(x)) for x in d]
+out["version"] = __import__("fastembed").__version__
+print(json.dumps(out))
+"""
+
+
+def run_fastembed(python: Path, folder: Path, docs: list[str], queries: list[str], args: argparse.Namespace) -> Any:
+    """Time fastembed in its venv on ``folder`` (an ONNX export); returns its timings or raises with why not."""
+    import subprocess
+
+    spec = {
+        "name": "answerdotai/answerai-colbert-small-v1",
+        "folder": str(folder),
+        "threads": args.threads,
+        "docs": docs,
+        "queries": queries,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+    }
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [str(python), "-c", FASTEMBED_DRIVER],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- quality gate
+def quality(args: argparse.Namespace) -> int:
+    """SciFact nDCG@10 per precision: the full corpus, exact search, ``evaluate`` as ``lateint eval`` does."""
+    import torch
+    from lateint_plugins.core.encoder import ColBERTEncoder
+    from lateint_plugins.core.evaluation import evaluate, load_beir
+    from lateint_plugins.core.index import ExactIndex
+    from safetensors.torch import load_file, save_file
+
+    dataset = load_beir(args.data, split="test")
+    all_ids, all_texts = dataset.document_texts()
+    subset = list(range(len(all_ids)))
+    if args.quality_docs is not None:
+        judged = {d for per_query in dataset.qrels.values() for d in per_query}
+        others = [i for i, d in enumerate(all_ids) if d not in judged][: args.quality_docs]
+        subset = sorted({i for i, d in enumerate(all_ids) if d in judged} | set(others))
+    doc_ids, doc_texts = [all_ids[i] for i in subset], [all_texts[i] for i in subset]
+    query_ids = [q for q, t in dataset.queries.items() if t.strip()]
+    cache = args.quality_cache
+    results: dict[str, Any] = {}
+    machine = machine_info(torch, args.device, ("torch", "transformers"))
+    for precision in [p for p in args.precisions if p != "default"]:
+        encoder = ColBERTEncoder.from_pretrained(
+            args.model, device=args.device, precision=precision, local_files_only=True
+        )
+        # The whole corpus's cache serves any subset; a subset's cache only that subset.
+        full = cache / f"docs-{precision}.safetensors" if cache is not None else None
+        part = cache / f"docs-{precision}-{len(subset)}of{len(all_ids)}.safetensors" if cache is not None else None
+        cached = full if full is not None and full.is_file() else part
+        seconds = None
+        if cached is not None and cached.is_file():
+            state = load_file(cached)
+            docs = list(state["tokens"].split(state["lengths"].tolist()))
+            if cached == full and len(subset) < len(all_ids):
+                docs = [docs[i] for i in subset]
+        else:
+            start = time.perf_counter()
+            docs = encoder.encode_documents(doc_texts, batch_size=args.batch_size, show_progress_bar=True)
+            seconds = time.perf_counter() - start
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tokens = torch.cat(docs).contiguous()
+                save_file({"tokens": tokens, "lengths": torch.tensor([len(d) for d in docs])}, str(cached))
+        index = ExactIndex(device=args.device)
+        index.add(doc_ids, docs)
+        hits = index.search(encoder.encode_queries([dataset.queries[q] for q in query_ids]), k=100)
+        run = {q: [h.id for h in row] for q, row in zip(query_ids, hits, strict=True)}
+        scores = evaluate(run, dataset.qrels, metrics=("ndcg@10", "recall@100", "mrr@10"))
+        results[precision] = {
+            "encoder": repr(encoder),
+            "encode_seconds": seconds,
+            "encoded_from_cache": seconds is None,
+            **scores,
+        }
+        logger.info("%s: %s", precision, results[precision])
+    if "fp32" in results:
+        for precision, r in results.items():
+            if precision in QUALITY_GATE:
+                r["ndcg@10_delta_vs_fp32"] = r["ndcg@10"] - results["fp32"]["ndcg@10"]
+                r["gate"] = QUALITY_GATE[precision]
+                r["passes"] = abs(r["ndcg@10_delta_vs_fp32"]) <= QUALITY_GATE[precision]
+    machine["load_average_end"] = load_average()
+    report = {
+        "benchmark": "bench_encoder --quality",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "data": str(args.data),
+        "documents": len(doc_ids),
+        "corpus_documents": len(all_ids),
+        "subset": None
+        if args.quality_docs is None
+        else f"every judged document plus the first {args.quality_docs} unjudged ones in file order",
+        "queries": len(query_ids),
+        "machine": machine,
+        "results": results,
+    }
+    print(
+        f"SciFact test ({len(doc_ids)} of {len(all_ids)} docs, {len(query_ids)} queries), exact MaxSim, "
+        f"{Path(args.model).name}"
+    )
+    for precision, r in results.items():
+        line = f"{precision:<6} nDCG@10 {r['ndcg@10']:.4f}  R@100 {r['recall@100']:.4f}"
+        if "gate" in r:
+            verdict = "pass" if r["passes"] else "FAIL"
+            line += f"  delta {r['ndcg@10_delta_vs_fp32']:+.4f} (gate {r['gate']}: {verdict})"
+        print(line)
+    write_json(args.output, report)
+    return 0
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    output = path.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, output)
+    logger.info("Wrote %s", output)
 
 
 # ---------------------------------------------------------------------- main
@@ -202,11 +408,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
 
-    model_path, data_path = args.model.resolve(), args.data.resolve()
-    check_inputs(model_path, data_path)
+    args.model, args.data = args.model.resolve(), args.data.resolve()
+    check_inputs(args.model, args.data)
 
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.quality:
+        return quality(args)
     try:
         from sentence_transformers import MultiVectorEncoder
     except ImportError as exc:
@@ -216,10 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) from exc
     from lateint_plugins.core.encoder import ColBERTEncoder
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = str(args.device)
-    dtype = getattr(torch, args.dtype)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"bench_encoder: --device {device} asked for, but torch sees no CUDA device.")
 
@@ -227,109 +434,194 @@ def main(argv: Sequence[str] | None = None) -> int:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    docs = read_jsonl_texts(data_path / "corpus.jsonl", args.n_docs, with_title=True)
-    queries = read_jsonl_texts(data_path / "queries.jsonl", args.n_queries, with_title=False)
-    logger.info("%d documents, %d queries from %s", len(docs), len(queries), data_path)
-
-    # Ours loads first, so it also pays any first-use import cost inside transformers.
-    start = time.perf_counter()
-    ours_model = ColBERTEncoder.from_pretrained(model_path, device=device, dtype=dtype, local_files_only=True)
-    sync()
-    load_ours = time.perf_counter() - start
-    logger.info("Loaded ours in %.2f s: %r", load_ours, ours_model)
-
-    start = time.perf_counter()
-    theirs_model = MultiVectorEncoder(str(model_path), device=device, local_files_only=True)
-    if dtype != torch.float32:
-        theirs_model = theirs_model.to(dtype)
-    sync()
-    load_theirs = time.perf_counter() - start
-    logger.info("Loaded sentence-transformers in %.2f s", load_theirs)
-
+    machine = machine_info(torch, device, ("torch", "transformers", "sentence-transformers", "tokenizers"))
+    docs = read_jsonl_texts(args.data / "corpus.jsonl", args.n_docs, with_title=True)
+    queries = read_jsonl_texts(args.data / "queries.jsonl", args.n_queries, with_title=False)
+    logger.info("%d documents, %d queries from %s", len(docs), len(queries), args.data)
     bs = args.batch_size
 
-    # Both sides end in float32 CPU tensors, our encoder's output contract; sentence-transformers
-    # would otherwise leave its vectors on the model's device and skip a transfer ours pays for.
+    encoders: dict[str, dict[str, Encode]] = {}
+    loads: dict[str, float] = {}
+    reprs: dict[str, str] = {}
+    for precision in args.precisions:
+        start = time.perf_counter()
+        options = {} if precision == "default" else {"precision": precision}
+        model = ColBERTEncoder.from_pretrained(args.model, device=device, local_files_only=True, **options)
+        sync()
+        name = f"ours {precision}" + (f" ({model.precision})" if precision in ("default", "auto") else "")
+        loads[name] = time.perf_counter() - start
+        reprs[name] = repr(model)
+        logger.info("Loaded %s in %.2f s: %r", name, loads[name], model)
+        encoders[name] = {
+            "documents": lambda t, m=model: m.encode_documents(t, batch_size=bs),
+            "queries": lambda t, m=model: m.encode_queries(t, batch_size=bs),
+        }
+
+    start = time.perf_counter()
+    theirs = MultiVectorEncoder(str(args.model), device=device, local_files_only=True)
+    sync()
+    loads[REFERENCE] = time.perf_counter() - start
+
+    # Both sides end in float32 CPU tensors, our encoder's output contract.
     def theirs_documents(t: Sequence[str]) -> list[Any]:
-        out = theirs_model.encode_document(list(t), batch_size=bs, show_progress_bar=False)
-        return [e.float().cpu() for e in out]
+        return [e.float().cpu() for e in theirs.encode_document(list(t), batch_size=bs, show_progress_bar=False)]
 
     def theirs_queries(t: Sequence[str]) -> list[Any]:
-        out = theirs_model.encode_query(list(t), batch_size=bs, show_progress_bar=False)
-        return [e.float().cpu() for e in out]
+        return [e.float().cpu() for e in theirs.encode_query(list(t), batch_size=bs, show_progress_bar=False)]
 
-    encoders: dict[str, dict[str, Encode]] = {
-        "documents": {
-            "ours": lambda t: ours_model.encode_documents(t, batch_size=bs),
-            "theirs": theirs_documents,
-        },
-        "queries": {"ours": lambda t: ours_model.encode_queries(t, batch_size=bs), "theirs": theirs_queries},
-    }
+    encoders[REFERENCE] = {"documents": theirs_documents, "queries": theirs_queries}
     texts = {"documents": docs, "queries": queries}
 
     logger.info("Warm-up: one batch of documents and of queries per encoder")
-    for kind, pair in encoders.items():
-        for side in ("ours", "theirs"):
-            timed(pair[side], texts[kind][:bs], sync)
+    for pair in encoders.values():
+        for kind in texts:
+            timed(pair[kind], texts[kind][:bs], sync)
 
-    seconds: dict[str, dict[str, list[float]]] = {k: {"ours": [], "theirs": []} for k in encoders}
-    last: dict[str, dict[str, list[Any]]] = {k: {} for k in encoders}
+    seconds: dict[str, dict[str, list[float]]] = {n: {k: [] for k in texts} for n in encoders}
+    last: dict[str, dict[str, list[Any]]] = {n: {} for n in encoders}
     for r in range(args.repeats):
-        for kind, pair in encoders.items():
-            for side in ("ours", "theirs"):
-                elapsed, out = timed(pair[side], texts[kind], sync)
-                seconds[kind][side].append(elapsed)
-                last[kind][side] = out
+        for kind in texts:
+            for name, pair in encoders.items():
+                elapsed, out = timed(pair[kind], texts[kind], sync)
+                seconds[name][kind].append(elapsed)
+                last[name][kind] = out
                 logger.info(
-                    "repeat %d/%d %-9s %-6s %.3f s (%.1f/s)",
+                    "repeat %d/%d %-9s %-32s %.3f s (%.1f/s)",
                     r + 1,
                     args.repeats,
                     kind,
-                    side,
+                    name,
                     elapsed,
                     len(texts[kind]) / elapsed,
                 )
 
-    results: dict[str, Any] = {"load_seconds": {"ours": load_ours, "theirs": load_theirs}}
-    for kind in encoders:
-        n = len(texts[kind])
-        ours_s, theirs_s = summarise(seconds[kind]["ours"], n), summarise(seconds[kind]["theirs"], n)
-        results[kind] = {
-            "n": n,
-            "tokens_ours": int(sum(v.shape[0] for v in last[kind]["ours"])),
-            "ours": ours_s,
-            "theirs": theirs_s,
-            "ratio_ours_over_theirs": ours_s["median_per_second"] / theirs_s["median_per_second"],
-            "parity": parity(last[kind]["ours"], last[kind]["theirs"], torch),
-        }
+    fp32_name = next((n for n in encoders if n == "ours fp32"), None)
+    results: dict[str, Any] = {"encoders": {}}
+    for name in encoders:
+        entry: dict[str, Any] = {"load_seconds": loads[name], "repr": reprs.get(name, "MultiVectorEncoder")}
+        for kind in texts:
+            entry[kind] = summarise(seconds[name][kind], len(texts[kind]))
+        tokens = int(sum(v.shape[0] for v in last[name]["documents"]))
+        entry["documents_tokens"] = tokens
+        entry["documents_counts"] = [int(v.shape[0]) for v in last[name]["documents"]]
+        entry["documents_tokens_per_second"] = statistics.median(tokens / s for s in seconds[name]["documents"])
+        if fp32_name is not None and name != REFERENCE:
+            entry["parity_vs_ours_fp32"] = {
+                kind: parity(last[name][kind], last[fp32_name][kind], torch) for kind in texts
+            }["documents"]
+            entry["parity_queries_vs_ours_fp32"] = parity(last[name]["queries"], last[fp32_name]["queries"], torch)
+        results["encoders"][name] = entry
+    if fp32_name is not None:
+        results["parity_ours_fp32_vs_reference"] = parity(
+            last[fp32_name]["documents"], last[REFERENCE]["documents"], torch
+        )
 
+    if args.fastembed_python is not None:
+        results["fastembed_status"] = fastembed_entry(args, docs, queries, results, torch)
+
+    # Paired per repeat (the same repeat's reference time over ours): robust to load drift between repeats.
+    for name in encoders:
+        paired = [t / o for t, o in zip(seconds[REFERENCE]["documents"], seconds[name]["documents"], strict=True)]
+        results["encoders"][name]["documents_ratio_per_repeat"] = paired
+        results["encoders"][name]["documents_ratio_median_of_pairs"] = statistics.median(paired)
+    reference = results["encoders"][REFERENCE]
+    for entry in results["encoders"].values():
+        entry["documents_ratio_vs_reference"] = (
+            entry["documents"]["median_per_second"] / reference["documents"]["median_per_second"]
+        )
+        entry["queries_ratio_vs_reference"] = (
+            entry["queries"]["median_per_second"] / reference["queries"]["median_per_second"]
+        )
+    machine["load_average_end"] = load_average()
     report = {
         "benchmark": "bench_encoder",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
         "config": {
-            "model": str(model_path),
-            "data": str(data_path),
+            "model": str(args.model),
+            "data": str(args.data),
             "n_docs": len(docs),
             "n_queries": len(queries),
             "repeats": args.repeats,
             "batch_size": bs,
-            "dtype": args.dtype,
-            "order": "warm-up each, then per repeat ours then theirs (ABAB), documents before queries",
-            "timed_until": "float32 CPU tensors for both encoders",
+            "precisions": args.precisions,
+            "reference": REFERENCE,
+            "order": "warm-up each; per repeat documents then queries, every encoder in turn (interleaved)",
+            "timed_until": "float32 CPU tensors for every encoder",
             "load_note": "ours loads first and so also pays first-use import costs inside transformers",
-            "ours_config": repr(ours_model.config),
         },
-        "machine": machine_info(torch, device, ("torch", "transformers", "sentence-transformers", "tokenizers")),
+        "machine": machine,
         "results": results,
     }
-
     print(format_table(report))
-    output = args.output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    logger.info("Wrote %s", output)
+    write_json(args.output, report)
     return 0
+
+
+def fastembed_entry(
+    args: argparse.Namespace, docs: list[str], queries: list[str], results: dict[str, Any], torch: Any
+) -> str:
+    """Export the checkpoint to ONNX (ours, fp32), time fastembed on it; the status line for the table."""
+    import tempfile
+
+    from lateint_plugins.core.encoder import ColBERTEncoder
+
+    folder = Path(tempfile.mkdtemp(prefix="fastembed-onnx-"))
+    try:
+        export_onnx(ColBERTEncoder.from_pretrained(args.model, precision="fp32", local_files_only=True), folder, torch)
+        timings = run_fastembed(args.fastembed_python, folder, docs, queries, args)
+    except Exception as exc:  # the reason goes into the report instead of the numbers
+        logger.warning("fastembed not measured: %s", exc)
+        return f"not measured: {type(exc).__name__}: {exc}"
+    name = f"fastembed {timings['version']} (ONNX fp32 export)"
+    entry: dict[str, Any] = {"load_seconds": float("nan"), "repr": name}
+    for kind, texts in (("documents", docs), ("queries", queries)):
+        entry[kind] = summarise(timings[kind], len(texts))
+    entry["documents_tokens"] = timings["tokens"]
+    entry["documents_tokens_per_second"] = statistics.median(timings["tokens"] / s for s in timings["documents"])
+    ours = results["encoders"].get("ours fp32", {}).get("documents_counts")
+    same = None if ours is None else sum(a == b for a, b in zip(ours, timings["counts"], strict=True))
+    results["encoders"][name] = entry
+    return "measured in its own process after the others (not interleaved); " + (
+        f"same token count as ours fp32 for {same}/{len(docs)} documents" if same is not None else ""
+    )
+
+
+def export_onnx(encoder: Any, folder: Path, torch: Any) -> None:
+    """Our fp32 model (backbone + projection, un-normalised token vectors) as ``model.onnx`` plus the
+    checkpoint's tokenizer and config files, the layout fastembed reads with ``specific_model_path``."""
+    import shutil
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.projection = encoder.backbone, encoder.projection
+
+        # No token_type_ids input: fastembed builds them before inserting its marker token, so they
+        # would be one position short; the model's own default (all zeros) is what a single sequence has.
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.projection(self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+
+    ids = torch.ones((2, 16), dtype=torch.long)
+    torch.onnx.export(  # vespa_colbert.onnx: the file name fastembed's registry gives this checkpoint
+        Wrapped().eval(),
+        (ids, torch.ones_like(ids)),
+        str(folder / "vespa_colbert.onnx"),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state"],
+        dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask")},
+        opset_version=17,
+        dynamo=False,
+    )
+    for item in Path(encoder.name_or_path).iterdir():
+        if item.is_file() and item.suffix in (".json", ".txt"):
+            shutil.copy(item, folder / item.name)
+    # fastembed truncates documents at the tokenizer's limit (512 here) minus its marker; ours at
+    # document_length (180). The same limit makes both encode the same tokens.
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["model_max_length"] = config["max_length"] = encoder.config.document_length
+    config_file.write_text(json.dumps(config), encoding="utf-8")
 
 
 if __name__ == "__main__":

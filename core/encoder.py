@@ -23,6 +23,12 @@ mask token (ColBERT's query augmentation) to ``query_length`` and every position
 queries are truncated to ``query_length`` (logged once per encoder; pass ``query_length=`` to raise
 it). Documents drop padding and skiplisted tokens. All outputs are L2-normalised float32 tensors on
 the CPU.
+
+Precision (``precision=``) sets how the model computes, never the output dtype: ``"auto"`` (the
+default) is bf16 on CPUs with native BF16 arithmetic (AVX512-BF16 or AMX), bf16 on CUDA devices that
+support it (fp16 on older ones) and fp32 elsewhere; ``"int8"`` is torch dynamic quantisation of every
+``nn.Linear`` (CPU only). The model fingerprint is hashed from the checkpoint's float32 weights before
+any conversion, so a store built at one precision opens with an encoder at another.
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ import os
 import re
 import string
 import threading
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, cast, overload
 
@@ -50,7 +59,16 @@ from .fingerprint import ModelFingerprint, hash_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_FORMATS", "DEFAULT_MODEL", "ColBERTEncoder", "EncoderConfig", "resolve_device"]
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "DEFAULT_MODEL",
+    "PRECISIONS",
+    "ColBERTEncoder",
+    "EncoderConfig",
+    "cpu_has_native_bf16",
+    "resolve_device",
+    "resolve_precision",
+]
 
 DEFAULT_MODEL = "answerdotai/answerai-colbert-small-v1"
 """Hub id used when no model is given (``--model`` / ``LATEINT_MODEL`` override it)."""
@@ -59,6 +77,22 @@ LongDocuments = Literal["truncate", "window"]
 CheckpointFormat = Literal["pylate", "sentence-transformers", "stanford", "plain"]
 CHECKPOINT_FORMATS: tuple[str, ...] = ("pylate", "sentence-transformers", "stanford", "plain")
 """Values of :attr:`ColBERTEncoder.checkpoint_format`: which library's rules the encoder follows."""
+
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
+"""Values of ``precision=``: ``"auto"`` chooses for the device (see :func:`resolve_precision`)."""
+
+_PRECISION_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "int8": torch.float32,  # dynamic quantisation: int8 Linear weights, float32 activations elsewhere
+}
+
+DEFAULT_MAX_TOKENS_PER_BATCH = 8192
+"""Default bound on padded tokens (rows x longest row) per forward pass."""
+
+ProgressCallback = Callable[[int, int], None]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
@@ -141,14 +175,123 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes BF16 natively (x86 ``avx512_bf16`` or ``amx_bf16`` among the flags of
+    ``cpuinfo``).
+
+    Without those instructions torch emulates bf16 matmuls and they are slower than fp32, so ``"auto"``
+    stays at fp32. Where the file is unreadable (macOS, Windows) the answer is False.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.partition(":")[2].split()))
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(
+    precision: str | None, dtype: torch.dtype | None, device: torch.device
+) -> tuple[str, torch.dtype]:
+    """``(precision, dtype)`` the encoder runs at, from the caller's ``precision=`` and ``dtype=``.
+
+    ``precision`` is the user-facing knob and ``dtype`` the low-level one. Neither given: the
+    ``LATEINT_PRECISION`` environment variable if set (e.g. ``fp32`` for reproducible test runs), else
+    ``"auto"``.
+    Only ``dtype``: it is used as is (the precision is named after it, e.g. ``"bf16"``). Only
+    ``precision``: its dtype (``"int8"`` computes in float32 around int8 Linear layers). Both: they
+    must agree (``"int8"`` with ``torch.float32``), and ``"auto"`` with a dtype is a conflict.
+    ``"auto"`` is bf16 on CPUs with native BF16 (:func:`cpu_has_native_bf16`), bf16 on CUDA devices
+    that support it and fp16 on older ones, fp32 on anything else (MPS included).
+
+    Raises:
+        InvalidInputError: an unknown precision, a non-dtype ``dtype``, a conflict between the two,
+            or ``"int8"`` on a device other than the CPU.
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise InvalidInputError(f"dtype must be a torch.dtype such as torch.bfloat16 or None, got {dtype!r}.")
+    if precision is None:
+        if dtype is not None:
+            named = {v: k for k, v in _PRECISION_DTYPES.items() if k != "int8"}
+            return named.get(dtype, str(dtype).removeprefix("torch.")), dtype
+        precision = os.environ.get("LATEINT_PRECISION") or "auto"
+        if precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"The environment variable LATEINT_PRECISION={precision!r} is not one of {PRECISIONS}; "
+                "set it to one of them or unset it."
+            )
+    if precision == "auto":
+        if dtype is not None:
+            raise InvalidInputError(
+                f"precision='auto' and dtype={dtype} were both given; pass one of them: precision= "
+                "('fp32', 'bf16', 'fp16', 'int8') or dtype=, not both."
+            )
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu" and cpu_has_native_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    wanted = _PRECISION_DTYPES[precision]
+    if dtype is not None and dtype != wanted:
+        raise InvalidInputError(
+            f"precision={precision!r} computes in {wanted} but dtype={dtype} was given; drop dtype= "
+            f"(precision decides it) or pass the matching one."
+        )
+    if precision == "int8" and device.type != "cpu":
+        raise InvalidInputError(
+            f"precision='int8' (torch dynamic quantisation) runs on the CPU only, got device={device}; "
+            "pass precision='fp16' or 'bf16' on a GPU, or device='cpu'."
+        )
+    return precision, wanted
+
+
+def _quantize_int8(module: nn.Module) -> nn.Module:
+    """Every ``nn.Linear`` of ``module`` as a dynamically quantised int8 Linear (weights int8 per
+    tensor, activations quantised per batch), the rest unchanged in float32."""
+    if not any(isinstance(m, nn.Linear) for m in module.modules()):
+        return module
+    with warnings.catch_warnings():
+        # torch >= 2.10 announces that torch.ao.quantization moves to torchao; the eager path still works.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"precision='int8' needs torch.ao.quantization, which this torch {torch.__version__} lacks; "
+                "pass precision='bf16' or 'fp32'."
+            ) from exc
+        return cast(nn.Module, quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8))
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, restoring the process's setting afterwards (None: leave it)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class _Sequence:
-    """One model input: token ids, how many positions attend, and which outputs to keep."""
+    """One model input: token ids, how many positions attend, and which outputs to keep
+    (``None``: every position, before the skiplist)."""
 
     text_index: int
     input_ids: list[int]
     attended: int
-    keep: list[bool]
+    keep: list[bool] | None = None
 
 
 class ColBERTEncoder:
@@ -176,6 +319,9 @@ class ColBERTEncoder:
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        precision: Precision | None = None,
+        max_tokens_per_batch: int | None = DEFAULT_MAX_TOKENS_PER_BATCH,
+        num_threads: int | None = None,
         name_or_path: str = "",
         checkpoint_format: CheckpointFormat = "plain",
     ) -> None:
@@ -186,9 +332,13 @@ class ColBERTEncoder:
         self.config = config or EncoderConfig()
         self.checkpoint_format: CheckpointFormat = checkpoint_format
         self.device = resolve_device(device)
-        if dtype is None:
-            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.dtype = dtype
+        self.precision, self.dtype = resolve_precision(precision, dtype, self.device)
+        """``precision``: what the model computes in (``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"``; ``"auto"``
+        resolved); ``dtype``: the float dtype of its weights and activations (float32 for int8)."""
+        self.max_tokens_per_batch = _check_optional_positive(max_tokens_per_batch, "max_tokens_per_batch")
+        """Bound on padded tokens per forward pass (rows x longest row); None: ``batch_size`` alone."""
+        self.num_threads = _check_optional_positive(num_threads, "num_threads")
+        """torch intra-op threads while encoding (restored afterwards); None: the process's setting."""
         self.name_or_path = name_or_path
         self.tokenizer = tokenizer
         # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
@@ -198,8 +348,8 @@ class ColBERTEncoder:
         self._weights_sha256 = hash_weights([backbone, projection])
         self.revision: str | None = None
         """The Hub commit the model was loaded from (None for a folder outside the Hub cache)."""
-        self.backbone = backbone.to(self.device, dtype).eval()
-        self.projection = projection.to(self.device, dtype).eval()
+        self.backbone = backbone.to(self.device, self.dtype).eval()
+        self.projection = projection.to(self.device, self.dtype).eval()
         self._head, self._tail = _special_frame(tokenizer)
         self._query_prefix_ids = _marker_ids(tokenizer, self.config.query_prefix, "query_prefix", checkpoint_format)
         self._document_prefix_ids = _marker_ids(
@@ -235,6 +385,9 @@ class ColBERTEncoder:
         self._strip = checkpoint_format == "pylate"
         self._warned_truncated_query = False
         self._dim = _output_dim(self.backbone, self.projection, self.config.truncate_dim)
+        if self.precision == "int8":  # after _output_dim, which reads the float Linear layers
+            self.backbone = _quantize_int8(self.backbone)
+            self.projection = _quantize_int8(self.projection)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -244,6 +397,9 @@ class ColBERTEncoder:
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        precision: Precision | None = None,
+        max_tokens_per_batch: int | None = DEFAULT_MAX_TOKENS_PER_BATCH,
+        num_threads: int | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
         token: str | bool | None = None,
@@ -260,7 +416,18 @@ class ColBERTEncoder:
         Args:
             name_or_path: a local checkpoint folder or a Hugging Face Hub id.
             device: ``"cuda"``, ``"cpu"``, ... (default: CUDA, then MPS, then CPU).
-            dtype: weights and activations dtype (default float16 on CUDA, float32 elsewhere).
+            dtype: weights and activations dtype, the low-level alternative to ``precision``.
+            precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU, torch dynamic
+                quantisation of the Linear layers). ``"auto"`` (the default; the ``LATEINT_PRECISION``
+                environment variable replaces that default) is bf16 on CPUs with native BF16 and on CUDA
+                (fp16 where bf16 is unsupported), fp32 elsewhere. Outputs stay float32 and the fingerprint
+                is the float32 checkpoint's, whatever the precision. Passing both ``precision`` and a
+                different ``dtype`` raises :class:`InvalidInputError`.
+            max_tokens_per_batch: bound on padded tokens (rows x longest row) per forward pass; texts
+                are length-sorted, so short ones go in large batches and long ones in small batches.
+                ``batch_size`` of the encode calls stays an upper bound on rows. None: rows only.
+            num_threads: torch intra-op threads while encoding (the process's setting is restored
+                afterwards); None keeps the current setting.
             local_files_only: never try the Hub (a Hub id then loads only from the local cache).
             revision: Hub branch, tag or commit; :attr:`revision` records the resolved commit.
             token: Hub token for private or gated models (``True``: the saved login).
@@ -280,6 +447,10 @@ class ColBERTEncoder:
             )
         if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
             raise InvalidInputError(f"dim must be a positive int or None, got {dim!r}.")
+        # Checked before the (slow) load; the constructor resolves them again.
+        resolve_precision(precision, dtype, resolve_device(device))
+        _check_optional_positive(max_tokens_per_batch, "max_tokens_per_batch")
+        _check_optional_positive(num_threads, "num_threads")
         options = _LoadOptions(
             revision=revision,
             token=token,
@@ -301,6 +472,9 @@ class ColBERTEncoder:
             config,
             device=device,
             dtype=dtype,
+            precision=precision,
+            max_tokens_per_batch=max_tokens_per_batch,
+            num_threads=num_threads,
             name_or_path=str(name_or_path),
             checkpoint_format=loaded.checkpoint_format,
         )
@@ -328,22 +502,44 @@ class ColBERTEncoder:
         )
 
     @overload
-    def encode_queries(self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...) -> torch.Tensor: ...  # type: ignore[overload-overlap]
+    def encode_queries(  # type: ignore[overload-overlap]
+        self,
+        texts: str,
+        *,
+        batch_size: int = ...,
+        show_progress_bar: bool = ...,
+        progress_callback: ProgressCallback | None = ...,
+    ) -> torch.Tensor: ...
     @overload
     def encode_queries(
-        self, texts: Sequence[str], *, batch_size: int = ..., show_progress_bar: bool = ...
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = ...,
+        show_progress_bar: bool = ...,
+        progress_callback: ProgressCallback | None = ...,
     ) -> list[torch.Tensor]: ...
     def encode_queries(
-        self, texts: str | Sequence[str], *, batch_size: int = 64, show_progress_bar: bool = False
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+        progress_callback: ProgressCallback | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Encode queries into ``(query_length, dim)`` tensors (``(n_tokens, dim)`` without expansion).
 
         A single string gives a single tensor; a sequence gives a list in the same order.
+
+        Args:
+            batch_size: most queries per forward pass (``max_tokens_per_batch`` may make batches smaller).
+            show_progress_bar: a tqdm bar advanced per batch (queries/s).
+            progress_callback: called after every batch with ``(encoded, total)`` model inputs.
         """
         single, items = _check_texts(texts, allow_empty=False)
         content = self._tokenize(items, self.config.query_prompt)
         sequences = [self._frame_query(i, ids) for i, ids in enumerate(content)]
-        out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries")
+        out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries", progress_callback, skip=False)
         return out[0] if single else out
 
     @overload
@@ -354,6 +550,7 @@ class ColBERTEncoder:
         batch_size: int = ...,
         show_progress_bar: bool = ...,
         long_documents: LongDocuments | None = ...,
+        progress_callback: ProgressCallback | None = ...,
     ) -> torch.Tensor: ...
     @overload
     def encode_documents(
@@ -363,6 +560,7 @@ class ColBERTEncoder:
         batch_size: int = ...,
         show_progress_bar: bool = ...,
         long_documents: LongDocuments | None = ...,
+        progress_callback: ProgressCallback | None = ...,
     ) -> list[torch.Tensor]: ...
     def encode_documents(
         self,
@@ -371,12 +569,18 @@ class ColBERTEncoder:
         batch_size: int = 32,
         show_progress_bar: bool = False,
         long_documents: LongDocuments | None = None,
+        progress_callback: ProgressCallback | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Encode documents into ``(n_tokens, dim)`` tensors, padding and skiplisted tokens removed.
 
         Args:
+            batch_size: most model inputs per forward pass (``max_tokens_per_batch`` may make batches
+                smaller).
+            show_progress_bar: a tqdm bar advanced per batch (documents/s).
             long_documents: override the config's mode for this call. ``"window"`` encodes text past
                 ``document_length`` in overlapping windows so no token is dropped.
+            progress_callback: called after every batch with ``(encoded, total)`` model inputs (one per
+                document, or one per window in ``"window"`` mode).
         """
         single, items = _check_texts(texts, allow_empty=True)
         mode = long_documents or self.config.long_documents
@@ -385,7 +589,7 @@ class ColBERTEncoder:
         sequences: list[_Sequence] = []
         for i, ids in enumerate(self._tokenize(items, self.config.document_prompt)):
             sequences.extend(self._frame_document(i, ids, window=mode == "window"))
-        out = self._run(sequences, len(items), batch_size, show_progress_bar, "documents")
+        out = self._run(sequences, len(items), batch_size, show_progress_bar, "documents", progress_callback, skip=True)
         return out[0] if single else out
 
     # ------------------------------------------------------------------ framing
@@ -423,7 +627,7 @@ class ColBERTEncoder:
             ids = ids + [self._mask_id] * (cfg.query_length - len(ids))
             if cfg.attend_to_expansion_tokens:
                 attended = len(ids)
-        return _Sequence(index, ids, attended, [True] * len(ids))
+        return _Sequence(index, ids, attended)
 
     def _frame_document(self, index: int, content: list[int], *, window: bool) -> Iterator[_Sequence]:
         cfg = self.config
@@ -433,7 +637,7 @@ class ColBERTEncoder:
             raise InvalidInputError(f"document_length={cfg.document_length} leaves no room for text.")
         if not window or len(content) <= room:
             ids = prefix + content[:room] + self._tail
-            yield _Sequence(index, ids, len(ids), [t not in self._skip_ids for t in ids])
+            yield _Sequence(index, ids, len(ids))
             return
         # Windows of `room` tokens, `overlap` shared with the neighbour. Each token is kept from the
         # window where it sits furthest from an edge (the most context on both sides), so every
@@ -448,57 +652,109 @@ class ColBERTEncoder:
             ids = prefix + chunk + self._tail
             keep = [w == 0] * len(prefix) + [lo <= j < hi for j in range(len(chunk))]
             keep += [w == len(starts) - 1] * len(self._tail)
-            keep = [k and t not in self._skip_ids for k, t in zip(keep, ids, strict=True)]
             yield _Sequence(index, ids, len(ids), keep)
 
     # ------------------------------------------------------------------ model
+    def _batches(self, lengths: list[int], batch_size: int) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of consecutive rows of length-sorted (longest first) inputs, each batch at most
+        ``batch_size`` rows and ``max_tokens_per_batch`` padded tokens (a longer single row runs alone)."""
+        budget = self.max_tokens_per_batch
+        start = 0
+        while start < len(lengths):
+            rows = batch_size if budget is None else max(1, min(batch_size, budget // max(lengths[start], 1)))
+            stop = min(start + rows, len(lengths))
+            yield start, stop
+            start = stop
+
     def _run(
-        self, sequences: list[_Sequence], n_texts: int, batch_size: int, show_progress_bar: bool, what: str
+        self,
+        sequences: list[_Sequence],
+        n_texts: int,
+        batch_size: int,
+        show_progress_bar: bool,
+        what: str,
+        progress_callback: ProgressCallback | None,
+        *,
+        skip: bool,
     ) -> list[torch.Tensor]:
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}.")
+        if progress_callback is not None and not callable(progress_callback):
+            raise InvalidInputError(
+                f"progress_callback must be a callable (encoded, total) -> None or None, got {progress_callback!r}."
+            )
         from tqdm.auto import tqdm
 
         # Longest first: batches hold similar lengths (little padding), and a batch that does not fit
-        # in memory fails at the start rather than after minutes of work.
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i].input_ids))
+        # in memory fails at the start rather than after minutes of work. Every input is laid out once
+        # as flat tensors in that order; each batch is then filled by masked assignment, not row by row.
+        lengths = torch.tensor([len(s.input_ids) for s in sequences], dtype=torch.long)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ordered = [sequences[i] for i in order.tolist()]
+        lengths = lengths[order]
+        offsets = [0, *torch.cumsum(lengths, 0).tolist()]
+        flat_ids = torch.tensor(list(chain.from_iterable(s.input_ids for s in ordered)), dtype=torch.long)
+        attended = torch.tensor([s.attended for s in ordered], dtype=torch.long)
+        flat_keep = torch.ones(len(flat_ids), dtype=torch.bool)
+        if any(s.keep is not None for s in ordered):
+            flat_keep = torch.tensor(
+                list(chain.from_iterable(s.keep if s.keep is not None else [True] * len(s.input_ids) for s in ordered)),
+                dtype=torch.bool,
+            )
+        if skip and self._skip_ids:
+            flat_keep &= ~torch.isin(flat_ids, torch.tensor(sorted(self._skip_ids), dtype=torch.long))
         pieces: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+        total = len(sequences)
+        unit = "doc" if what == "documents" else "query"
         with (
+            _torch_threads(self.num_threads),
             torch.inference_mode(),
-            tqdm(total=len(sequences), desc=f"Encoding {what}", unit="seq", disable=not show_progress_bar) as bar,
+            tqdm(total=total, desc=f"Encoding {what}", unit=unit, disable=not show_progress_bar) as bar,
         ):
-            for start in range(0, len(order), batch_size):
-                batch = [sequences[i] for i in order[start : start + batch_size]]
-                for i, vectors in zip(order[start : start + batch_size], self._forward(batch), strict=True):
+            for start, stop in self._batches(lengths.tolist(), batch_size):
+                width = int(lengths[start])
+                positions = torch.arange(width)
+                filled = positions < lengths[start:stop, None]
+                ids = torch.full((stop - start, width), self._pad_id, dtype=torch.long)
+                ids[filled] = flat_ids[offsets[start] : offsets[stop]]
+                keep = torch.zeros((stop - start, width), dtype=torch.bool)
+                keep[filled] = flat_keep[offsets[start] : offsets[stop]]
+                attention = (positions < attended[start:stop, None]).long()
+                kept = self._forward(ids, attention, keep)
+                for i, vectors in zip(order[start:stop].tolist(), kept.split(keep.sum(1).tolist()), strict=True):
                     pieces[i] = vectors
-                bar.update(len(batch))
+                bar.update(stop - start)
+                if progress_callback is not None:
+                    progress_callback(stop, total)
         grouped: list[list[torch.Tensor]] = [[] for _ in range(n_texts)]
         for seq, piece in zip(sequences, pieces, strict=True):
             grouped[seq.text_index].append(piece)
         return [g[0] if len(g) == 1 else torch.cat(g) for g in grouped]
 
-    def _forward(self, batch: list[_Sequence]) -> list[torch.Tensor]:
-        width = max(len(s.input_ids) for s in batch)
-        ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        keep = torch.zeros((len(batch), width), dtype=torch.bool)
-        for row, seq in enumerate(batch):
-            n = len(seq.input_ids)
-            ids[row, :n] = torch.tensor(seq.input_ids)
-            attention[row, : seq.attended] = 1
-            keep[row, :n] = torch.tensor(seq.keep)
-        inputs = {"input_ids": ids.to(self.device), "attention_mask": attention.to(self.device)}
+    def _forward(self, ids: torch.Tensor, attention: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Kept token vectors of one padded batch, rows concatenated: ``(keep.sum(), dim)`` float32 on the CPU.
+
+        ``ids``, ``attention``: ``(rows, width)`` long; ``keep``: ``(rows, width)`` bool, on the CPU.
+        """
+        if self.device.type == "cuda":
+            # Page-locked host memory lets the copies run asynchronously with the host's next steps.
+            ids, attention, keep = (t.pin_memory().to(self.device, non_blocking=True) for t in (ids, attention, keep))
+        else:
+            ids, attention, keep = ids.to(self.device), attention.to(self.device), keep.to(self.device)
+        inputs = {"input_ids": ids, "attention_mask": attention}
         if self._token_type_ids:  # only for models whose tokenizer produces them (BERT-style)
-            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+            inputs["token_type_ids"] = torch.zeros_like(ids)
         hidden = self.backbone(**inputs)
-        vectors = self.projection(hidden.last_hidden_state)
+        vectors = self.projection(hidden.last_hidden_state[keep])
         if self.config.truncate_dim is not None:
             vectors = vectors[..., : self.config.truncate_dim]
-        vectors = F.normalize(vectors.float(), p=2, dim=-1).cpu()
-        return [vectors[row][keep[row]] for row in range(len(batch))]
+        return F.normalize(vectors.float(), p=2, dim=-1).cpu()
 
     def __repr__(self) -> str:
-        return f"ColBERTEncoder({self.name_or_path!r}, dim={self.dim}, device={self.device}, dtype={self.dtype})"
+        return (
+            f"ColBERTEncoder({self.name_or_path!r}, dim={self.dim}, device={self.device}, "
+            f"precision={self.precision!r}, dtype={self.dtype})"
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -513,6 +769,12 @@ def _check_texts(texts: str | Sequence[str], *, allow_empty: bool) -> tuple[bool
     if not items:
         raise InvalidInputError("texts is empty: pass at least one string.")
     return False, items
+
+
+def _check_optional_positive(value: Any, name: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidInputError(f"{name} must be a positive int or None, got {value!r}.")
+    return value
 
 
 def _special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -832,7 +1094,7 @@ def _load_backbone(folder: Path, options: _LoadOptions) -> tuple[nn.Module, Any]
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        backbone = AutoModel.from_pretrained(folder, dtype=torch.float32, **remote)
+        backbone = _load_model(AutoModel, folder, remote)
     except Exception as exc:
         if auto_map and options.trust_remote_code:
             raise _remote_code_error(folder, auto_map, exc) from exc
@@ -842,6 +1104,18 @@ def _load_backbone(folder: Path, options: _LoadOptions) -> tuple[nn.Module, Any]
         if bars_enabled:
             hf_logging.enable_progress_bar()
     return backbone, tokenizer
+
+
+def _load_model(auto_model: Any, folder: Path, remote: dict[str, Any]) -> nn.Module:
+    """The transformer in float32 with PyTorch's fused attention (SDPA) where its architecture has it;
+    architectures without it (some remote code) load with their default attention."""
+    try:
+        return cast(
+            nn.Module, auto_model.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa", **remote)
+        )
+    except (ValueError, ImportError, TypeError) as exc:
+        logger.debug("%s: no SDPA attention (%s); loading with the default attention.", folder, exc)
+        return cast(nn.Module, auto_model.from_pretrained(folder, dtype=torch.float32, **remote))
 
 
 def _load_state(path_without_suffix: Path) -> dict[str, torch.Tensor]:

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+# Encoders default to fp32 whatever the CPU (subprocesses included), so vectors compared with fp32
+# references do not depend on the machine; bf16 / int8 tests ask for their precision explicitly.
+os.environ.setdefault("LATEINT_PRECISION", "fp32")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
