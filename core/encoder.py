@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_text, check_texts
+from ._checks import check_device, check_text, check_texts
 from .errors import InvalidInputError, MissingDependencyError, ModelLoadError
 from .fingerprint import ModelFingerprint, hash_weights
 
@@ -167,7 +167,7 @@ class EncoderConfig:
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on: ``device`` if given, else CUDA, then MPS, then CPU."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -343,6 +343,7 @@ class ColBERTEncoder:
         self.tokenizer = tokenizer
         # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
+        _check_lengths_fit(self.config, backbone)
         projection = projection or nn.Identity()
         # Hashed before any dtype conversion, so the same checkpoint gives the same fingerprint on any device.
         self._weights_sha256 = hash_weights([backbone, projection])
@@ -1377,6 +1378,21 @@ def _lowercase_tokenizer(tokenizer: Any) -> None:
         tokenizer.do_lower_case = True
     except AttributeError:
         tokenizer.basic_tokenizer.do_lower_case = True
+
+
+def _check_lengths_fit(config: EncoderConfig, backbone: nn.Module) -> None:
+    """Raise when expanded queries (always padded to ``query_length``) cannot fit the model's positions.
+
+    Without that check a huge ``query_length`` pads every query to a huge tensor (``MemoryError``).
+    """
+    positions = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
+    if not config.do_query_expansion or not isinstance(positions, int) or positions <= 0:
+        return
+    if config.query_length > positions:
+        raise InvalidInputError(
+            f"query_length={config.query_length} exceeds the {positions} positions of this model; "
+            f"pass query_length <= {positions}."
+        )
 
 
 def _model_max_length(tokenizer: Any, backbone: nn.Module) -> int:

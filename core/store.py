@@ -190,18 +190,14 @@ class LateInteractionStore:
         bar = tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show_progress_bar)
         if not self.index.is_trained and len(texts) > chunk_size:
             # The sample's vectors are kept (one chunk's worth) and indexed with their chunks.
-            encoded = self._train_on_sample(texts, chunk_size, batch_size, bar if show_progress_bar else None)
+            encoded = self._train_on_sample(texts, chunk_size, batch_size, bar)
         added: list[str] = []
         try:
             with bar:
                 for start in range(0, len(texts), chunk_size):
                     stop = min(start + chunk_size, len(texts))
                     todo = [i for i in range(start, stop) if i not in encoded]
-                    todo_texts = [texts[i] for i in todo]
-                    if show_progress_bar:
-                        fresh = iter(_encode_per_batch(self.encoder, todo_texts, batch_size, bar))
-                    else:
-                        fresh = iter(self.encoder.encode_documents(todo_texts, batch_size=batch_size) if todo else [])
+                    fresh = iter(_encode_documents(self.encoder, [texts[i] for i in todo], batch_size, bar))
                     vectors = [encoded.pop(i) if i in encoded else next(fresh) for i in range(start, stop)]
                     chunk_ids = ids[start:stop]
                     replaced = self._insert(chunk_ids, vectors, metas[start:stop], texts[start:stop], replace=replace)
@@ -264,16 +260,10 @@ class LateInteractionStore:
             for doc_id in present:
                 del self._texts[doc_id]
 
-    def _train_on_sample(
-        self, texts: list[str], n_sample: int, batch_size: int, bar: Any = None
-    ) -> dict[int, torch.Tensor]:
+    def _train_on_sample(self, texts: list[str], n_sample: int, batch_size: int, bar: Any) -> dict[int, torch.Tensor]:
         """Train the index on ``n_sample`` random texts; returns their vectors by position in ``texts``."""
         picked = sorted(random.Random(0).sample(range(len(texts)), n_sample))
-        sample_texts = [texts[i] for i in picked]
-        if bar is not None:
-            sample = _encode_per_batch(self.encoder, sample_texts, batch_size, bar)
-        else:
-            sample = self.encoder.encode_documents(sample_texts, batch_size=batch_size)
+        sample = _encode_documents(self.encoder, [texts[i] for i in picked], batch_size, bar)
         n_sampled = sum(v.shape[0] for v in sample)
         with self._lock:
             self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
@@ -404,21 +394,19 @@ class LateInteractionStore:
         return f"LateInteractionStore({self.encoder!r}, {type(self.index).__name__}, n_documents={len(self)})"
 
 
-def _encode_per_batch(encoder: ColBERTEncoder, texts: list[str], batch_size: int, bar: Any) -> list[torch.Tensor]:
-    """``encoder.encode_documents(texts)``, one batch per call so that ``bar`` moves per encoded batch.
+def _encode_documents(encoder: ColBERTEncoder, texts: list[str], batch_size: int, bar: Any) -> list[torch.Tensor]:
+    """``encoder.encode_documents(texts)``, moving ``bar`` (counted in documents) after every encoded batch."""
+    if not texts:
+        return []
+    moved = 0
 
-    Texts go longest first (by characters), so each call's batch pads about as little as the encoder's
-    own length sorting would; the result is in the order of ``texts``.
-    """
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    out: list[torch.Tensor | None] = [None] * len(texts)
-    for start in range(0, len(order), batch_size):
-        part = order[start : start + batch_size]
-        encoded = encoder.encode_documents([texts[i] for i in part], batch_size=batch_size)
-        for i, vectors in zip(part, encoded, strict=True):
-            out[i] = vectors
-        bar.update(len(part))
-    return [vectors for vectors in out if vectors is not None]  # every slot is filled above
+    def progress(encoded: int, total: int) -> None:  # counts model inputs: windows in window mode
+        nonlocal moved
+        step = len(texts) * encoded // total - moved
+        bar.update(step)
+        moved += step
+
+    return encoder.encode_documents(texts, batch_size=batch_size, progress_callback=progress)
 
 
 def check_documents(

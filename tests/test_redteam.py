@@ -337,3 +337,15 @@ def test_qdrant_search_refuses_what_the_core_store_refuses(qdrant_store: Any, ti
         with pytest.raises(InvalidInputError):
             call()
     assert [r.id for r in qdrant_store.search("cats", k=np.int64(1))] == ["a"]
+
+
+def test_encoder_lengths_beyond_the_models_positions_are_refused(tiny_pylate_path) -> None:
+    """query_length=10**9 used to pad every query to a billion tokens (MemoryError); the model has 512 positions."""
+    from lateint_plugins.core.encoder import ColBERTEncoder
+    from lateint_plugins.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"query_length=1000000000 exceeds the 512 positions"):
+        ColBERTEncoder.from_pretrained(tiny_pylate_path, device="cpu", query_length=10**9)
+    with pytest.raises(InvalidInputError, match="device"):
+        ColBERTEncoder.from_pretrained(tiny_pylate_path, device="nope")
+    assert ColBERTEncoder.from_pretrained(tiny_pylate_path, device="cpu", query_length=512).config.query_length == 512
