@@ -44,6 +44,14 @@ _model_option = click.option(
     help="Checkpoint folder or Hugging Face Hub id.",
 )
 _device_option = click.option("--device", default=None, help="cuda, cpu, mps (default: best available).")
+_precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]),
+    envvar="LATEINT_PRECISION",
+    show_envvar=True,
+    default=None,
+    help="What the encoder computes in (default auto: bf16 on CPUs with native BF16 and on CUDA, else fp32).",
+)
 _batch_option = click.option(
     "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Documents per encoder batch."
 )
@@ -82,6 +90,7 @@ def _friendly_errors(fn: F) -> F:
 @click.argument("out", type=click.Path(path_type=Path))
 @_model_option
 @_device_option
+@_precision_option
 @_batch_option
 @click.option(
     "--long-documents",
@@ -104,6 +113,7 @@ def index(
     out: Path,
     model: str,
     device: str | None,
+    precision: str | None,
     batch_size: int,
     long_documents: str | None,
     index_kind: str,
@@ -122,7 +132,8 @@ def index(
     from .store import LateInteractionStore
 
     store = LateInteractionStore(
-        _encoder(model, device, long_documents=long_documents), _new_index(index_kind, nbits, device)
+        _encoder(model, device, precision=precision, long_documents=long_documents),
+        _new_index(index_kind, nbits, device),
     )
     start = time.perf_counter()
     try:
@@ -163,6 +174,7 @@ def index(
     help="Search even if --model is not the model the store was built with (scores mix two vector spaces).",
 )
 @_device_option
+@_precision_option
 @_friendly_errors
 def search(
     store_path: Path,
@@ -174,6 +186,7 @@ def search(
     model: str | None,
     allow_model_mismatch: bool,
     device: str | None,
+    precision: str | None,
 ) -> None:
     """Search the store at STORE_PATH for QUERY, or for every query of --queries FILE.
 
@@ -193,7 +206,7 @@ def search(
     from .store import LateInteractionStore
 
     store = LateInteractionStore.load(
-        store_path, model=model or None, device=device, allow_model_mismatch=allow_model_mismatch
+        store_path, model=model or None, device=device, precision=precision, allow_model_mismatch=allow_model_mismatch
     )
     if queries_file is not None:
         for start in range(0, len(batch), 64):  # stream results while later queries are encoded
@@ -303,6 +316,7 @@ def _check_index(index: Any, folder: Path) -> None:
 @click.option("--split", default="test", show_default=True, help="qrels split to evaluate.")
 @_model_option
 @_device_option
+@_precision_option
 @_batch_option
 @click.option("--metric", "metrics", multiple=True, default=("ndcg@10", "recall@100", "mrr@10"), show_default=True)
 @click.option(
@@ -334,6 +348,7 @@ def evaluate_cmd(
     split: str,
     model: str,
     device: str | None,
+    precision: str | None,
     batch_size: int,
     metrics: tuple[str, ...],
     cache: Path | None,
@@ -358,7 +373,7 @@ def evaluate_cmd(
     reuse = cache is not None and not rebuild_cache and _cache_is_usable(cache, data, corpus_key)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    encoder = _encoder(model, device)
+    encoder = _encoder(model, device, precision=precision)
     timings["load_model_s"] = time.perf_counter() - start
 
     from .errors import ModelMismatchError
@@ -421,6 +436,7 @@ def evaluate_cmd(
             "data": str(data),
             "split": split,
             "model": model,
+            "precision": encoder.precision,
             "index": index_kind,
             "nbits": int(nbits or 2) if index_kind == "plaid" else None,
             "k": k,
@@ -437,10 +453,11 @@ def evaluate_cmd(
 @main.command()
 @_model_option
 @_device_option
+@_precision_option
 @click.option("-k", type=click.IntRange(min=1), default=3, show_default=True, help="Results per query.")
 @click.option("--query", "queries", multiple=True, help="Your own query (repeatable); default: the sample queries.")
 @_friendly_errors
-def demo(model: str, device: str | None, k: int, queries: tuple[str, ...]) -> None:
+def demo(model: str, device: str | None, precision: str | None, k: int, queries: tuple[str, ...]) -> None:
     """Index a small built-in corpus and print ranked results for a few queries."""
     for n, query in enumerate(queries, 1):
         if not query.strip():
@@ -451,7 +468,7 @@ def demo(model: str, device: str | None, k: int, queries: tuple[str, ...]) -> No
     documents = _split_rows(list(enumerate(corpus, 1)), "sample_corpus.jsonl")
     from .store import LateInteractionStore
 
-    store = LateInteractionStore(_encoder(model, device))
+    store = LateInteractionStore(_encoder(model, device, precision=precision))
     store.add_texts(documents.texts, documents.metadatas, documents.ids, show_progress_bar=True)
     click.echo(f"Indexed {len(store)} sample passages with {model}\n")
     for query, results in zip(queries, store.search_batch(list(queries), k=k), strict=True):

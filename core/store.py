@@ -331,6 +331,7 @@ class LateInteractionStore:
         *,
         model: str | Path | None = None,
         device: str | torch.device | None = None,
+        precision: str | None = None,
         allow_model_mismatch: bool = False,
         **index_options: Any,
     ) -> LateInteractionStore:
@@ -345,15 +346,18 @@ class LateInteractionStore:
             model: load this checkpoint (folder or Hub id) instead of the recorded one, e.g. when the
                 model folder has moved; it must be the same model.
             device: device for the loaded encoder (unless ``encoder`` is given) and the index.
+            precision: precision of the loaded encoder (see :meth:`ColBERTEncoder.from_pretrained`; the
+                fingerprint does not depend on it).
             allow_model_mismatch: load even when the model differs (a warning instead of the error).
             **index_options: passed to the index constructor (e.g. ``device``).
         """
-        if encoder is not None and model is not None:
-            raise InvalidInputError("pass either encoder or model to LateInteractionStore.load, not both.")
+        if encoder is not None and (model is not None or precision is not None):
+            raise InvalidInputError("pass either encoder or model / precision to LateInteractionStore.load, not both.")
         loaded: list[ColBERTEncoder] = [encoder] if encoder is not None else []
 
         def read(folder: Path) -> LateInteractionStore:
-            return cls._load_folder(folder, loaded, model, device, allow_model_mismatch, dict(index_options))
+            sources = {"model": model, "device": device, "precision": precision}
+            return cls._load_folder(folder, loaded, sources, allow_model_mismatch, dict(index_options))
 
         return _io.read_consistently(path, read)
 
@@ -362,15 +366,14 @@ class LateInteractionStore:
         cls,
         folder: Path,
         loaded: list[ColBERTEncoder],
-        model: str | Path | None,
-        device: str | torch.device | None,
+        sources: dict[str, Any],
         allow_model_mismatch: bool,
         index_options: dict[str, Any],
     ) -> LateInteractionStore:
         manifest = _io.read_manifest(folder, [_STORE_KIND], max_version=_STORE_VERSION)
         where = f"The store at {str(folder)!r}"
         if not loaded:  # loaded once, kept if the folder is replaced under us and read again
-            loaded.append(load_recorded_encoder(manifest, model=model, device=device, where=where))
+            loaded.append(load_recorded_encoder(manifest, where=where, **sources))
         encoder = loaded[0]
         if encoder.dim != manifest["dim"]:
             message = (
@@ -384,8 +387,8 @@ class LateInteractionStore:
         except (ValueError, TypeError, OverflowError) as exc:
             raise CorruptIndexError(f"{folder / _io.MANIFEST}: field 'fingerprint' is malformed ({exc}).") from exc
         check_fingerprint(recorded, encoder.fingerprint, where=where, allow_mismatch=allow_model_mismatch)
-        if device is not None:
-            index_options.setdefault("device", device)
+        if sources["device"] is not None:
+            index_options.setdefault("device", sources["device"])
         store = cls(encoder, load_index(folder / "index", **index_options))
         store._texts = read_texts(folder, store.index, manifest)
         return store
@@ -452,6 +455,7 @@ def load_recorded_encoder(
     *,
     model: str | Path | None = None,
     device: str | torch.device | None = None,
+    precision: str | None = None,
     where: str,
 ) -> ColBERTEncoder:
     """The encoder a saved store records (model and settings), or ``model`` with the recorded settings.
@@ -471,6 +475,8 @@ def load_recorded_encoder(
     except (TypeError, ValueError) as exc:
         raise CorruptIndexError(f"{where}: field 'encoder_config' of the manifest is malformed ({exc}).") from exc
     try:
+        if precision is not None:
+            options["precision"] = precision
         return ColBERTEncoder.from_pretrained(model if model is not None else recorded, device=device, **options)
     except (InvalidInputError, TypeError) as exc:
         if isinstance(exc, ModelMismatchError):

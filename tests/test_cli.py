@@ -370,3 +370,23 @@ def test_progress_moves_per_encoded_batch_and_changes_nothing(tiny_encoder, monk
     for a, b in zip(plain.index.embeddings(), shown.index.embeddings(), strict=True):
         torch.testing.assert_close(a, b)
     assert updates == [2, 2, 2, 2, 1]  # per batch of 2 (chunks of 4, then 4, then 1), not per chunk
+
+
+def test_precision_reaches_the_encoder_and_a_store_opens_at_another_precision(
+    tmp_path: Path, tiny_pylate_path: Path
+) -> None:
+    """--precision picks the encoder's precision; the fingerprint is precision-free, so an int8-built store
+    is searched at bf16; an unknown precision is refused before any model loads."""
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"cell biology {i}"}) + "\n" for i in range(4)))
+    runner = CliRunner()
+    out = tmp_path / "store"
+    built = runner.invoke(main, ["index", str(data), str(out), "--model", str(tiny_pylate_path), "--precision", "int8"])
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(main, ["search", str(out), "cell", "--json", "--precision", "bf16"])
+    assert found.exit_code == 0, found.output
+    assert {json.loads(line)["id"] for line in found.stdout.splitlines()} == {"d0", "d1", "d2", "d3"}
+    refused = runner.invoke(
+        main, ["index", str(data), str(tmp_path / "x"), "--model", "/nonexistent", "--precision", "fp8"]
+    )
+    assert refused.exit_code == 2 and "fp8" in refused.output and "Loading model" not in refused.output
