@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         LateInteractionError,
         MissingDependencyError,
         ModelLoadError,
+        ModelMismatchError,
         UnknownIdError,
     )
     from .evaluation import BeirDataset, evaluate, load_beir
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "LateInteractionError": "errors",
     "MissingDependencyError": "errors",
     "ModelLoadError": "errors",
+    "ModelMismatchError": "errors",
     "UnknownIdError": "errors",
     "BeirDataset": "evaluation",
     "evaluate": "evaluation",
@@ -70,6 +72,7 @@ __all__ = [
     "LateInteractionStore",
     "MissingDependencyError",
     "ModelLoadError",
+    "ModelMismatchError",
     "SearchHit",
     "SearchResult",
     "UnknownIdError",

@@ -37,6 +37,7 @@ EXPECTED_CORE = [
     "LateInteractionStore",
     "MissingDependencyError",
     "ModelLoadError",
+    "ModelMismatchError",
     "SearchHit",
     "SearchResult",
     "UnknownIdError",
