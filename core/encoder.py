@@ -1176,24 +1176,38 @@ def _projection(denses: list[_Dense], dim: int | None, where: Path) -> nn.Module
     return nn.Sequential(*denses) if denses else None
 
 
-def _load_pylate(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
-    """PyLate (<= 1.6) ``ColBERT.__init__`` and ``_load_sbert_model``, key by key."""
+def _transformer_and_denses(
+    folder: Path, options: _LoadOptions, default_activation: str
+) -> tuple[Path, nn.Module, Any, list[_Dense]]:
+    """``(backbone folder, backbone, tokenizer, Dense layers in order)`` of a sentence-transformers-style folder.
+
+    ``default_activation`` is what a Dense config without ``activation_function`` means to the
+    library that wrote it (PyLate: identity; sentence-transformers: tanh).
+    """
     modules = _read_modules(folder)
     transformer = next(m for m in modules if _module_kind(m) == "Transformer")
     backbone_dir = folder / transformer.get("path", "")
     backbone, tokenizer = _load_backbone(backbone_dir, options)
-    # PyLate keeps only the Transformer and Dense modules (Pooling / Normalize of a converted
-    # sentence-transformers model are dropped) and runs the Dense ones in order.
     denses = [
         _dense(
             _read_json(folder / m.get("path", "") / "config.json"),
             _load_state(folder / m.get("path", "") / "model"),
             folder / m.get("path", ""),
-            "torch.nn.modules.linear.Identity",
+            default_activation,
         )
         for m in modules
         if _module_kind(m) == "Dense"
     ]
+    return backbone_dir, backbone, tokenizer, denses
+
+
+def _load_pylate(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
+    """PyLate (<= 1.6) ``ColBERT.__init__`` and ``_load_sbert_model``, key by key."""
+    # PyLate keeps only the Transformer and Dense modules (Pooling / Normalize of a converted
+    # sentence-transformers model are dropped) and runs the Dense ones in order.
+    backbone_dir, backbone, tokenizer, denses = _transformer_and_denses(
+        folder, options, "torch.nn.modules.linear.Identity"
+    )
 
     def value(key: str, default: Any) -> Any:
         # A key set to null falls back to PyLate's default, exactly as ColBERT.__init__ does.
@@ -1405,20 +1419,9 @@ def _model_max_length(tokenizer: Any, backbone: nn.Module) -> int:
 
 def _load_plain_sentence_transformers(folder: Path, options: _LoadOptions) -> _Loaded:
     """A single-vector sentence-transformers folder: its Transformer and Dense modules, ColBERT defaults."""
-    modules = _read_modules(folder)
-    transformer = next(m for m in modules if _module_kind(m) == "Transformer")
-    backbone_dir = folder / transformer.get("path", "")
-    backbone, tokenizer = _load_backbone(backbone_dir, options)
-    denses = [
-        _dense(
-            _read_json(folder / m.get("path", "") / "config.json"),
-            _load_state(folder / m.get("path", "") / "model"),
-            folder / m.get("path", ""),
-            "torch.nn.modules.activation.Tanh",
-        )
-        for m in modules
-        if _module_kind(m) == "Dense"
-    ]
+    backbone_dir, backbone, tokenizer, denses = _transformer_and_denses(
+        folder, options, "torch.nn.modules.activation.Tanh"
+    )
     module_config = _read_json(backbone_dir / "sentence_bert_config.json")
     settings = _plain_markers(tokenizer)
     if module_config.get("max_seq_length"):
