@@ -27,6 +27,8 @@ FINGERPRINT_VERSION = 1
 
 DOCUMENT_FIELDS = (
     "document_prefix",
+    "document_prompt",
+    "lowercase",
     "document_length",
     "skiplist_words",
     "truncate_dim",

@@ -460,3 +460,14 @@ def test_a_load_that_a_save_overtakes_reads_the_new_save(tmp_path: Path) -> None
 
     assert snapshot(_io.read_consistently(tmp_path / "i", read)) == snapshot(new)
     assert len(calls) == 2
+
+
+def test_every_document_setting_is_part_of_the_fingerprint() -> None:
+    """Each EncoderConfig field that changes document vectors is compared; only query-side ones may differ."""
+    from dataclasses import fields
+
+    from lateint_plugins.core.encoder import EncoderConfig
+    from lateint_plugins.core.fingerprint import DOCUMENT_FIELDS
+
+    query_side = {"query_prefix", "query_prompt", "query_length", "do_query_expansion", "attend_to_expansion_tokens"}
+    assert {f.name for f in fields(EncoderConfig)} - query_side == set(DOCUMENT_FIELDS)
