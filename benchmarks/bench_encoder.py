@@ -24,7 +24,7 @@ Run from the repository root::
 
     python benchmarks/bench_encoder.py                      # 256 docs, 300 queries, 3 repeats
     python benchmarks/bench_encoder.py --n-docs 64 --n-queries 64 --repeats 1   # smoke test
-    python benchmarks/bench_encoder.py --fastembed-python /work/venvs/fastembed/bin/python
+    python benchmarks/bench_encoder.py --fastembed-python ../venvs/fastembed/bin/python
     python benchmarks/bench_encoder.py --quality --quality-cache /tmp/quality-cache
 
 The table goes to stdout, progress to stderr, everything to ``--output`` as JSON.

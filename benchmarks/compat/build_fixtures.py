@@ -3,8 +3,8 @@
 Run it inside a reference library's own virtual environment (recipes in ``benchmarks/README.md``,
 "Compatibility harness"); it builds the families whose reference is importable there:
 
-    /work/venvs/pylate/bin/python benchmarks/compat/build_fixtures.py        # PyLate 1.6 families
-    /work/venvs/colbert-ai/bin/python benchmarks/compat/build_fixtures.py    # colbert-ai 0.2.22 families
+    ../venvs/pylate/bin/python benchmarks/compat/build_fixtures.py        # PyLate 1.6 families
+    ../venvs/colbert-ai/bin/python benchmarks/compat/build_fixtures.py    # colbert-ai 0.2.22 families
 
 For each family it writes ``tests/fixtures/compat/<family>/``:
 
