@@ -63,6 +63,19 @@ _nbits_option = click.option(
 )
 
 
+def _index_options(command: F) -> F:
+    """``--index exact|plaid`` and ``--nbits``, shared by ``index`` and ``eval``."""
+    command = _nbits_option(command)
+    return click.option(
+        "--index",
+        "index_kind",
+        type=click.Choice(["exact", "plaid"]),
+        default="exact",
+        show_default=True,
+        help="Exact MaxSim (fp16 vectors), or the compressed PLAID index (eval: built from the same vectors).",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="lateint", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
@@ -98,15 +111,7 @@ def _friendly_errors(fn: F) -> F:
     default=None,
     help="How to treat documents past document_length.",
 )
-@click.option(
-    "--index",
-    "index_kind",
-    type=click.Choice(["exact", "plaid"]),
-    default="exact",
-    show_default=True,
-    help="Exact MaxSim (fp16 vectors), or the compressed PLAID index.",
-)
-@_nbits_option
+@_index_options
 @_friendly_errors
 def index(
     data: Path,
@@ -327,15 +332,7 @@ def _check_index(index: Any, folder: Path) -> None:
     "another dataset or model is refused).",
 )
 @click.option("--rebuild-cache", is_flag=True, help="Re-encode into --cache even if it holds another corpus or model.")
-@click.option(
-    "--index",
-    "index_kind",
-    type=click.Choice(["exact", "plaid"]),
-    default="exact",
-    show_default=True,
-    help="Exact MaxSim, or the compressed PLAID index built from the same vectors.",
-)
-@_nbits_option
+@_index_options
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
