@@ -34,7 +34,7 @@ from .errors import (
     InvalidInputError,
     UnknownIdError,
 )
-from .scoring import maxsim
+from .scoring import maxsim_stored
 
 __all__ = ["ExactIndex", "Index", "SearchHit", "create_index", "load_index"]
 
@@ -403,7 +403,7 @@ class ExactIndex(Index):
         tokens, lengths = self._store()
         if candidates is not None:
             tokens, lengths = _gather_documents(tokens, lengths, candidates)
-        scores = maxsim(queries, tokens, documents_lengths=lengths, device=self.device).cpu()
+        scores = maxsim_stored(queries, tokens, lengths, device=self.device).cpu()
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         positions = top.indices if candidates is None else candidates[top.indices]
         return top.values, positions

@@ -38,7 +38,7 @@ from ._checks import check_device, check_k, check_non_negative
 from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
 from .index import Index, _default_device, ragged_rows
-from .scoring import maxsim, segment_max
+from .scoring import maxsim_stored, segment_max
 
 logger = logging.getLogger(__name__)
 
@@ -378,12 +378,8 @@ class PLAIDIndex(Index):
             chosen_slots, chosen_scores = chosen[top.indices].cpu(), top.values.cpu()
             if self._fp16 is not None and cfg.rescore > 0:
                 head = chosen_slots[: cfg.rescore]
-                exact = maxsim(
-                    q[None],
-                    self._fp16.rows(self._token_rows(head).cpu()),
-                    documents_lengths=self._lengths[head],
-                    device=self.device,
-                )[0].cpu()
+                rows = torch.from_numpy(self._fp16.rows(self._token_rows(head).cpu()))
+                exact = maxsim_stored([q], rows, self._lengths[head], device=self.device)[0].cpu()
                 order = torch.argsort(exact, descending=True, stable=True)
                 chosen_slots = torch.cat([head[order], chosen_slots[cfg.rescore :]])
                 chosen_scores = torch.cat([exact[order], chosen_scores[cfg.rescore :]])

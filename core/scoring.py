@@ -16,7 +16,7 @@ import torch
 from ._checks import check_device, check_sequence, check_tensor
 from .errors import DimensionMismatchError, InvalidInputError
 
-__all__ = ["maxsim", "segment_max"]
+__all__ = ["maxsim", "maxsim_stored", "segment_max"]
 
 Embeddings: TypeAlias = "torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]"
 """A padded ``(n, length, dim)`` array (with an optional ``(n, length)`` mask) or a sequence of
@@ -80,6 +80,36 @@ def maxsim(
     if not isinstance(max_chunk_bytes, int) or isinstance(max_chunk_bytes, bool) or max_chunk_bytes < 1:
         raise InvalidInputError(f"max_chunk_bytes must be a positive int, got {max_chunk_bytes!r}.")
     target = check_device(device) if device is not None else q_vectors.device
+    return _packed_maxsim(q_vectors, q_mask, d_flat, d_lengths, target, max_chunk_bytes)
+
+
+def maxsim_stored(
+    queries: Sequence[torch.Tensor],
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    device: torch.device,
+    max_chunk_bytes: int = 256 * 2**20,
+) -> torch.Tensor:
+    """:func:`maxsim` of ``queries`` against an index's own packed ``(total_tokens, dim)`` store.
+
+    The store is not checked again: an index checks every vector when it is added (or loaded), and
+    scanning a million-token store for NaN on every search would cost more than half the search.
+    The queries are checked as in :func:`maxsim`. Returns ``(n_queries, n_docs)`` float32 scores.
+    """
+    q_vectors, q_mask = _as_padded(list(queries), None, "query_embeddings")
+    return _packed_maxsim(q_vectors, q_mask, tokens, lengths, device, max_chunk_bytes)
+
+
+def _packed_maxsim(
+    q_vectors: torch.Tensor,
+    q_mask: torch.Tensor,
+    d_flat: torch.Tensor,
+    d_lengths: torch.Tensor,
+    target: torch.device,
+    max_chunk_bytes: int,
+) -> torch.Tensor:
+    """The MaxSim kernel: padded ``(n, q_len, dim)`` queries with their mask against packed documents."""
     n_queries, query_len = q_mask.shape
     n_docs = d_lengths.numel()
     scores = torch.zeros((n_queries, n_docs), dtype=torch.float32, device=target)
