@@ -317,16 +317,14 @@ def check_metadatas(metadatas: object, n: int, name: str = "metadatas") -> list[
     return [check_metadata(m, f"{name}[{i}]") for i, m in enumerate(items)]
 
 
-def check_filter(filter: object, name: str = "filter") -> dict[str, Any] | None:
-    """An exact-match metadata filter: None or a dict with str keys (an empty dict matches everything)."""
-    if filter is None:
-        return None
-    if not isinstance(filter, Mapping):
-        raise InvalidInputError(f"{name} must be a dict of exact metadata matches, got {type(filter).__name__}.")
-    bad = [k for k in filter if not isinstance(k, str)]
-    if bad:
-        raise InvalidInputError(f"{name} keys must be str metadata keys, got {_show(bad[:5])}.")
-    return dict(filter)
+def check_filter(filter: object, name: str = "filter") -> Any:
+    """A metadata filter parsed and validated by :func:`~lateint_plugins.core.filters.parse_filter`.
+
+    Returns the immutable filter tree, or None when the filter matches everything (None or ``{}``).
+    """
+    from .filters import parse_filter
+
+    return parse_filter(filter, name)
 
 
 def _check_keys(value: object, name: str) -> None:

@@ -1,7 +1,7 @@
 """The index interface and :class:`ExactIndex`, the brute-force oracle every other index is tested against.
 
 An index maps string document ids to token matrices (and a JSON metadata dict per document) and
-answers MaxSim top-k queries, optionally restricted by an exact-match metadata filter. Filters pick
+answers MaxSim top-k queries, optionally restricted by a metadata filter (:mod:`.filters`). Filters pick
 the candidate subset *before* scoring, so a filtered query returns the best ``k`` matching
 documents, never fewer because better non-matching ones were cut.
 """
@@ -20,7 +20,6 @@ import torch
 from . import _io
 from ._checks import (
     check_device,
-    check_filter,
     check_ids,
     check_k,
     check_matrices,
@@ -34,6 +33,7 @@ from .errors import (
     InvalidInputError,
     UnknownIdError,
 )
+from .filters import matches, parse_filter
 from .scoring import maxsim_stored
 
 __all__ = ["ExactIndex", "Index", "SearchHit", "create_index", "load_index"]
@@ -215,7 +215,8 @@ class Index(ABC):
             query_embeddings: one ``(q_len, dim)`` matrix, or a sequence of them (or a
                 ``(n, q_len, dim)`` array) for a batch.
             k: number of hits per query (fewer if fewer documents match).
-            filter: exact-match metadata filter ``{key: value}``; every pair must match.
+            filter: metadata filter (:func:`~lateint_plugins.core.filters.parse_filter`), e.g.
+                ``{"year": {"$gte": 2020}, "lang": "en"}``; applied before scoring.
 
         Returns:
             A list of :class:`SearchHit` best first; a list of such lists for a batch.
@@ -331,16 +332,11 @@ class Index(ABC):
         return check_matrix(x, name, dim)
 
     def _candidates(self, filter: Filter | None) -> torch.Tensor | None:
-        """Positions of the documents whose metadata matches every pair of ``filter`` (None = all)."""
-        filter = check_filter(filter)
-        if not filter:
+        """Positions of the documents whose metadata matches ``filter`` (None = all; see :mod:`.filters`)."""
+        tree = parse_filter(filter)
+        if tree is None:
             return None
-        items = list(filter.items())
-        hits = [
-            p
-            for p, meta in enumerate(self._metadata)
-            if all(key in meta and meta[key] == value for key, value in items)
-        ]
+        hits = [p for p, meta in enumerate(self._metadata) if matches(tree, meta)]
         return torch.tensor(hits, dtype=torch.long)
 
 
