@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             logger.info("Upserting %d documents into Qdrant local mode at %s", len(doc_ids), workdir)
             start = time.perf_counter()
-            store.add_embeddings(doc_ids, docs, [texts[i] for i in doc_ids], show_progress_bar=True)
+            store.add_embeddings([texts[i] for i in doc_ids], docs, ids=doc_ids, replace=True, show_progress_bar=True)
             upsert_seconds = time.perf_counter() - start
         client.close()  # flushes; reopened below so searches read what a fresh process would
         disk = folder_bytes(workdir)

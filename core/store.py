@@ -6,13 +6,15 @@ filtering and bookkeeping live here once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -37,7 +39,7 @@ from .index import ExactIndex, Index, Metadata, create_index, load_index
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DocumentStore", "LateInteractionStore", "SearchResult", "check_documents"]
+__all__ = ["DocumentStore", "LateInteractionStore", "SearchResult", "check_documents", "check_search_options"]
 
 _STORE_KIND = "store"
 _STORE_VERSION = 1
@@ -57,13 +59,49 @@ class SearchResult:
 class DocumentStore(Protocol):
     """What the framework adapters need from a store: texts in, ranked :class:`SearchResult` out.
 
-    :class:`LateInteractionStore` (exact or PLAID index) and the Qdrant store both satisfy it, so
-    the LangChain and LlamaIndex adapters work over either.
+    :class:`LateInteractionStore` (exact or PLAID index) and
+    :class:`~lateint_plugins.qdrant.QdrantLateInteractionStore` satisfy it, so the LangChain and
+    LlamaIndex adapters work over either. The contract, identical in every store and checked by
+    the reusable suite :mod:`lateint_plugins.testing`:
+
+    - **Ids** are non-empty str; ``add_texts`` / ``add_embeddings`` return them (new UUID4 hex
+      strings when ``ids`` is None). Nothing is written unless every text, id and metadata dict is
+      valid (:class:`~lateint_plugins.core.errors.InvalidInputError`).
+    - **replace**: ``replace=False`` is the default everywhere; an id already stored then raises
+      :class:`~lateint_plugins.core.errors.DuplicateIdError` and nothing of the call is written.
+      ``replace=True`` upserts (the old document is replaced whole). Adapters pass it explicitly.
+    - **add_embeddings(texts, embeddings, metadatas=None, ids=None, *, replace=False)**: one
+      ``(n_tokens, dim)`` matrix per text, from this store's encoder; otherwise as ``add_texts``.
+    - **Empty batches** are no-ops: ``add_texts([])`` and ``add_embeddings([], [])`` return ``[]``,
+      ``delete([])`` does nothing, ``search_batch([])`` returns ``[]`` (after validating ``k``,
+      ``filter`` and the options).
+    - **delete(ids)** removes the documents; ids not stored are ignored (no error).
+    - **get(ids)** returns stored documents (score 0.0) in the order asked, repeats included,
+      skipping missing ids. ``id in store`` (``__contains__``) is False for anything not stored,
+      non-str included. ``ids()`` lists every id (insertion order where the store has one: core
+      stores; Qdrant's is its point order). ``len(store)`` counts documents.
+    - **search(query, k=10, filter=None, **options)** / **search_batch(queries, ...)** return at most
+      ``k`` hits per query, best first, and exactly ``k`` when at least ``k`` documents match the
+      filter (filters apply before ranking, never after). ``filter`` is the one filter model of
+      :mod:`lateint_plugins.core.filters` (the same documents match in every store); malformed
+      filters raise :class:`~lateint_plugins.core.errors.InvalidInputError` before any search.
+    - **search_options**: the store-specific keyword options ``search`` / ``search_batch`` accept,
+      name -> default (exact: none; PLAID: the :class:`~lateint_plugins.core.plaid.SearchConfig`
+      fields; Qdrant: ``mode``, ``candidate_depth``). Unknown options raise
+      :class:`~lateint_plugins.core.errors.InvalidInputError`. Adapters forward retriever keyword
+      arguments found here and refuse the others.
     """
 
     encoder: ColBERTEncoder
 
+    @property
+    def search_options(self) -> Mapping[str, Any]: ...
+
     def __len__(self) -> int: ...
+
+    def __contains__(self, doc_id: object) -> bool: ...
+
+    def ids(self) -> list[str]: ...
 
     def add_texts(
         self,
@@ -76,15 +114,40 @@ class DocumentStore(Protocol):
         replace: bool = False,
     ) -> list[str]: ...
 
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]: ...
+    def add_embeddings(
+        self,
+        texts: Sequence[str],
+        embeddings: Sequence[torch.Tensor | np.ndarray],
+        metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        replace: bool = False,
+    ) -> list[str]: ...
+
+    def search(
+        self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None, **options: Any
+    ) -> list[SearchResult]: ...
 
     def search_batch(
-        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None, **options: Any
     ) -> list[list[SearchResult]]: ...
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]: ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
+
+
+def check_search_options(options: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` (a ``search`` call's keyword arguments) checked against a store's ``search_options``.
+
+    Raises:
+        InvalidInputError: an option the store does not declare; the message lists the valid ones.
+    """
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        valid = ", ".join(sorted(declared)) or "none: this store takes only k and filter"
+        raise InvalidInputError(f"Unknown search option(s) {unknown}; valid ones are {valid}.")
+    return dict(options)
 
 
 class LateInteractionStore:
@@ -149,6 +212,21 @@ class LateInteractionStore:
 
     def __contains__(self, doc_id: object) -> bool:
         return isinstance(doc_id, str) and doc_id in self.index
+
+    def ids(self) -> list[str]:
+        """Every document id, in insertion order (a replaced document moves to the end)."""
+        with self._lock:
+            return list(self.index.ids)
+
+    @property
+    def search_options(self) -> Mapping[str, Any]:
+        """The keyword options :meth:`search` accepts, name -> current default.
+
+        An :class:`ExactIndex` has none; a PLAID index takes the fields of its
+        :class:`~lateint_plugins.core.plaid.SearchConfig` (``n_ivf_probe``, ``n_full_scores``, ...).
+        """
+        config = getattr(self.index, "search_config", None)
+        return MappingProxyType(asdict(config) if is_dataclass(config) and not isinstance(config, type) else {})
 
     def add_texts(
         self,
@@ -269,25 +347,46 @@ class LateInteractionStore:
             self.index.train(torch.cat(sample), n_tokens=round(n_sampled * len(texts) / n_sample))
         return dict(zip(picked, sample, strict=True))
 
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
-        """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict applied before scoring."""
+    def search(
+        self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None, **options: Any
+    ) -> list[SearchResult]:
+        """Top-``k`` documents for ``query``.
+
+        Args:
+            query: the query text.
+            k: hits to return (fewer only when fewer documents match ``filter``).
+            filter: a metadata filter (:mod:`lateint_plugins.core.filters`), e.g.
+                ``{"year": {"$gte": 2020}, "lang": "en"}``, applied before scoring.
+            **options: :attr:`search_options` for this call only (PLAID: ``n_ivf_probe=16``, ...).
+        """
         check_text(query, "query")
-        return self.search_batch([query], k=k, filter=filter)[0]
+        return self.search_batch([query], k=k, filter=filter, **options)[0]
 
     def search_batch(
-        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None, **options: Any
     ) -> list[list[SearchResult]]:
         """:meth:`search` for many queries at once (one encoder pass, one scoring pass)."""
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
         queries = check_texts(queries, "queries", allow_empty=False)
         k = check_k(k)
-        filter = check_filter(filter)
+        tree = check_filter(filter)
+        options = check_search_options(options, self.search_options)
+        config = getattr(self.index, "search_config", None)
+        if options and config is not None:
+            config = dataclasses.replace(config, **options)  # validates the values
         if not queries:
             return []
         vectors = self.encoder.encode_queries(queries)
         with self._lock:
-            hits = self.index.search(vectors, k=k, filter=filter)
+            saved = getattr(self.index, "search_config", None)
+            if options:
+                self.index.search_config = config  # type: ignore[attr-defined]
+            try:
+                hits = self.index.search(vectors, k=k, filter=tree)
+            finally:
+                if options:
+                    self.index.search_config = saved  # type: ignore[attr-defined]
             return [[SearchResult(h.id, h.score, self._texts[h.id], h.metadata) for h in row] for row in hits]
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
@@ -297,12 +396,10 @@ class LateInteractionStore:
             return [SearchResult(i, 0.0, self._texts[i], self.index.metadata(i)) for i in ids if i in self._texts]
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents; unknown ids raise :class:`UnknownIdError` and nothing is removed."""
-        ids = check_ids(ids, "ids")
+        """Remove documents; ids not in the store (and repeats) are ignored."""
+        ids = list(dict.fromkeys(check_ids(ids, "ids", unique=False)))
         with self._lock:
-            self.index.remove(ids)
-            for doc_id in ids:
-                del self._texts[doc_id]
+            self._remove_present(ids)
 
     def save(self, path: str | Path) -> None:
         """Write the store (index, texts, model reference and fingerprint) to the folder ``path`` atomically.

@@ -71,6 +71,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -96,13 +97,13 @@ from lateint_plugins.core.errors import (
     DuplicateIdError,
     InvalidInputError,
     LateInteractionError,
-    UnknownIdError,
     require,
 )
+from lateint_plugins.core.filters import And, Filter, Not, Or, parse_filter
 from lateint_plugins.core.fingerprint import check_fingerprint
 from lateint_plugins.core.index import ExactIndex, Metadata
 from lateint_plugins.core.scoring import maxsim
-from lateint_plugins.core.store import LateInteractionStore, SearchResult, check_documents
+from lateint_plugins.core.store import LateInteractionStore, SearchResult, check_documents, check_search_options
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -146,6 +147,7 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SCROLL_PAGE = 256
 _BAD_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")  # as Qdrant's own check
 _EXTRA = "qdrant"
+_PAYLOAD_SCHEMAS = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid", "geo")
 # Payload of a window-0 point that readers need to find its committed windows.
 _HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
 
@@ -207,6 +209,12 @@ class CollectionConfig:
         pooled_quantization: quantisation for the pooled vector.
         hnsw_m: HNSW degree of the pooled vector's graph.
         hnsw_ef_construct: HNSW build beam of the pooled vector's graph.
+        payload_indexes: metadata key (dotted for nested keys) -> Qdrant payload schema type
+            (``"keyword"``, ``"integer"``, ``"float"``, ``"bool"``, ``"text"``, ``"datetime"``,
+            ``"uuid"``, ``"geo"``): a payload index on ``metadata.<key>`` is created with the
+            collection, so filters on those keys stay fast on a server (local mode ignores them).
+            Pick the type of every value the key holds: an ``"integer"`` index does not see floats,
+            so use ``"float"`` for numbers that may be either (numeric equality is a range).
     """
 
     pooled_vectors: int = 1
@@ -221,10 +229,27 @@ class CollectionConfig:
     pooled_quantization: Any = None
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
+    payload_indexes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("pooled_vectors", "hnsw_m", "hnsw_ef_construct"):
             check_k(getattr(self, name), name)
+        if not isinstance(self.payload_indexes, Mapping):
+            raise InvalidInputError(
+                f"payload_indexes must be a dict of metadata key -> schema type (e.g. {{'year': 'integer'}}), "
+                f"got {type(self.payload_indexes).__name__}."
+            )
+        for key, schema in self.payload_indexes.items():
+            if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+                raise InvalidInputError(
+                    f"payload_indexes has the key {key!r}; keys must be metadata keys ('a', 'a.b')."
+                )
+            if schema not in _PAYLOAD_SCHEMAS:
+                raise InvalidInputError(
+                    f"payload_indexes[{key!r}] = {schema!r}: use one of {list(_PAYLOAD_SCHEMAS)} (Qdrant's "
+                    "PayloadSchemaType values)."
+                )
+        object.__setattr__(self, "payload_indexes", MappingProxyType(dict(self.payload_indexes)))
         for name in ("shard_number", "replication_factor", "write_consistency_factor"):
             if getattr(self, name) is not None:
                 check_k(getattr(self, name), name)
@@ -289,51 +314,104 @@ def bm25_vector(token_ids: Sequence[int]) -> models.SparseVector:
     )
 
 
-def to_qdrant_filter(filter: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
-    """Our exact-match metadata filter ``{key: value}`` as a Qdrant ``Filter`` on ``metadata.<key>``.
+def to_qdrant_filter(filter: Mapping[str, Any] | Filter | models.Filter | None) -> models.Filter | None:
+    """A metadata filter (:mod:`lateint_plugins.core.filters`) as a Qdrant ``Filter`` on ``metadata.<key>``.
 
-    str / int / bool values become ``MatchValue``, floats a closed ``Range``, ``None`` an
-    ``IsNull`` condition. A ``qdrant_client.models.Filter`` passes through unchanged (full Qdrant
-    semantics, e.g. ranges and ``should`` clauses).
+    The translation gives the same documents as the core evaluator
+    (:func:`~lateint_plugins.core.filters.matches`), on local mode and on a server, and is
+    unambiguous for both: numbers compare as closed ``Range`` s (``MatchValue`` takes no floats, and
+    a range compares ``1`` and ``1.0`` numerically while never matching a bool), bools and str as
+    ``MatchValue`` / ``MatchAny``, ``$ne`` / ``$nin`` as ``must_not``, ``$exists`` as
+    ``IsEmptyCondition``, ``$text`` as ``MatchSubstring`` (``MatchText`` is a word match, not a
+    substring). Each operator is its own condition, so on list fields each holds for any element.
+    ``$itext`` is refused: Qdrant has no case-insensitive substring match.
+
+    A ``qdrant_client.models.Filter`` passes through unchanged (full Qdrant semantics, any payload key).
+
+    Raises:
+        InvalidInputError: the filter is malformed, or uses ``$itext`` (before anything is sent).
     """
     from qdrant_client import models
 
-    if filter is None or isinstance(filter, models.Filter):
+    if isinstance(filter, models.Filter):
         return filter
-    if not isinstance(filter, Mapping):
-        raise InvalidInputError(
-            f"filter must be a dict of exact metadata matches or a qdrant_client.models.Filter, "
-            f"got {type(filter).__name__}."
-        )
-    if not filter:
+    tree = parse_filter(filter)
+    if tree is None:
         return None
-    must: list[Any] = []
-    for key, value in filter.items():
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise InvalidInputError(
-                f"filter key {key!r} must be letters, digits, '_' or '-'; pass a qdrant_client.models.Filter "
-                "on 'metadata.<path>' for nested keys."
-            )
-        path = f"metadata.{key}"
-        if value is None:
-            must.append(models.IsNullCondition(is_null=models.PayloadField(key=path)))
-        elif isinstance(value, (bool, int, str)):
-            must.append(models.FieldCondition(key=path, match=models.MatchValue(value=value)))
-        elif isinstance(value, float) and math.isfinite(value):
-            must.append(models.FieldCondition(key=path, range=models.Range(gte=value, lte=value)))
-        else:
-            raise InvalidInputError(
-                f"filter[{key!r}] = {value!r}: only str, int, bool, finite float or None can be matched exactly; "
-                "pass a qdrant_client.models.Filter for anything else."
-            )
-    return models.Filter(must=must)
+    condition = _translate(tree)
+    return condition if isinstance(condition, models.Filter) else models.Filter(must=[condition])
 
 
-def _matches(metadata: Mapping[str, Any], filter: Mapping[str, Any] | None) -> bool:
-    """The exact-match rule of :class:`~lateint_plugins.core.index.Index` filters (checked client-side too)."""
-    if not filter or not isinstance(filter, Mapping):
-        return True
-    return all(key in metadata and metadata[key] == value for key, value in filter.items())
+def _translate(node: Filter) -> Any:
+    """One node of a parsed filter as a Qdrant condition (a nested ``Filter`` for the logical ones)."""
+    from qdrant_client import models
+
+    if isinstance(node, And):
+        return models.Filter(must=[_translate(item) for item in node.items])
+    if isinstance(node, Or):
+        return models.Filter(should=[_translate(item) for item in node.items])
+    if isinstance(node, Not):
+        return models.Filter(must_not=[_translate(node.item)])
+    key = _metadata_key(node.path)
+    op, operand = node.op, node.operand
+    if op == "$eq":
+        return _equal(key, operand)
+    if op == "$ne":
+        return models.Filter(must_not=[_equal(key, operand)])
+    if op == "$in":
+        return _any_of(key, operand)
+    if op == "$nin":
+        return models.Filter(must_not=[_any_of(key, operand)])
+    if op == "$all":
+        return models.Filter(must=[_equal(key, v) for v in operand])
+    if op == "$exists":
+        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+        return models.Filter(must_not=[empty]) if operand else empty
+    if op == "$text":
+        if not hasattr(models, "MatchSubstring"):
+            raise InvalidInputError(
+                f"filter[{node.key!r}]['$text'] needs Qdrant's MatchSubstring, which this qdrant-client lacks; "
+                "upgrade qdrant-client (and the server) to 1.20 or later."
+            )
+        return models.FieldCondition(key=key, match=models.MatchSubstring(substring=operand))
+    if op == "$itext":
+        raise InvalidInputError(
+            f"filter[{node.key!r}]['$itext']: Qdrant has no case-insensitive substring match; use '$text' "
+            "(case-sensitive), or store a lower-cased copy of the field and filter on it with '$text'."
+        )
+    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
+    return models.FieldCondition(key=key, range=models.Range(**{bound: float(operand)}))
+
+
+def _metadata_key(path: Sequence[str]) -> str:
+    """The payload key of a metadata path: ``metadata.a.b``, parts other than ``[A-Za-z0-9_-]+`` quoted."""
+    bad = [part for part in path if '"' in part]
+    if bad:
+        raise InvalidInputError(
+            f"metadata key part {bad[0]!r} holds a double quote, which Qdrant's key paths cannot express; "
+            "rename the metadata key."
+        )
+    return "metadata." + ".".join(part if _KEY.match(part) else f'"{part}"' for part in path)
+
+
+def _equal(key: str, value: Any) -> Any:
+    """``key`` equals the scalar ``value``, type-strict: a bool or str ``MatchValue``, a number a closed range."""
+    from qdrant_client import models
+
+    if isinstance(value, (bool, str)):
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    return models.FieldCondition(key=key, range=models.Range(gte=float(value), lte=float(value)))
+
+
+def _any_of(key: str, values: Sequence[Any]) -> Any:
+    """``key`` equals one of ``values``: the str in one ``MatchAny``, bools and numbers one condition each."""
+    from qdrant_client import models
+
+    words = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    others = [v for v in values if not isinstance(v, str)]  # not deduplicated: True == 1 as dict keys
+    conditions: list[Any] = [models.FieldCondition(key=key, match=models.MatchAny(any=words))] if words else []
+    conditions += [_equal(key, v) for v in others]
+    return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
 
 
 def _windows(tokens: torch.Tensor, max_tokens: int) -> list[torch.Tensor]:
@@ -551,10 +629,13 @@ class QdrantLateInteractionStore:
             ),
             metadata={_MARKER: self.marker},
         )
+        user = [(_metadata_key(key.split(".")), models.PayloadSchemaType(schema))
+                for key, schema in config.payload_indexes.items()]  # fmt: skip
         for field_name, schema in (
             ("doc_id", models.PayloadSchemaType.KEYWORD),
             ("window", models.PayloadSchemaType.INTEGER),
             ("write_id", models.PayloadSchemaType.KEYWORD),
+            *user,
         ):
             with warnings.catch_warnings():  # local mode warns that payload indexes do nothing there
                 warnings.simplefilter("ignore", UserWarning)
@@ -580,14 +661,14 @@ class QdrantLateInteractionStore:
         *,
         batch_size: int = 32,
         show_progress_bar: bool = False,
-        replace: bool = True,
+        replace: bool = False,
     ) -> list[str]:
         """Encode ``texts`` and write them; returns their ids (UUID4 hex strings when ``ids`` is None).
 
-        With ``replace=True`` (the default: Qdrant writes are upserts) re-adding an id replaces the
-        document; with ``replace=False`` ids already in the collection raise
-        :class:`~lateint_plugins.core.errors.DuplicateIdError` before anything is written (the check
-        and the write are one step under the collection's write lock). Each document is replaced
+        With ``replace=True`` re-adding an id replaces the document (an upsert); with
+        ``replace=False`` (the default in every store of the contract) ids already in the collection
+        raise :class:`~lateint_plugins.core.errors.DuplicateIdError` before anything is written (the
+        check and the write are one step under the collection's write lock). Each document is replaced
         atomically: a failure or a kill at any point leaves it wholly old or wholly new. Texts are
         encoded and written ``batch_size`` at a time, so a long run keeps memory flat and a failure
         loses at most the batches not yet written (:class:`PartialWriteError` lists them).
@@ -632,27 +713,28 @@ class QdrantLateInteractionStore:
 
     def add_embeddings(
         self,
-        ids: Sequence[str],
+        texts: Sequence[str],
         embeddings: Sequence[torch.Tensor | np.ndarray],
-        texts: Sequence[str] | None = None,
         metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
         *,
+        replace: bool = False,
         show_progress_bar: bool = False,
-        replace: bool = True,
     ) -> list[str]:
-        """Write already-encoded documents: one ``(n_tokens, dim)`` float matrix per id (texts default to "").
+        """Write already-encoded documents: one ``(n_tokens, dim)`` float matrix per text.
 
         Encoded by this store's model (the caller's promise; the width is checked, and NaN, infinite
-        or non-float values are refused). ``replace`` as in :meth:`add_texts`. What sync and the
-        benchmark use to move vectors without re-encoding.
+        or non-float values are refused). Otherwise as :meth:`add_texts` (ids default to new UUID4
+        hex strings, ``replace`` the same). What sync and the benchmark use to move vectors without
+        re-encoding.
         """
-        ids = check_ids(ids, "ids")
-        texts = [""] * len(ids) if texts is None else texts
         texts, ids, metas = self._check_new(texts, metadatas, ids)
         embeddings = check_matrices(embeddings, "embeddings")
-        if len(embeddings) != len(ids):
-            raise InvalidInputError(f"Got {len(ids)} ids but {len(embeddings)} embeddings; pass one per id.")
+        if len(embeddings) != len(texts):
+            raise InvalidInputError(f"Got {len(texts)} texts but {len(embeddings)} embeddings; pass one per text.")
         matrices = [self._check_matrix(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
+        if not ids:
+            return []
         with self._lock:
             if not replace:
                 self._refuse_existing(ids)
@@ -668,23 +750,48 @@ class QdrantLateInteractionStore:
                 progress.close()
         return ids
 
+    @property
+    def search_options(self) -> Mapping[str, Any]:
+        """The keyword options :meth:`search` / :meth:`search_batch` accept, name -> this store's default.
+
+        ``mode`` (``"local"`` or ``"native"``) and ``candidate_depth`` (points per prefetch).
+        """
+        return MappingProxyType({"mode": self.mode, "candidate_depth": self.candidate_depth})
+
     def search(
-        self, query: str, k: int = 10, filter: Mapping[str, Any] | models.Filter | None = None
+        self, query: str, k: int = 10, filter: Mapping[str, Any] | models.Filter | None = None, **options: Any
     ) -> list[SearchResult]:
-        """Top-``k`` documents for ``query``; ``filter`` is an exact-match metadata dict (or a Qdrant ``Filter``)."""
+        """Top-``k`` documents for ``query``.
+
+        Args:
+            query: the query text.
+            k: hits to return (fewer only when fewer documents match the filter).
+            filter: a metadata filter (:mod:`lateint_plugins.core.filters`), applied inside Qdrant
+                (never re-checked here), or a ``qdrant_client.models.Filter`` passed through as is.
+            **options: :attr:`search_options` (``mode``, ``candidate_depth``) for this call.
+        """
         check_text(query, "query")
-        return self.search_batch([query], k=k, filter=filter)[0]
+        return self.search_batch([query], k=k, filter=filter, **options)[0]
 
     def search_batch(
-        self, queries: Sequence[str], k: int = 10, filter: Mapping[str, Any] | models.Filter | None = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: Mapping[str, Any] | models.Filter | None = None,
+        **options: Any,
     ) -> list[list[SearchResult]]:
         """:meth:`search` for many queries: one encoder pass, one Qdrant round trip for the candidates."""
         if isinstance(queries, str):
             raise InvalidInputError("queries must be a list of str; use search() for a single query.")
         queries = check_texts(queries, "queries", allow_empty=False)
+        k = check_k(k)
+        check_search_options(options, self.search_options)
+        to_qdrant_filter(filter)  # a malformed filter fails even for an empty batch
         if not queries:
             return []
-        return self.search_embeddings(self.encoder.encode_queries(queries), k=k, filter=filter, query_texts=queries)
+        return self.search_embeddings(
+            self.encoder.encode_queries(queries), k=k, filter=filter, query_texts=queries, **options
+        )
 
     def search_embeddings(
         self,
@@ -715,12 +822,11 @@ class QdrantLateInteractionStore:
         if not queries:
             return []
         qfilter = to_qdrant_filter(filter)
-        exact = filter if isinstance(filter, Mapping) else None
         depth = max(depth, k)
         lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
-            return self._search_native(queries, lexical, k, depth, qfilter, exact)
-        return self._search_local(queries, lexical, k, depth, qfilter, exact)
+            return self._search_native(queries, lexical, k, depth, qfilter)
+        return self._search_local(queries, lexical, k, depth, qfilter)
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
@@ -738,22 +844,15 @@ class QdrantLateInteractionStore:
         return self._assemble(heads)
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents (all their windows); unknown ids raise :class:`UnknownIdError`, nothing is removed."""
+        """Remove documents (all their windows); ids not in the collection are ignored."""
         ids = list(dict.fromkeys(check_ids(ids, "ids", unique=False)))
         if not ids:
             return
         with self._lock:
-            existing = self._existing(ids)
-            unknown = [i for i in ids if i not in existing]
-            if unknown:
-                raise UnknownIdError(
-                    f"ids not in collection {self.collection_name!r}: {unknown[:5]}"
-                    f"{' ...' if len(unknown) > 5 else ''}; nothing was removed."
-                )
             self._delete_docs(ids)
 
     def ids(self) -> list[str]:
-        """Every document id in the collection (scrolls the collection)."""
+        """Every document id in the collection (scrolls it, in Qdrant's point order: not insertion order)."""
         return [p["doc_id"] for p in self._scroll(["doc_id"])]
 
     def repair(self) -> int:
@@ -1133,7 +1232,6 @@ class QdrantLateInteractionStore:
         heads: Mapping[str, Mapping[str, Any]],
         vouched: set[str],
         qfilter: models.Filter | None,
-        exact: Mapping[str, Any] | None,
     ) -> list[str]:
         """Of candidate ``docs``, those whose *committed* version passes the filter.
 
@@ -1143,10 +1241,9 @@ class QdrantLateInteractionStore:
         """
         from qdrant_client import models
 
-        docs = [d for d in docs if exact is None or _matches(heads[d].get("metadata") or {}, exact)]
         unvouched = [d for d in docs if d not in vouched]
         if not unvouched or qfilter is None:
-            return docs
+            return list(docs)
         check = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in unvouched]), qfilter])
         points, _ = self._call("scroll points", self.client.scroll, self.collection_name, scroll_filter=check,
                                limit=len(unvouched), with_payload=["doc_id"], with_vectors=False)  # fmt: skip
@@ -1160,11 +1257,10 @@ class QdrantLateInteractionStore:
         k: int,
         depth: int,
         qfilter: models.Filter | None,
-        exact: Mapping[str, Any] | None,
     ) -> list[list[SearchResult]]:
         from qdrant_client import models
 
-        fields = _HEAD + (["metadata"] if exact else [])
+        fields = _HEAD
         requests = []
         for q, terms in zip(queries, lexical, strict=True):
             sources = self._prefetches(q, terms, depth, qfilter)
@@ -1192,7 +1288,7 @@ class QdrantLateInteractionStore:
         ranked: list[list[tuple[str, float]]] = []
         for q, response in zip(queries, responses, strict=True):
             matrices, heads, vouched = self._committed(list(response.points), head_payload=fields)
-            doc_ids = self._admitted(list(matrices), heads, vouched, qfilter, exact)
+            doc_ids = self._admitted(list(matrices), heads, vouched, qfilter)
             if not doc_ids:
                 ranked.append([])
                 continue
@@ -1208,7 +1304,6 @@ class QdrantLateInteractionStore:
         k: int,
         depth: int,
         qfilter: models.Filter | None,
-        exact: Mapping[str, Any] | None,
     ) -> list[list[SearchResult]]:
         from qdrant_client import models
 
@@ -1219,7 +1314,7 @@ class QdrantLateInteractionStore:
                 using=TOKENS,
                 filter=qfilter,
                 limit=2 * depth,
-                with_payload=["doc_id", "write_id", "metadata"],
+                with_payload=["doc_id", "write_id"],
             )
             for q, terms in zip(queries, lexical, strict=True)
         ]
@@ -1236,9 +1331,7 @@ class QdrantLateInteractionStore:
                 doc_id = p.payload["doc_id"]
                 # Only windows of the committed write count (Qdrant scored stale ones too); they
                 # carry the committed metadata, so the filter Qdrant applied is the right one.
-                if doc_id not in committed or p.payload.get("write_id") != committed[doc_id]:
-                    continue
-                if exact is None or _matches(p.payload.get("metadata") or {}, exact):
+                if doc_id in committed and p.payload.get("write_id") == committed[doc_id]:
                     best.setdefault(doc_id, float(p.score))
             ranked.append(list(best.items())[:k])
         return self._results(ranked)
@@ -1330,7 +1423,7 @@ def sync_to_qdrant(
                 vectors = [embeddings[position[i]] for i in chunk]
             else:
                 vectors = source.encoder.encode_documents(texts, batch_size=batch_size)
-            store.add_embeddings(chunk, vectors, texts, [docs[i].metadata for i in chunk])
+            store.add_embeddings(texts, vectors, [docs[i].metadata for i in chunk], chunk, replace=True)
             progress.update(len(chunk))
     finally:
         progress.close()

@@ -724,7 +724,7 @@ def make_qdrant(tiny_encoder: ColBERTEncoder, vectors: list[torch.Tensor]) -> Ca
 
     def make() -> Any:
         store = qdrant.QdrantLateInteractionStore(QdrantClient(":memory:"), "fuzz", tiny_encoder, device="cpu")
-        store.add_embeddings(IDS, vectors, TEXTS, META)
+        store.add_embeddings(TEXTS, vectors, META, IDS)
         return store
 
     return make
@@ -761,7 +761,7 @@ def test_qdrant_add_embeddings_one_bad_argument(
         args[spoil] = _spoil(data, spoil, args[spoil])
     before = _qdrant_state(store)
     call = lambda: store.add_embeddings(  # noqa: E731
-        args["ids"], args["embeddings"], args["texts"], args["metadatas"], replace=replace
+        args["texts"], args["embeddings"], args["metadatas"], args["ids"], replace=replace
     )
     if not _typed(call):
         assert _qdrant_state(store) == before
@@ -790,7 +790,7 @@ def test_qdrant_writes(
     batch_size = data.draw(st.one_of(st.integers(-1, 3), st.booleans(), st.none(), st.floats()))
     documents = data.draw(_langchain_documents()) if data.draw(st.booleans()) else data.draw(sequences)
     for write in (
-        lambda: store.add_embeddings(ids, embeddings, texts, metadatas, replace=replace),
+        lambda: store.add_embeddings(texts, embeddings, metadatas, ids, replace=replace),
         lambda: store.add_texts(texts, metadatas, ids, replace=replace, batch_size=batch_size),
         lambda: store.add_documents(documents, ids=ids, replace=replace),
         lambda: store.delete(ids),

@@ -24,8 +24,8 @@ from lateint_plugins.core.errors import (
     DuplicateIdError,
     InvalidInputError,
     ModelMismatchError,
-    UnknownIdError,
 )
+from lateint_plugins.core.filters import matches, parse_filter
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.scoring import maxsim
 from lateint_plugins.core.store import DocumentStore
@@ -247,7 +247,7 @@ def filter_store(tiny_encoder) -> QdrantLateInteractionStore:
 
 filters = st.dictionaries(
     st.sampled_from(["topic", "year", "flag", "missing"]),
-    st.one_of(st.sampled_from(TOPICS), st.integers(1999, 2004), st.booleans(), st.none()),
+    st.one_of(st.sampled_from(TOPICS), st.integers(1999, 2004), st.booleans()),
     max_size=3,
 )
 
@@ -256,25 +256,53 @@ filters = st.dictionaries(
 @given(flt=filters, query=st.sampled_from(QUERIES), k=st.integers(1, 30))
 def test_filtered_search_never_returns_a_failing_document(filter_store, reference, flt, query, k) -> None:
     hits = filter_store.search(query, k=k, filter=flt)
-    for hit in hits:
-        assert all(key in hit.metadata and hit.metadata[key] == value for key, value in flt.items())
-    # Without bool/int look-alikes the candidate set is the exact index's one, so results match too.
-    if not any(isinstance(v, (bool, int)) and not isinstance(v, str) for v in flt.values()):
-        assert [h.id for h in hits] == [h.id for h in reference.search(query, k=k, filter=flt)]
+    tree = parse_filter(flt)
+    assert all(matches(tree, hit.metadata) for hit in hits)
+    # One filter model: the candidate set is the exact index's one (bool/int look-alikes included).
+    assert [h.id for h in hits] == [h.id for h in reference.search(query, k=k, filter=flt)]
 
 
 def test_filter_mapping() -> None:
     assert to_qdrant_filter(None) is None and to_qdrant_filter({}) is None
     raw = models.Filter(must=[models.FieldCondition(key="metadata.x", match=models.MatchValue(value=1))])
     assert to_qdrant_filter(raw) is raw
-    built = to_qdrant_filter({"a": "x", "b": 2.5, "c": None})
-    assert [getattr(c, "key", None) for c in built.must] == ["metadata.a", "metadata.b", None]
-    with pytest.raises(InvalidInputError, match="filter key"):
-        to_qdrant_filter({"a.b": 1})
-    with pytest.raises(InvalidInputError, match="exactly"):
+    built = to_qdrant_filter({"a": "x", "b": 2.5, "c.d": True})
+    assert [c.key for c in built.must] == ["metadata.a", "metadata.b", "metadata.c.d"]
+    with pytest.raises(InvalidInputError, match="exists"):
+        to_qdrant_filter({"c": None})
+    with pytest.raises(InvalidInputError, match=r"\$in"):
         to_qdrant_filter({"a": [1, 2]})
     with pytest.raises(InvalidInputError, match="filter must be"):
         to_qdrant_filter(["a"])
+
+
+def test_payload_indexes_are_created_with_the_collection(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    created: list[tuple[str, object]] = []
+    create = client.create_payload_index
+    client.create_payload_index = lambda name, key, schema, **kw: (
+        created.append((key, schema))
+        or create(  # type: ignore[method-assign]
+            name, key, schema, **kw
+        )
+    )
+    config = CollectionConfig(payload_indexes={"year": "float", "src.name": "keyword"})
+    QdrantLateInteractionStore(client, "indexed", tiny_encoder, config=config)
+    assert ("metadata.year", models.PayloadSchemaType.FLOAT) in created
+    assert ("metadata.src.name", models.PayloadSchemaType.KEYWORD) in created
+    created.clear()
+    QdrantLateInteractionStore(client, "indexed", tiny_encoder, config=config)  # exists: nothing created
+    assert created == []
+
+
+def test_filtered_search_returns_k_hits_in_both_modes(filter_store) -> None:
+    # No client-side re-filter: Qdrant filters inside the prefetches, so k matching hits come back.
+    for mode in ("local", "native"):
+        hits = filter_store.search(QUERIES[0], k=3, filter={"topic": {"$in": TOPICS[:1]}}, mode=mode, candidate_depth=3)
+        assert len(hits) == 3 and all(h.metadata["topic"] == TOPICS[0] for h in hits)
+    assert set(filter_store.search_options) == {"mode", "candidate_depth"}
+    with pytest.raises(InvalidInputError, match="valid ones are candidate_depth, mode"):
+        filter_store.search(QUERIES[0], depth=3)
 
 
 def test_qdrant_filter_object_passes_through(filter_store) -> None:
@@ -289,7 +317,7 @@ def test_readding_an_id_replaces_it_and_drops_stale_windows(client, tiny_encoder
     long_text = " ".join(WORDS[:20])
     store.add_texts([long_text, "heart"], [{"v": 1}, None], ["a", "b"])
     before = client.count(store.collection_name, exact=True).count
-    store.add_texts(["gene"], [{"v": 2}], ["a"])
+    store.add_texts(["gene"], [{"v": 2}], ["a"], replace=True)
     assert len(store) == 2
     assert client.count(store.collection_name, exact=True).count < before  # old windows of "a" removed
     [doc] = store.get(["a"])
@@ -329,10 +357,9 @@ def test_add_documents_uses_page_content_metadata_and_ids(tiny_encoder) -> None:
 
 def test_delete(tiny_encoder) -> None:
     store = filled(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=6)
-    with pytest.raises(UnknownIdError, match="nothing was removed"):
-        store.delete(["doc-1", "nope"])
+    store.delete(["nope"])  # unknown ids are ignored (the store contract)
     assert len(store) == 24
-    store.delete(["doc-1", "doc-2"])
+    store.delete(["doc-1", "doc-2", "nope"])
     assert len(store) == 22
     assert not store.get(["doc-1"])
     assert store.client.count(store.collection_name, count_filter=_doc_filter("doc-1"), exact=True).count == 0
@@ -351,7 +378,12 @@ def test_failed_writes_report_the_ids_that_did_not_land(tiny_encoder) -> None:
     )  # a server that is not there
     store.retries = 2
     with pytest.raises(PartialWriteError) as info:
-        store.add_embeddings(["x", "y"], [torch.randn(3, tiny_encoder.dim), torch.randn(4, tiny_encoder.dim)])
+        store.add_embeddings(
+            ["x", "y"],
+            [torch.randn(3, tiny_encoder.dim), torch.randn(4, tiny_encoder.dim)],
+            ids=["x", "y"],
+            replace=True,
+        )
     assert info.value.failed_ids == ["x", "y"] and info.value.written_ids == []
 
 
@@ -385,7 +417,7 @@ def test_a_write_interrupted_part_way_leaves_the_old_document(tiny_encoder, call
     points = len(_points(store))
     _interrupt_upsert_call(store, call)
     with pytest.raises(_Interrupt):
-        store.add_texts([" ".join(WORDS[5:20])], [{"v": 2}], ["a"])
+        store.add_texts([" ".join(WORDS[5:20])], [{"v": 2}], ["a"], replace=True)
     [doc] = store.get(["a"])
     assert (doc.text, doc.metadata) == (old_text, {"v": 1})
     torch.testing.assert_close(store.get_embeddings(["a"])["a"], before, atol=0, rtol=0)
@@ -440,9 +472,9 @@ def test_the_next_write_to_an_id_deletes_its_stale_windows(tiny_encoder) -> None
     store.add_texts([" ".join(WORDS[:14])], ids=["a"])
     _interrupt_upsert_call(store, 2)
     with pytest.raises(_Interrupt):
-        store.add_texts([" ".join(WORDS[3:17])], ids=["a"])
+        store.add_texts([" ".join(WORDS[3:17])], ids=["a"], replace=True)
     store.client.upsert = QdrantClient.upsert.__get__(store.client)
-    store.add_texts(["gene"], ids=["a"])
+    store.add_texts(["gene"], ids=["a"], replace=True)
     assert [p.payload["doc_id"] for p in _points(store)] == ["a"] and store.repair() == 0
 
 
@@ -460,7 +492,7 @@ def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) 
     torch.testing.assert_close(store.get_embeddings(["a"])["a"], want, atol=0, rtol=0)
     assert store.search(" ".join(WORDS[:3]), k=2)[0].score > 0 and store.repair() == 0
     assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 1  # reading changes nothing
-    store.add_texts([" ".join(WORDS[2:12])], ids=["a"])  # rewritten in layout 2; the old windows go
+    store.add_texts([" ".join(WORDS[2:12])], ids=["a"], replace=True)  # rewritten in layout 2; the old windows go
     assert client.get_collection("v1").config.metadata["lateint"]["layout_version"] == 2  # older code now refuses
     assert module.point_id("a", 1) not in {p.id for p in _points(store)}
     n_windows = -(-tiny_encoder.encode_documents(" ".join(WORDS[2:12])).shape[0] // 4)
@@ -473,7 +505,7 @@ def test_replace_false_refuses_existing_ids_before_writing(tiny_encoder) -> None
     with pytest.raises(DuplicateIdError, match="replace=True"):
         store.add_texts(["virus", "heart"], ids=["new", "a"], replace=False)
     with pytest.raises(DuplicateIdError):
-        store.add_embeddings(["a"], [torch.randn(3, tiny_encoder.dim)], replace=False)
+        store.add_embeddings(["text"], [torch.randn(3, tiny_encoder.dim)], ids=["a"], replace=False)
     assert store.ids() == ["a"] and store.get(["a"])[0].text == "gene"
     assert store.add_texts(["virus"], ids=["new"], replace=False) == ["new"]
 
@@ -529,7 +561,7 @@ def test_an_insert_racing_another_process_is_not_overwritten(tiny_encoder) -> No
 
     def commit_meanwhile(*args, **kwargs):
         if "update_mode" in kwargs and not other.ids():
-            other.add_texts(["heart blood"], ids=["x"])  # lands between our check and our commit
+            other.add_texts(["heart blood"], ids=["x"], replace=True)  # lands between our check and our commit
         return upsert(*args, **kwargs)
 
     client.upsert = commit_meanwhile
@@ -693,9 +725,9 @@ def test_strings_that_are_not_utf8_are_refused_before_any_write(tiny_encoder) ->
     with pytest.raises(InvalidInputError, match=r"metadata.*\[0\]"):
         store.add_texts(["gene"], [{"k": ["fine", {"deep": bad}]}])
     with pytest.raises(InvalidInputError, match=r"ids\[0\]"):
-        store.add_embeddings([bad], vector)
+        store.add_embeddings(["x"], vector, ids=[bad])
     with pytest.raises(InvalidInputError, match=r"texts\[0\]"):
-        store.add_embeddings(["x"], vector, [bad])
+        store.add_embeddings([bad], vector)
     assert len(_points(store)) == 0
     store.add_texts(["gene"], ids=["a"])
     with pytest.raises(InvalidInputError, match="query"):
@@ -714,12 +746,12 @@ def test_strings_that_are_not_utf8_are_refused_before_any_write(tiny_encoder) ->
 def test_a_bare_str_where_a_list_is_expected_is_an_error(tiny_encoder) -> None:
     store = QdrantLateInteractionStore(QdrantClient(":memory:"), collection(), tiny_encoder)
     vectors = [torch.ones(2, tiny_encoder.dim) / 4] * 2
-    with pytest.raises(InvalidInputError, match="ids must be a list"):
+    with pytest.raises(InvalidInputError, match="texts must be a list"):
         store.add_embeddings("ab", vectors)
     with pytest.raises(InvalidInputError, match="ids must be a list"):
         store.add_texts(["gene", "cell"], ids="ab")
-    with pytest.raises(InvalidInputError, match="texts must be a list"):
-        store.add_embeddings(["a", "b"], vectors, "ab")
+    with pytest.raises(InvalidInputError, match="ids must be a list"):
+        store.add_embeddings(["a", "b"], vectors, ids="ab")
     with pytest.raises(InvalidInputError, match="metadata"):
         store.add_texts(["gene"], {"k": 1})
     with pytest.raises(InvalidInputError, match="documents must be a list"):

@@ -85,8 +85,8 @@ def _write(store: QdrantLateInteractionStore, new: dict[str, Version | None]) ->
     """The write under test: replace a and b, add d (one call), then delete c (if a killed run has not)."""
     kept = {d: v for d, v in new.items() if v is not None}
     store.add_embeddings(
-        list(kept), [v.tokens for v in kept.values()], [v.text for v in kept.values()],
-        [v.metadata for v in kept.values()],
+        [v.text for v in kept.values()], [v.tokens for v in kept.values()], [v.metadata for v in kept.values()],
+        list(kept), replace=True,
     )  # fmt: skip
     gone = [d for d, v in new.items() if v is None and d in store]
     if gone:
@@ -200,8 +200,8 @@ class _PathHarness:
         self.base = root / "base"
         client = QdrantClient(path=str(self.base))
         store = _open(client, self.name, encoder)
-        store.add_embeddings(list(old), [v.tokens for v in old.values()], [v.text for v in old.values()],
-                             [v.metadata for v in old.values()])  # fmt: skip
+        store.add_embeddings([v.text for v in old.values()], [v.tokens for v in old.values()],
+                             [v.metadata for v in old.values()], list(old))  # fmt: skip
         client.close()
 
     def copy(self, label: str) -> Path:
@@ -307,8 +307,8 @@ def test_server_survives_a_kill_at_every_write_call(server_url, tiny_encoder, ve
         names.append(f"crash-{uuid.uuid4().hex[:12]}")
         client = QdrantClient(url=server_url)
         store = _open(client, names[-1], tiny_encoder)
-        store.add_embeddings(list(old), [v.tokens for v in old.values()], [v.text for v in old.values()],
-                             [v.metadata for v in old.values()])  # fmt: skip
+        store.add_embeddings([v.text for v in old.values()], [v.tokens for v in old.values()],
+                             [v.metadata for v in old.values()], list(old))  # fmt: skip
         client.close()
         return names[-1]
 
@@ -349,5 +349,5 @@ def test_numpy_tokens_round_trip_exactly(tiny_encoder) -> None:
     # The harness compares stored vectors with atol=0: fp16-exact inputs come back bit for bit.
     store = _open(QdrantClient(":memory:"), "exact", tiny_encoder)
     tokens = _unit(9, tiny_encoder.dim, 5)
-    store.add_embeddings(["x"], [np.asarray(tokens)])
+    store.add_embeddings([""], [np.asarray(tokens)], ids=["x"])
     torch.testing.assert_close(store.get_embeddings(["x"])["x"], tokens, atol=0, rtol=0)

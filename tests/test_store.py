@@ -11,7 +11,6 @@ from lateint_plugins.core.errors import (
     DuplicateIdError,
     IndexNotFoundError,
     InvalidInputError,
-    UnknownIdError,
 )
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.rerank import rerank
@@ -69,8 +68,25 @@ def test_delete_get_and_generated_ids(store: LateInteractionStore) -> None:
     assert [r.text for r in store.get(["t5", "t2", "t0"])] == [TEXTS[5], TEXTS[0]]
     new_ids = store.add_texts(["fresh text"])
     assert len(new_ids) == 1 and len(new_ids[0]) == 32 and new_ids[0] in store
-    with pytest.raises(UnknownIdError):
-        store.delete(["t2"])
+    store.delete(["t2", "never there"])  # unknown ids are ignored (the store contract)
+    assert len(store) == 6
+
+
+def test_plaid_search_options_apply_to_one_call(tiny_encoder: ColBERTEncoder) -> None:
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
+
+    store = LateInteractionStore(tiny_encoder, PLAIDIndex(config=PLAIDConfig(nbits=4, n_centroids=8), device="cpu"))
+    assert LateInteractionStore(tiny_encoder).search_options == {}
+    assert store.search_options["n_ivf_probe"] == SearchConfig().n_ivf_probe
+    store.add_texts(TEXTS, META, IDS)
+    seen: list[SearchConfig] = []
+    search = store.index.search
+    store.index.search = lambda *a, **kw: seen.append(store.index.search_config) or search(*a, **kw)  # type: ignore[method-assign]
+    assert len(store.search("qubits", k=2, n_ivf_probe=1, n_full_scores=4)) == 2
+    assert (seen[0].n_ivf_probe, seen[0].n_full_scores) == (1, 4)
+    assert store.index.search_config == SearchConfig()  # restored after the call
+    with pytest.raises(InvalidInputError, match="n_ivf_probe"):
+        store.search("qubits", n_ivf_probe=0)
 
 
 def test_save_and_load_round_trip(store: LateInteractionStore, tiny_encoder: ColBERTEncoder, tmp_path: Path) -> None:
