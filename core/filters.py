@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import is_utf8
 from .errors import InvalidInputError
 
 __all__ = [
@@ -149,6 +150,10 @@ def _parse_dict(filter: Mapping[Any, Any], where: str) -> Filter:
                 f"{where} has the key {key!r} of type {type(key).__name__}; filter keys must be str metadata keys "
                 "or '$and' / '$or' / '$not'."
             )
+        if not is_utf8(key):
+            raise InvalidInputError(
+                f"{where} has the key {_show(key)}, which cannot be encoded as UTF-8 (a lone surrogate); fix the key."
+            )
         if key.startswith("$"):
             nodes.append(_parse_logical(key, value, at))
         else:
@@ -198,6 +203,8 @@ def _parse_field(key: str, value: object, at: str) -> list[Filter]:
     if not _is_scalar(value):
         hint = f"{{{key!r}: {{'$in': [...]}}}}" if isinstance(value, (list, tuple)) else "a str, int, float or bool"
         raise InvalidInputError(f"{at} = {_show(value)} cannot be matched; use {hint}.")
+    if isinstance(value, str) and not is_utf8(value):
+        raise InvalidInputError(f"{at} = {_show(value)} cannot be encoded as UTF-8; fix the string.")
     return [Condition(key, path, "$eq", value)]
 
 
@@ -226,6 +233,9 @@ def _parse_operator(key: str, path: tuple[str, ...], op: object, operand: object
             raise InvalidInputError(f"{at} must be True or False, got {_show(operand)}.")
     elif not isinstance(operand, str) or not operand:
         raise InvalidInputError(f"{at} must be a non-empty str (the substring to look for), got {_show(operand)}.")
+    for item in operand if isinstance(operand, tuple) else (operand,):
+        if isinstance(item, str) and not is_utf8(item):
+            raise InvalidInputError(f"{at} holds {_show(item)}, which cannot be encoded as UTF-8; fix the string.")
     return Condition(key, path, op, operand)
 
 

@@ -83,8 +83,9 @@ class DocumentStore(Protocol):
     - **search(query, k=10, filter=None, **options)** / **search_batch(queries, ...)** return at most
       ``k`` hits per query, best first, and exactly ``k`` when at least ``k`` documents match the
       filter (filters apply before ranking, never after). ``filter`` is the one filter model of
-      :mod:`lateint_plugins.core.filters` (the same documents match in every store); malformed
-      filters raise :class:`~lateint_plugins.core.errors.InvalidInputError` before any search.
+      :mod:`lateint_plugins.core.filters` (the same documents match in every store; Qdrant refuses
+      ``$itext``, which it cannot evaluate); malformed filters raise
+      :class:`~lateint_plugins.core.errors.InvalidInputError` before any search.
     - **search_options**: the store-specific keyword options ``search`` / ``search_batch`` accept,
       name -> default (exact: none; PLAID: the :class:`~lateint_plugins.core.plaid.SearchConfig`
       fields; Qdrant: ``mode``, ``candidate_depth``). Unknown options raise

@@ -148,6 +148,8 @@ def _document(result: SearchResult, score_key: str | None = None) -> Document:
 
 def _search_parameters(store: DocumentStore) -> frozenset[str] | None:
     """Keyword arguments ``store.search`` accepts besides the query (None: anything, it takes ``**kwargs``)."""
+    if isinstance(getattr(store, "search_options", None), Mapping):  # the store contract: declared options
+        return frozenset({"k", "filter", *store.search_options})
     parameters = inspect.signature(store.search).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None

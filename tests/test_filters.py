@@ -62,6 +62,9 @@ def test_parse_builds_an_immutable_tree() -> None:
         ({"$not": [{"a": 1}]}, "must be a filter dict"),
         ({"$nor": [{"a": 1}]}, "unknown logical operator '$nor'"),
         ({"$and": [{"a": {"$lt": "x"}}]}, "filter['$and'][0]['a']['$lt']"),
+        ({"\ud800": 1}, "UTF-8"),
+        ({"a": "x\ud800"}, "UTF-8"),
+        ({"a": {"$in": ["ok", "\ud800"]}}, "UTF-8"),
     ],
 )
 def test_malformed_filters_name_the_part_and_the_fix(filter: Any, names: str) -> None:

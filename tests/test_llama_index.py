@@ -97,6 +97,18 @@ class _ThreadRecordingStore:
     def __len__(self) -> int:
         return len(self.inner)
 
+    # The rest of the DocumentStore contract, delegated.
+    search_options: Mapping[str, Any] = {}
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.inner
+
+    def ids(self) -> list[str]:
+        return self.inner.ids()
+
+    def add_embeddings(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.inner.add_embeddings(*args, **kwargs)
+
     def add_texts(self, texts: Sequence[str], metadatas: Any = None, ids: Any = None, **kwargs: Any) -> list[str]:
         return self.inner.add_texts(texts, metadatas, ids, **kwargs)
 
