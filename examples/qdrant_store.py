@@ -46,7 +46,7 @@ def main() -> None:
         print(f"{hit.score:6.2f}  {hit.id:9} {hit.text}")
     for hit in store.search("heart health", k=1, filter={"topic": "medicine"}):
         print(f"{hit.score:6.2f}  {hit.id:9} {hit.metadata}")
-    store.add_texts(["The Eiffel Tower is 330 metres tall."], ids=["eiffel"])  # same id: replaced
+    store.add_texts(["The Eiffel Tower is 330 metres tall."], ids=["eiffel"], replace=True)  # same id: replaced
     local = sync_from_qdrant(client, "quickstart", store.encoder)  # the collection is the system of record
     print(f"{len(store)} documents in Qdrant, {len(local)} in the rebuilt local index")
 
