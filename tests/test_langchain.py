@@ -395,7 +395,7 @@ def test_relevance_score_formula(tiny_encoder: ColBERTEncoder, store: LateIntera
     from lateint_plugins.langchain import RelevanceScale, relevance_score
 
     scale = RelevanceScale(tiny_encoder)
-    floor, ceiling = scale.floor(QUERY)
+    floor, ceiling = scale.references(QUERY)
     empty = tiny_encoder.encode_documents("")
     assert floor == pytest.approx(float(maxsim(tiny_encoder.encode_queries([QUERY]), [empty])[0, 0]))
     assert ceiling == tiny_encoder.config.query_length

@@ -49,7 +49,7 @@ def mmr_search(
     candidates = search(store, query, max(check_k(k), fetch_k), filter, options)
     if len(candidates) <= 1:
         return candidates[:k]
-    floor, ceiling = scale.floor(query)
+    floor, ceiling = scale.references(query)
     relevance = [min(1.0, max(0.0, (r.score - floor) / (ceiling - floor))) for r in candidates]
     vectors = scale.encoder.encode_documents([r.text for r in candidates])
     chosen = mmr_select(relevance, scale.document_similarity(vectors), k, lambda_mult)
