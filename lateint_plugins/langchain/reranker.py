@@ -20,25 +20,57 @@ from ._common import as_documents, init_model
 
 
 class LateInteractionReranker(BaseDocumentCompressor):
-    """Reorders candidate documents by MaxSim against the query (a ColBERT reranker).
+    """ColBERT reranker: reorders candidate documents by MaxSim against the query.
 
     Use it behind a cheap first stage (BM25, a dense retriever) in ``ContextualCompressionRetriever``.
     Scores come from :func:`lateint_plugins.core.rerank.rerank`, the same MaxSim the indexes use, so
     a reranked score equals the score a store with the same model would give. Each returned
     ``Document`` keeps its ``id`` and metadata and gains ``metadata[score_key]``.
 
-    Args:
-        model: a Hub id or local checkpoint folder (ignored when ``encoder`` is given).
-        device: where the encoder runs (default: CUDA, then MPS, then CPU).
-        top_n: documents kept per query (None: all, reordered).
-        encoder: an already loaded :class:`ColBERTEncoder` to share (e.g. ``store.encoder``).
-        document_cache: optional mapping ``text -> (n_tokens, dim)`` token matrix; candidates found
-            there are not re-encoded and misses are added, so documents that come back across
-            queries are encoded once. Pass a ``dict`` or any bounded mapping (an LRU cache).
+    Setup:
+        .. code-block:: bash
 
-    Example:
-        >>> reranker = LateInteractionReranker(model="answerdotai/answerai-colbert-small-v1", top_n=5)
-        >>> retriever = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=bm25)
+            pip install -U 'lateint-plugins[langchain]'
+
+    Key init args:
+        model: str | None
+            Hub id or local checkpoint folder (ignored when ``encoder`` is given).
+        encoder: ColBERTEncoder | None
+            An already loaded encoder to share (e.g. ``store.encoder``).
+        top_n: int | None
+            Documents kept per query (None: all, reordered).
+        device: str | None
+            Where the encoder runs (default: CUDA, then MPS, then CPU).
+        document_cache: MutableMapping[str, Tensor] | None
+            ``text -> (n_tokens, dim)`` token matrices; candidates found there are not re-encoded and
+            misses are added, so documents that come back across queries are encoded once (a ``dict``
+            or any bounded mapping, e.g. an LRU cache).
+
+    Instantiate:
+        .. code-block:: python
+
+            from lateint_plugins.langchain import LateInteractionReranker
+
+            reranker = LateInteractionReranker(model="answerdotai/answerai-colbert-small-v1", top_n=5)
+
+    Usage:
+        .. code-block:: python
+
+            reranked = reranker.compress_documents(documents, "how do statins work?")
+            reranked[0].metadata["score"]   # MaxSim
+
+    Use within a chain:
+        .. code-block:: python
+
+            from langchain_classic.retrievers import ContextualCompressionRetriever
+
+            retriever = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=bm25)
+            retriever.invoke("how do statins work?")
+
+    Async:
+        .. code-block:: python
+
+            reranked = await reranker.acompress_documents(documents, "how do statins work?")  # worker thread
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

@@ -119,9 +119,15 @@ class LateInteractionVectorStore(VectorStore):
             vector_store = LateInteractionVectorStore.load("my_store")
 
     Async:
-        LangChain's default async methods (``aadd_documents``, ``asimilarity_search``, ``adelete``,
-        ``amax_marginal_relevance_search``, ...) run these methods in a worker thread; the core store
-        and encoder are thread-safe.
+        .. code-block:: python
+
+            await vector_store.aadd_documents(documents=[document_1, document_2], ids=["1", "2"])
+            await vector_store.adelete(ids=["2"])
+            results = await vector_store.asimilarity_search(query="thud", k=1)
+            results = await vector_store.amax_marginal_relevance_search(query="thud", k=1)
+
+        LangChain's default async methods run these sync methods in a worker thread; the core store and
+        encoder are thread-safe, so concurrent calls are too.
 
     Scores: :meth:`similarity_search_with_score` returns raw MaxSim (higher is better);
     relevance scores are ``(score - floor) / (query_length - floor)`` clipped to [0, 1], where
