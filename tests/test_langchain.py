@@ -106,12 +106,12 @@ def test_retriever_k_and_filter_from_fields_and_invoke(store: LateInteractionSto
 
 
 def test_retriever_rejects_bad_options(store: LateInteractionStore) -> None:
-    with pytest.raises(ValueError, match="does not take \\['score_threshold'\\]"):  # pydantic wraps it
+    with pytest.raises(ValueError, match="Unknown search option\\(s\\) \\['score_threshold'\\]"):  # pydantic wraps it
         LateInteractionRetriever(store=store, search_kwargs={"score_threshold": 0.5})
     retriever = LateInteractionRetriever(store=store)
     with pytest.raises(InvalidInputError, match="k must be a positive int"):
         retriever.invoke(QUERY, k=0)
-    with pytest.raises(InvalidInputError, match="does not take"):
+    with pytest.raises(InvalidInputError, match="Unknown search option"):
         retriever.invoke(QUERY, fetch_k=10)
     with pytest.raises(ValueError, match="store"):
         LateInteractionRetriever(store=object())  # type: ignore[arg-type]
@@ -313,12 +313,161 @@ def test_vector_store_from_texts_and_errors(tiny_encoder: ColBERTEncoder, tiny_p
     assert sorted(d.id for d in from_docs.get_by_ids(IDS)) == sorted(IDS)
     with pytest.raises(InvalidInputError, match="per-token vectors"):
         LateInteractionVectorStore.from_texts(TEXTS, DeterministicFakeEmbedding(size=6))
-    with pytest.raises(InvalidInputError, match="Unknown search option"):
+    with pytest.raises(InvalidInputError, match=r"Unknown search option\(s\) \['fetch_k'\]"):
         vs.similarity_search(QUERY, k=2, fetch_k=3)
-    with pytest.raises(InvalidInputError, match="delete needs ids"):
-        vs.delete()
-    with pytest.raises(NotImplementedError, match="MMR"):
-        vs.as_retriever(search_type="mmr").invoke(QUERY)
     with pytest.raises(InvalidInputError, match="store must implement DocumentStore"):
         LateInteractionVectorStore(object())
     assert vs.delete(["t0", "nope"]) is True and len(vs.store) == len(TEXTS) - 1
+    assert vs.delete() is True and len(vs.store) == 0  # ids=None: everything (LangChain's contract)
+    assert vs.similarity_search(QUERY) == [] and vs.delete() is True
+
+
+# ---------------------------------------------------------------------------------------- MMR
+STATINS = [
+    "Statins lower LDL cholesterol by inhibiting HMG-CoA reductase in the liver.",
+    "Statins lower LDL cholesterol by inhibiting the enzyme HMG-CoA reductase in the liver.",
+    "By inhibiting HMG-CoA reductase in the liver, statins lower LDL cholesterol.",
+    "Statins reduce the risk of heart attack and stroke in patients with cardiovascular disease.",
+    "Muscle pain is the most common side effect reported by patients taking statins.",
+    "Regular aerobic exercise raises HDL cholesterol and lowers blood pressure.",
+    "The Eiffel Tower was completed in 1889 for the World's Fair.",
+]
+STATIN_IDS = ["dup0", "dup1", "dup2", "risk", "side", "exercise", "eiffel"]
+STATIN_QUERY = "How do statins lower cholesterol?"
+
+
+@pytest.fixture(scope="module")
+def answerai_encoder(answerai_path: Path) -> ColBERTEncoder:
+    return ColBERTEncoder.from_pretrained(answerai_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def statins(answerai_encoder: ColBERTEncoder) -> LateInteractionVectorStore:
+    vs = LateInteractionVectorStore(LateInteractionStore(answerai_encoder))
+    vs.add_texts(STATINS, [{"duplicate": i.startswith("dup")} for i in STATIN_IDS], ids=STATIN_IDS)
+    return vs
+
+
+def test_mmr_skips_near_duplicates_that_similarity_search_returns(statins: LateInteractionVectorStore) -> None:
+    duplicates = {"dup0", "dup1", "dup2"}
+    assert {d.id for d in statins.similarity_search(STATIN_QUERY, k=3)} == duplicates
+    mmr = statins.max_marginal_relevance_search(STATIN_QUERY, k=3, fetch_k=7)
+    assert mmr[0].id == statins.similarity_search(STATIN_QUERY, k=1)[0].id  # the most relevant comes first
+    assert len({d.id for d in mmr} & duplicates) == 1 and "eiffel" not in {d.id for d in mmr}
+    # lambda_mult=1 is relevance alone: the similarity ranking.
+    only_relevance = statins.max_marginal_relevance_search(STATIN_QUERY, k=3, fetch_k=7, lambda_mult=1.0)
+    assert [d.id for d in only_relevance] == [d.id for d in statins.similarity_search(STATIN_QUERY, k=3)]
+    via_retriever = statins.as_retriever(search_type="mmr", search_kwargs={"k": 3, "fetch_k": 7}).invoke(STATIN_QUERY)
+    assert [d.id for d in via_retriever] == [d.id for d in mmr]
+    filtered = statins.max_marginal_relevance_search(STATIN_QUERY, k=3, filter={"duplicate": False})
+    assert len(filtered) == 3 and not {d.id for d in filtered} & duplicates
+    with pytest.raises(InvalidInputError, match="lambda_mult"):
+        statins.max_marginal_relevance_search(STATIN_QUERY, lambda_mult=1.5)
+
+
+def test_retriever_search_type_mmr(statins: LateInteractionVectorStore) -> None:
+    retriever = LateInteractionRetriever(store=statins.store, k=3, search_type="mmr", search_kwargs={"fetch_k": 7})
+    docs = retriever.invoke(STATIN_QUERY)
+    assert [d.id for d in docs] == [d.id for d in statins.max_marginal_relevance_search(STATIN_QUERY, 3, 7)]
+    assert all(isinstance(d.metadata["score"], float) for d in docs)
+    by_relevance = retriever.invoke(STATIN_QUERY, lambda_mult=1.0)
+    assert [d.id for d in by_relevance] == [d.id for d in statins.similarity_search(STATIN_QUERY, k=3)]
+    with pytest.raises(InvalidInputError, match="fetch_k"):
+        retriever.invoke(STATIN_QUERY, fetch_k=0)
+    with pytest.raises(InvalidInputError, match="search_type"):
+        LateInteractionRetriever(store=statins.store, search_type="similarity_score_threshold")
+
+
+# ---------------------------------------------------------------------------------------- relevance scores
+def test_relevance_scores_separate_relevant_from_unrelated(statins: LateInteractionVectorStore) -> None:
+    relevance = dict((d.id, s) for d, s in statins.similarity_search_with_relevance_scores(STATIN_QUERY, k=7))
+    # Measured on SciFact (README): relevant documents median 0.53, unrelated 0.11.
+    assert relevance["dup0"] > 0.5 and relevance["eiffel"] < 0.1
+    assert relevance["dup0"] - relevance["eiffel"] > 0.5
+    kept = statins.as_retriever(
+        search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.5, "k": 7}
+    )
+    assert {d.id for d in kept.invoke(STATIN_QUERY)} == {i for i, s in relevance.items() if s >= 0.5} >= {"dup0"}
+    assert "eiffel" not in {d.id for d in kept.invoke(STATIN_QUERY)}
+
+
+def test_relevance_score_formula(tiny_encoder: ColBERTEncoder, store: LateInteractionStore) -> None:
+    from lateint_plugins.langchain import RelevanceScale, relevance_score
+
+    scale = RelevanceScale(tiny_encoder)
+    floor, ceiling = scale.references(QUERY)
+    empty = tiny_encoder.encode_documents("")
+    assert floor == pytest.approx(float(maxsim(tiny_encoder.encode_queries([QUERY]), [empty])[0, 0]))
+    assert ceiling == tiny_encoder.config.query_length
+    for result in store.search(QUERY, k=6):
+        expected = min(1.0, max(0.0, (result.score - floor) / (ceiling - floor)))
+        assert scale.relevance(QUERY, result.score) == pytest.approx(expected)
+    assert relevance_score(ceiling, ceiling, floor) == 1.0 and relevance_score(floor, ceiling, floor) == 0.0
+    with pytest.raises(InvalidInputError, match="floor"):
+        relevance_score(1.0, 4, floor=4.0)
+
+
+# ---------------------------------------------------------------------------------------- persistence
+def test_save_and_load_vector_store_and_retriever(
+    store: LateInteractionStore, tmp_path: Path, tiny_encoder: ColBERTEncoder, minilm_path: Path
+) -> None:
+    from lateint_plugins.core.errors import ModelMismatchError
+
+    vs = LateInteractionVectorStore(store)
+    vs.save(tmp_path / "vs")
+    loaded = LateInteractionVectorStore.load(tmp_path / "vs", tiny_encoder)
+    assert loaded.similarity_search_with_score(QUERY, k=6) == vs.similarity_search_with_score(QUERY, k=6)
+    retriever = LateInteractionRetriever(store=store, k=2)
+    retriever.save(tmp_path / "r")
+    again = LateInteractionRetriever.load(tmp_path / "r", tiny_encoder, k=2, filter={"topic": "pets"})
+    assert again.invoke(QUERY) == retriever.invoke(QUERY, filter={"topic": "pets"})
+    other = ColBERTEncoder.from_pretrained(minilm_path, device="cpu")
+    with pytest.raises(ModelMismatchError):
+        LateInteractionVectorStore.load(tmp_path / "vs", other)
+
+
+def test_from_existing_collection_reopens_a_qdrant_collection(tiny_encoder: ColBERTEncoder) -> None:
+    qdrant_client = pytest.importorskip("qdrant_client", reason="pip install 'lateint-plugins[qdrant]'")
+    qdrant = pytest.importorskip("lateint_plugins.qdrant")
+    client = qdrant_client.QdrantClient(":memory:")
+    first = LateInteractionVectorStore(qdrant.QdrantLateInteractionStore(client, "docs", tiny_encoder, device="cpu"))
+    first.add_texts(TEXTS, META, ids=IDS)
+    reopened = LateInteractionVectorStore.from_existing_collection("docs", tiny_encoder, client=client, device="cpu")
+    assert [d.id for d in reopened.similarity_search(QUERY, k=3)] == [d.id for d in first.similarity_search(QUERY, k=3)]
+    with pytest.raises(qdrant.CollectionNotFoundError):
+        LateInteractionVectorStore.from_existing_collection("missing", tiny_encoder, client=client)
+    with pytest.raises(InvalidInputError, match="client= or exactly one of"):
+        LateInteractionVectorStore.from_existing_collection("docs", tiny_encoder)
+    with pytest.raises(InvalidInputError, match="save needs a LateInteractionStore"):
+        reopened.save("anywhere")
+    assert reopened.delete() is True and len(reopened.store) == 0
+
+
+# ---------------------------------------------------------------------------------------- store options
+class _OptionStore(LateInteractionStore):
+    """A store that declares one store-specific search option, as the contract's ``search_options`` says."""
+
+    search_options: Mapping[str, Any] = {"depth": 10}
+
+    def __init__(self, encoder: ColBERTEncoder) -> None:
+        super().__init__(encoder)
+        self.seen: list[int] = []
+
+    def search(
+        self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None, *, depth: int = 10
+    ) -> list[SearchResult]:
+        self.seen.append(depth)
+        return super().search(query, k, filter)
+
+
+def test_store_search_options_reach_the_store(tiny_encoder: ColBERTEncoder) -> None:
+    store = _OptionStore(tiny_encoder)
+    store.add_texts(TEXTS, META, IDS)
+    LateInteractionRetriever(store=store, search_kwargs={"depth": 3}).invoke(QUERY)
+    LateInteractionRetriever(store=store).invoke(QUERY, depth=4)
+    vs = LateInteractionVectorStore(store)
+    vs.as_retriever(search_kwargs={"depth": 5}).invoke(QUERY)
+    vs.max_marginal_relevance_search(QUERY, depth=6)
+    assert store.seen == [3, 4, 5, 6]
+    with pytest.raises(InvalidInputError, match=r"Unknown search option\(s\) \['mode'\].*depth"):
+        LateInteractionRetriever(store=store, search_kwargs={"mode": "native"})
