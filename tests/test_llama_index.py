@@ -32,7 +32,7 @@ from llama_index.core.llms.mock import MockLLM
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     MetadataFilter,
@@ -235,6 +235,32 @@ def test_from_documents_splits_to_the_encoder_length(tiny_encoder: Any) -> None:
     assert {n.node.metadata.get("source") for n in nodes} == {"long", None}
 
 
+def test_nodes_come_back_whole_in_the_chosen_metadata_mode(tiny_encoder: Any, tmp_path: Path) -> None:
+    source = Document(text="unused", id_="paper-1")
+    node = TextNode(
+        id_="chunk-1",
+        text=TEXTS["statins"],
+        metadata={"topic": "medicine", "secret": "s", "nested": {"a": [1, 2]}},
+        excluded_embed_metadata_keys=["secret"],
+        excluded_llm_metadata_keys=["nested"],
+    )
+    node.relationships[NodeRelationship.SOURCE] = source.as_related_node_info()
+    store = LateInteractionStore(tiny_encoder)
+    bare = LateInteractionRetriever.from_nodes([node], store, metadata_mode=MetadataMode.NONE, similarity_top_k=1)
+    hit = bare.retrieve(QUERY)[0]
+    want = node.model_dump(mode="json")
+    assert hit.node.model_dump(mode="json") == want
+    assert hit.node.ref_doc_id == "paper-1"
+    assert hit.score == pytest.approx(_reference(tiny_encoder, QUERY, ["statins"], fp16=True)[0][1], abs=1e-5)
+    assert store.get(["chunk-1"])[0].text == TEXTS["statins"]  # NONE: the bare text is what was encoded
+    bare.persist(tmp_path / "bare")
+    loaded = LateInteractionRetriever.from_persist_dir(tmp_path / "bare")
+    assert loaded.metadata_mode == MetadataMode.NONE
+    assert loaded.retrieve(QUERY)[0].node.model_dump(mode="json") == want
+    with pytest.raises(InvalidInputError, match="metadata_mode"):
+        LateInteractionRetriever(store, metadata_mode="text")  # type: ignore[arg-type]
+
+
 def test_persist_round_trip_is_identical(retriever: LateInteractionRetriever, tmp_path: Path) -> None:
     retriever.filters = MetadataFilters(filters=[MetadataFilter(key="topic", value="medicine")])
     before = _pairs(retriever.retrieve(QUERY))
@@ -242,6 +268,7 @@ def test_persist_round_trip_is_identical(retriever: LateInteractionRetriever, tm
     loaded = LateInteractionRetriever.from_persist_dir(tmp_path / "r")
     assert loaded.similarity_top_k == retriever.similarity_top_k
     assert loaded.filters == retriever.filters
+    assert loaded.metadata_mode == MetadataMode.EMBED
     assert _pairs(loaded.retrieve(QUERY)) == before
     # Writes after a reload persist too (and replace the folder atomically).
     loaded.delete(["statins"])
