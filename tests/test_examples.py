@@ -20,6 +20,7 @@ EXPECTED = {
     "qdrant_store.py": "3 documents in Qdrant, 3 in the rebuilt local index",
     "langchain_rag.py": "async top-1:",
     "llamaindex_rerank.py": "BM25 + ColBERT rerank:",
+    "llamaindex_vector_store.py": "after delete_ref_doc: 3 nodes",
 }
 
 

@@ -91,4 +91,10 @@ def test_adapter_exports_are_pinned() -> None:
     import lateint_plugins.llama_index as li
 
     assert sorted(lc.__all__) == ["LateInteractionReranker", "LateInteractionRetriever", "LateInteractionVectorStore"]
-    assert sorted(li.__all__) == ["LateInteractionRerank", "LateInteractionRetriever"]
+    assert sorted(li.__all__) == [
+        "LateInteractionRerank",
+        "LateInteractionRetriever",
+        "LateInteractionVectorStore",
+        "NoEmbedding",
+        "metadata_filters_to_dict",
+    ]

@@ -32,10 +32,9 @@ from llama_index.core.llms.mock import MockLLM
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
-    FilterOperator,
     MetadataFilter,
     MetadataFilters,
 )
@@ -58,6 +57,11 @@ def _nodes() -> list[TextNode]:
         TextNode(id_=key, text=text, metadata={"topic": TOPICS[key], "n": i})
         for i, (key, text) in enumerate(TEXTS.items())
     ]
+
+
+# What the retriever indexes and the reranker scores by default: LlamaIndex's MetadataMode.EMBED content
+# (metadata lines, then the text).
+EMBED_TEXTS = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in _nodes()}
 
 
 def _reference(
@@ -151,7 +155,7 @@ def test_retrieve_matches_core_maxsim(retriever: LateInteractionRetriever, tiny_
     assert isinstance(retriever, BaseRetriever)
     nodes = retriever.retrieve(QUERY)
     assert all(isinstance(n, NodeWithScore) for n in nodes)
-    _assert_same_ranking(_pairs(nodes), _reference(tiny_encoder, QUERY, list(TEXTS), fp16=True)[:3])
+    _assert_same_ranking(_pairs(nodes), _reference(tiny_encoder, QUERY, list(TEXTS), fp16=True, texts=EMBED_TEXTS)[:3])
     for n in nodes:
         assert n.node.get_content() == TEXTS[n.node.node_id]
         assert n.node.metadata["topic"] == TOPICS[n.node.node_id]
@@ -176,7 +180,9 @@ def test_exact_match_filters(retriever: LateInteractionRetriever, tiny_encoder: 
     medicine = [k for k, t in TOPICS.items() if t == "medicine"]
     retriever.similarity_top_k = 5
     retriever.filters = MetadataFilters(filters=[MetadataFilter(key="topic", value="medicine")])
-    _assert_same_ranking(_pairs(retriever.retrieve(QUERY)), _reference(tiny_encoder, QUERY, medicine, fp16=True))
+    _assert_same_ranking(
+        _pairs(retriever.retrieve(QUERY)), _reference(tiny_encoder, QUERY, medicine, fp16=True, texts=EMBED_TEXTS)
+    )
 
     nested = MetadataFilters(
         filters=[
@@ -188,24 +194,21 @@ def test_exact_match_filters(retriever: LateInteractionRetriever, tiny_encoder: 
     assert [n.node.node_id for n in retriever.retrieve(QUERY)] == ["exercise"]
     retriever.filters = {"topic": "history"}
     assert {n.node.node_id for n in retriever.retrieve(QUERY)} == {"eiffel", "rome"}
-    # Contradictory equalities match nothing rather than raising.
-    retriever.filters = MetadataFilters(
+    contradictory = MetadataFilters(
         filters=[MetadataFilter(key="topic", value="medicine"), MetadataFilter(key="topic", value="history")]
     )
+    retriever.filters = contradictory
     assert retriever.retrieve(QUERY) == []
 
 
 @pytest.mark.parametrize(
     "filters, match",
     [
-        (MetadataFilters(filters=[MetadataFilter(key="n", value=2, operator=FilterOperator.GT)]), "'>'.*exact-match"),
         (
-            MetadataFilters(
-                filters=[MetadataFilter(key="n", value=1), MetadataFilter(key="n", value=2)],
-                condition=FilterCondition.OR,
-            ),
-            "'or'.*AND",
+            MetadataFilters(filters=[MetadataFilters(filters=[])], condition=FilterCondition.NOT),
+            "'not' over empty filters",
         ),
+        ({1: "x"}, "str metadata keys"),
         ("topic=medicine", "MetadataFilters or a"),
     ],
 )
@@ -248,6 +251,32 @@ def test_from_documents_splits_to_the_encoder_length(tiny_encoder: Any) -> None:
     assert {n.node.metadata.get("source") for n in nodes} == {"long", None}
 
 
+def test_nodes_come_back_whole_in_the_chosen_metadata_mode(tiny_encoder: Any, tmp_path: Path) -> None:
+    source = Document(text="unused", id_="paper-1")
+    node = TextNode(
+        id_="chunk-1",
+        text=TEXTS["statins"],
+        metadata={"topic": "medicine", "secret": "s", "nested": {"a": [1, 2]}},
+        excluded_embed_metadata_keys=["secret"],
+        excluded_llm_metadata_keys=["nested"],
+    )
+    node.relationships[NodeRelationship.SOURCE] = source.as_related_node_info()
+    store = LateInteractionStore(tiny_encoder)
+    bare = LateInteractionRetriever.from_nodes([node], store, metadata_mode=MetadataMode.NONE, similarity_top_k=1)
+    hit = bare.retrieve(QUERY)[0]
+    want = node.model_dump(mode="json")
+    assert hit.node.model_dump(mode="json") == want
+    assert hit.node.ref_doc_id == "paper-1"
+    assert hit.score == pytest.approx(_reference(tiny_encoder, QUERY, ["statins"], fp16=True)[0][1], abs=1e-5)
+    assert store.get(["chunk-1"])[0].text == TEXTS["statins"]  # NONE: the bare text is what was encoded
+    bare.persist(tmp_path / "bare")
+    loaded = LateInteractionRetriever.from_persist_dir(tmp_path / "bare")
+    assert loaded.metadata_mode == MetadataMode.NONE
+    assert loaded.retrieve(QUERY)[0].node.model_dump(mode="json") == want
+    with pytest.raises(InvalidInputError, match="metadata_mode"):
+        LateInteractionRetriever(store, metadata_mode="text")  # type: ignore[arg-type]
+
+
 def test_persist_round_trip_is_identical(retriever: LateInteractionRetriever, tmp_path: Path) -> None:
     retriever.filters = MetadataFilters(filters=[MetadataFilter(key="topic", value="medicine")])
     before = _pairs(retriever.retrieve(QUERY))
@@ -255,6 +284,7 @@ def test_persist_round_trip_is_identical(retriever: LateInteractionRetriever, tm
     loaded = LateInteractionRetriever.from_persist_dir(tmp_path / "r")
     assert loaded.similarity_top_k == retriever.similarity_top_k
     assert loaded.filters == retriever.filters
+    assert loaded.metadata_mode == MetadataMode.EMBED
     assert _pairs(loaded.retrieve(QUERY)) == before
     # Writes after a reload persist too (and replace the folder atomically).
     loaded.delete(["statins"])
@@ -321,10 +351,6 @@ def _candidates() -> list[NodeWithScore]:
     return [NodeWithScore(node=n, score=float(10 - i)) for i, n in enumerate(_nodes())]
 
 
-# What the reranker scores by default: LlamaIndex's MetadataMode.EMBED content (metadata lines, then the text).
-EMBED_TEXTS = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in _nodes()}
-
-
 def test_rerank_matches_core_maxsim(tiny_encoder: Any, rerank_events: list[Any]) -> None:
     reranker = LateInteractionRerank(top_n=3, encoder=tiny_encoder, batch_size=2)
     assert isinstance(reranker, BaseNodePostprocessor)
@@ -356,7 +382,7 @@ def test_rerank_keeps_retrieval_score_and_reports_to_callbacks(tiny_encoder: Any
     pairs = debug.get_event_pairs(CBEventType.RERANKING)
     assert len(pairs) == 1
     assert _pairs(pairs[0][1].payload["nodes"]) == _pairs(out)
-    # MetadataMode.NONE scores the bare text, exactly as the retriever indexes it.
+    # MetadataMode.NONE scores the bare text.
     plain = LateInteractionRerank(top_n=5, encoder=tiny_encoder, metadata_mode=MetadataMode.NONE)
     _assert_same_ranking(
         _pairs(plain.postprocess_nodes(candidates, query_str=QUERY)),
@@ -414,7 +440,7 @@ def test_query_engine_with_retriever_and_reranker(retriever: LateInteractionRetr
     reranker = LateInteractionRerank(top_n=2, encoder=tiny_encoder)
     engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(), node_postprocessors=[reranker])
     response = engine.query(QUERY)
-    candidates = [i for i, _ in _reference(tiny_encoder, QUERY, list(TEXTS), fp16=True)[:4]]
+    candidates = [i for i, _ in _reference(tiny_encoder, QUERY, list(TEXTS), fp16=True, texts=EMBED_TEXTS)[:4]]
     want = _reference(tiny_encoder, QUERY, candidates, fp16=False, texts=EMBED_TEXTS)[:2]
     _assert_same_ranking(_pairs(response.source_nodes), want)
     assert TEXTS[want[0][0]] in str(response)  # the mock LLM echoes the prompt, context included
