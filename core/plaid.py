@@ -579,9 +579,12 @@ class PLAIDIndex(Index):
             return torch.full(slots.shape, -math.inf, dtype=torch.float32, device=q.device)
         valid, rows, dest, width, runs = self._layout(slots)
         vectors = tokens(rows)  # (tokens, dim)
-        padded = vectors.new_zeros((n_queries * width, vectors.shape[1]))
-        padded.index_copy_(0, dest.to(vectors.device), vectors)
-        padded = padded.view(n_queries, width, -1)
+        if n_queries == 1:  # one query: its tokens are the batch as they stand
+            padded = vectors[None]
+        else:
+            padded = vectors.new_zeros((n_queries * width, vectors.shape[1]))
+            padded.index_copy_(0, dest.to(vectors.device), vectors)
+            padded = padded.view(n_queries, width, -1)
         similarities = torch.bmm(q.to(vectors.device, torch.float32), padded.transpose(1, 2))  # (n, q_len, width)
         return self._run_max_sum(similarities, q_mask, runs).masked_fill_(~valid.to(vectors.device), -math.inf)
 
@@ -852,7 +855,9 @@ def _top_in_order(values: torch.Tensor, n: int) -> torch.Tensor:
     on where, e.g., tombstoned columns sit between them, as it could with :func:`torch.topk`).
     """
     if n >= values.shape[1]:
-        return torch.arange(values.shape[1], device=values.device).expand(values.shape[0], -1)
+        return torch.arange(values.shape[1], device=values.device).expand(values.shape[0], -1).contiguous()
+    if n == 0:
+        return torch.zeros((values.shape[0], 0), dtype=torch.long, device=values.device)
     cut = torch.topk(values, n, dim=1, sorted=False).values.amin(1, keepdim=True)
     above = values > cut
     at_cut = values == cut
