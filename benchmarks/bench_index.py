@@ -19,7 +19,11 @@ caches. Our child streams the documents from the export ``--chunk-docs`` at a ti
 no memory map, so only one chunk of input is ever resident) into ``index.add`` and times only the
 index calls (``add`` plus the lazily built consolidation / inverted lists), saves the index to a
 temporary folder (for the on-disk size), then for each search setting runs a few warm-up queries and
-times every query alone (``index.search(q, k=100)``, ``time.perf_counter``). Rows:
+times every query alone (``index.search(q, k=100)``, ``time.perf_counter``), then all of them in
+one call (``index.search(queries, k=100)``, which ``LateInteractionStore.search_batch`` reaches:
+"batch QPS", best of ``BATCH_REPEATS``, with the share of queries whose ids equal the single
+searches'). Last, on the built index, ``ADD_REPEATS`` times: a plain search, ``add`` of one document,
+the first search after it; "one add costs" = add + first search - plain search (medians). Rows:
 
 * ``exact``: ``ExactIndex``, exhaustive MaxSim over fp16 vectors; the reference.
 * ``plaid-{1,2,4}bit fast``: ``PLAIDIndex(nbits)``, ``SearchConfig(n_ivf_probe=4,
@@ -31,7 +35,9 @@ times every query alone (``index.search(q, k=100)``, ``time.perf_counter``). Row
 * peers (``--peer-venvs``): Stanford ``colbert-ai`` PLAID, PyLate PLAID and Voyager, Qdrant Edge
   multivector and fast-plaid, each driven by ``benchmarks/peers/peer_<name>.py`` in its own virtual
   environment over the same export, at its default and its fastest setting (see each driver's
-  docstring). A peer that cannot be installed or run is listed with the reason.
+  docstring). A peer that cannot be installed or run is listed with the reason. Each venv is
+  ``<peer-venvs>/<name>/bin/python`` with the names in ``PEERS`` (colbert-ai: ``colbert``); a venv
+  made elsewhere can be linked in, e.g. ``ln -s /work/venvs/colbert-ai /work/peer-venvs/colbert``.
 
 Recall@10 vs exact is the overlap of a row's top-10 ids with the exact index's top-10, averaged
 over queries, computed here for every row alike; nDCG@10 and Recall@100 are against the qrels of
@@ -39,7 +45,8 @@ the measured queries (at ``--scale``, with the synthetic documents as unjudged d
 
 Run from the repository root::
 
-    python benchmarks/bench_index.py --cache /work/cache/scifact-store --peer-venvs /work/peer-venvs
+    python benchmarks/bench_index.py --cache /work/cache/scifact-store --peer-venvs /work/peer-venvs \
+        --queries 100 --builds exact,plaid-2bit,plaid-4bit,plaid-2bit+fp16 --peers colbert-ai
     python benchmarks/bench_index.py --cache /work/cache/scifact-store --scale 50000 \
         --builds exact,plaid-2bit --output benchmarks/results/bench_index_scale50k.json
     python benchmarks/bench_index.py --queries 30 --builds exact,plaid-2bit          # smoke test
@@ -99,6 +106,8 @@ BUILDS: dict[str, dict[str, Any]] = {
 }
 FP16_FILE = "tokens_fp16.npy"
 WARMUP_QUERIES = 5
+BATCH_REPEATS = 3  # timed search_batch calls per search setting (the best counts)
+ADD_REPEATS = 7  # one-document adds timed per build (medians count)
 SCALE_QUERIES = 50  # default number of timed queries at --scale: exact search takes seconds per query there
 
 # Peer engines: driver script in benchmarks/peers/, the virtual environment (under --peer-venvs)
@@ -479,9 +488,12 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     else:
         index = PLAIDIndex(config=PLAIDConfig(**spec["plaid"]), device=args.device)
     build_seconds, read_seconds, chunk_bytes, n_docs = 0.0, 0.0, 0, 0
+    first_doc: Any = None
     start = time.perf_counter()
     for ids, lengths, rows in export_chunks(args.export, args.chunk_docs):
         docs = list(torch.from_numpy(rows).split(lengths.tolist()))
+        if first_doc is None:
+            first_doc = docs[0].clone()
         chunk_bytes = max(chunk_bytes, rows.nbytes)
         read_seconds += time.perf_counter() - start
         start = time.perf_counter()
@@ -537,6 +549,23 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
             "run": dict(zip(query_ids, ranked, strict=True)),
         }
         logger.info("[%s] median %.2f ms/query", f"{name} {label}".strip(), statistics.median(latencies) * 1e3)
+        # The same queries in one call (what LateInteractionStore.search_batch does), best of a few.
+        index.search(queries[:WARMUP_QUERIES], k=args.k)
+        batch_seconds = []
+        for _ in range(BATCH_REPEATS):
+            start = time.perf_counter()
+            batch = index.search(queries, k=args.k)
+            batch_seconds.append(time.perf_counter() - start)
+        same = [[h.id for h in hits] == ids for hits, ids in zip(batch, ranked, strict=True)]
+        searches[label].update(batch_seconds=batch_seconds, batch_same_ids=sum(same) / len(same))
+        logger.info(
+            "[%s] search_batch %.1f QPS vs %.1f QPS one at a time",
+            f"{name} {label}".strip(),
+            len(queries) / min(batch_seconds),
+            len(queries) / sum(latencies),
+        )
+    add_search = time_add_search(index, first_doc, queries[0], args.k, spec)
+    logger.info("[%s] one add + search: %s", name, {k: round(v, 2) for k, v in add_search.items()})
 
     return {
         "build": name,
@@ -557,6 +586,38 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
         "disk_bytes_without_fp16": disk_bytes,
         "peak_rss_mib": {"inputs_loaded": rss_inputs, "after_build": rss_built, "end": peak_rss_mib()},
         "searches": searches,
+        "add_search_ms": add_search,
+    }
+
+
+def time_add_search(index: Any, doc: Any, query: Any, k: int, spec: dict[str, Any]) -> dict[str, float]:
+    """What one add costs before the next search: medians over ``ADD_REPEATS`` adds of one document.
+
+    Each repeat times a plain search, then ``add`` of one new document, then the first search after
+    it (which pays any lazy consolidation). ``extra`` = add + first search - plain search.
+    """
+    from lateint_plugins.core.plaid import SearchConfig
+
+    first = next(iter(spec["searches"].values()))
+    if first is not None:
+        index.search_config = SearchConfig(**first)
+    plain, add, after = [], [], []
+    for i in range(ADD_REPEATS):
+        start = time.perf_counter()
+        index.search(query, k=k)
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        index.add([f"bench-added-{i}"], [doc])
+        added = time.perf_counter()
+        index.search(query, k=k)
+        after.append(time.perf_counter() - added)
+        add.append(added - start)
+    extra = [(a + f - p) * 1e3 for a, f, p in zip(add, after, plain, strict=True)]
+    return {
+        "add": statistics.median(add) * 1e3,
+        "first_search": statistics.median(after) * 1e3,
+        "plain_search": statistics.median(plain) * 1e3,
+        "extra": statistics.median(extra),
     }
 
 
@@ -753,6 +814,9 @@ def make_rows(builds: list[dict[str, Any]], qrels: dict[str, dict[str, int]]) ->
                         "max": max(lat),
                     },
                     "qps": 1000 / mean_ms,
+                    "batch_qps": len(lat) / min(s["batch_seconds"]) if s.get("batch_seconds") else None,
+                    "batch_same_ids": s.get("batch_same_ids"),
+                    "add_search_ms": b.get("add_search_ms"),
                     "speedup_vs_exact": exact_latency / mean_ms,
                     "recall@10_vs_exact": statistics.fmean(overlap),
                     **evaluate(run, judged, metrics=("ndcg@10", "recall@100")),
@@ -814,6 +878,31 @@ def done_when_checks(rows: list[dict[str, Any]], scale: bool) -> list[dict[str, 
         )
     if not scale:
         checks += quality_and_size_checks(ours, exact)
+    for r in [exact, *ours]:
+        cost = r.get("add_search_ms")
+        if cost and r is next(x for x in [exact, *ours] if x["build"] == r["build"]):
+            checks.append(
+                {
+                    "check": f"{r['build']}: one add costs <= 5 ms before the next search",
+                    "value": cost["extra"],
+                    "limit": 5.0,
+                    "pass": cost["extra"] <= 5.0,
+                    "detail": f"add {cost['add']:.2f} ms + first search {cost['first_search']:.1f} ms - plain "
+                    f"search {cost['plain_search']:.1f} ms = {cost['extra']:.2f} ms (medians)",
+                }
+            )
+        if r["batch_qps"] and r["build"].startswith("plaid"):
+            ratio = r["batch_qps"] / r["qps"]
+            checks.append(
+                {
+                    "check": f"{r['config']}: search_batch QPS >= 2x one query at a time",
+                    "value": ratio,
+                    "limit": 2.0,
+                    "pass": ratio >= 2.0,
+                    "detail": f"{r['batch_qps']:.1f} vs {r['qps']:.1f} QPS, same ids for "
+                    f"{r['batch_same_ids']:.0%} of queries",
+                }
+            )
     if scale:
         for r in ours:
             ratio = r["latency_ms"]["mean"] / exact["latency_ms"]["mean"]
@@ -926,6 +1015,7 @@ def format_table(report: dict[str, Any]) -> str:
         "p50 ms",
         "p95 ms",
         "QPS",
+        "batch QPS",
         "speed-up",
         "R@10 vs exact",
         "nDCG@10",
@@ -948,6 +1038,7 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{r['latency_ms']['p50']:.2f}",
                 f"{r['latency_ms']['p95']:.2f}",
                 f"{r['qps']:.1f}",
+                f"{r['batch_qps']:.1f}" if r.get("batch_qps") else "-",
                 f"{r['speedup_vs_exact']:.2f}x",
                 f"{r['recall@10_vs_exact']:.3f}",
                 f"{r['ndcg@10']:.4f}",
@@ -970,6 +1061,7 @@ def format_table(report: dict[str, Any]) -> str:
         + (f" ({fp16_file / 2**20:.0f} MiB more on disk)" if fp16_file else "")
         + "; vs fp16: B/tok mem (peers: disk) / (2 x dim);",
         "speed-up: exact mean latency / mean latency; QPS: 1 / mean latency (one query at a time);",
+        f"batch QPS: all queries in one search call (as LateInteractionStore.search_batch), best of {BATCH_REPEATS};",
         "peak RSS: the build's own process after building, (+ growth while building, over imports and queries;",
         "peers: over their inputs loaded as they need them).",
     ]

@@ -36,7 +36,7 @@ from .errors import (
 from .filters import matches, parse_filter
 from .scoring import maxsim_stored
 
-__all__ = ["ExactIndex", "Index", "SearchHit", "create_index", "load_index"]
+__all__ = ["ExactIndex", "GrowthBuffer", "Index", "SearchHit", "create_index", "load_index"]
 
 Metadata = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -357,14 +357,25 @@ class ExactIndex(Index):
     def __init__(self, dim: int | None = None, *, device: str | torch.device | None = None) -> None:
         super().__init__(dim)
         self.device = check_device(device) if device is not None else _default_device()
-        self._tokens = torch.zeros((0, dim or 0), dtype=torch.float16)
-        self._lengths = torch.zeros(0, dtype=torch.long)
-        self._pending: list[torch.Tensor] = []
+        # Capacity-doubling buffers: an add writes its rows after the used ones (copying the store
+        # only when the capacity runs out, so O(1) amortised per token); a search reads views.
+        self._token_buffer = GrowthBuffer(torch.float16, (dim or 0,))
+        self._length_buffer = GrowthBuffer(torch.long)
+
+    @property
+    def _tokens(self) -> torch.Tensor:
+        """The used rows of the token buffer, ``(total_tokens, dim)`` fp16 (a view)."""
+        return self._token_buffer.view
+
+    @property
+    def _lengths(self) -> torch.Tensor:
+        """Tokens per document, ``(n_documents,)`` int64 (a view)."""
+        return self._length_buffer.view
 
     @property
     def n_tokens(self) -> int:
         """Total number of stored token vectors."""
-        return int(self._lengths.sum())
+        return len(self._token_buffer)
 
     def embeddings(self) -> list[torch.Tensor]:
         """Every document's fp16 token matrix, in :attr:`ids` order (views into the store, no copy).
@@ -375,23 +386,28 @@ class ExactIndex(Index):
         return list(tokens.split(lengths.tolist()))
 
     def _store(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The consolidated token store; appends are batched into one concatenation here."""
-        if self._pending:
-            self._tokens = torch.cat([self._tokens.reshape(-1, self.dim or 0), *self._pending])
-            self._pending = []
+        """The packed token store ``(total_tokens, dim)`` and lengths ``(n_documents,)``: views, no copy."""
         return self._tokens, self._lengths
 
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
-        # Convert everything first, then publish: a failure while converting changes nothing.
-        halves = [v.detach().to("cpu", torch.float16) for v in vectors]
-        lengths = torch.cat([self._lengths, torch.tensor([v.shape[0] for v in vectors], dtype=torch.long)])
-        self._pending.extend(halves)
-        self._lengths = lengths
+        # Write past the used rows, then publish both lengths: a failure part-way (even Ctrl-C
+        # between the two appends) is undone by truncating back, and the used rows never change.
+        marks = len(self._token_buffer), len(self._length_buffer)
+        try:
+            if self._token_buffer.width != (self.dim or 0,):
+                self._token_buffer = GrowthBuffer(torch.float16, (self.dim or 0,))
+            self._token_buffer.extend(vectors)
+            self._length_buffer.append(torch.tensor([v.shape[0] for v in vectors], dtype=torch.long))
+        except BaseException:
+            self._token_buffer.truncate(marks[0])
+            self._length_buffer.truncate(marks[1])
+            raise
 
     def _remove_positions(self, drop: torch.Tensor) -> None:
         tokens, lengths = self._store()
-        self._tokens = tokens[~torch.repeat_interleave(drop, lengths)]
-        self._lengths = lengths[~drop]
+        keep = ~torch.repeat_interleave(drop, lengths)
+        self._token_buffer = GrowthBuffer.of(tokens[keep])
+        self._length_buffer = GrowthBuffer.of(lengths[~drop])
 
     def _search(
         self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
@@ -425,8 +441,69 @@ class ExactIndex(Index):
         tokens = _io.load_array(folder, "tokens", dtype=np.float16, shape=(n_tokens, self.dim or 0))
         if _io.has_non_finite(tokens):
             raise CorruptIndexError(f"{folder / 'tokens.npy'} holds NaN or infinite values; the index is damaged.")
-        self._tokens = torch.from_numpy(tokens)
-        self._lengths = torch.from_numpy(lengths)
+        self._token_buffer = GrowthBuffer.of(torch.from_numpy(tokens))
+        self._length_buffer = GrowthBuffer.of(torch.from_numpy(lengths))
+
+
+class GrowthBuffer:
+    """A tensor that grows by appending rows, with capacity doubling (amortised O(1) per row).
+
+    :attr:`view` is the used rows (a view of the buffer, no copy); appends write after them and
+    reallocate (copying the used rows once) only when the capacity runs out. ``width`` is the shape
+    of one row. Rows past the used ones are scratch: :meth:`truncate` forgets appended rows.
+    """
+
+    def __init__(self, dtype: torch.dtype, width: tuple[int, ...] = (), *, device: torch.device | str = "cpu") -> None:
+        self.width = tuple(width)
+        self._data = torch.empty((0, *self.width), dtype=dtype, device=device)
+        self._used = 0
+
+    @classmethod
+    def of(cls, rows: torch.Tensor) -> GrowthBuffer:
+        """A buffer holding exactly ``rows`` (no copy; the next append reallocates)."""
+        buffer = cls(rows.dtype, tuple(rows.shape[1:]), device=rows.device)
+        buffer._data, buffer._used = rows, rows.shape[0]
+        return buffer
+
+    def __len__(self) -> int:
+        return self._used
+
+    @property
+    def view(self) -> torch.Tensor:
+        """The used rows ``(len(self), *width)``."""
+        return self._data[: self._used]
+
+    @property
+    def capacity(self) -> int:
+        return self._data.shape[0]
+
+    def reserve(self, n_rows: int) -> None:
+        """Make room for ``n_rows`` rows in all (at least doubling when it has to grow)."""
+        if n_rows <= self.capacity:
+            return
+        grown = torch.empty(
+            (max(n_rows, 2 * self.capacity, 16), *self.width), dtype=self._data.dtype, device=self._data.device
+        )
+        grown[: self._used] = self._data[: self._used]
+        self._data = grown
+
+    def append(self, rows: torch.Tensor) -> None:
+        """Append ``rows (n, *width)`` (converted to the buffer's dtype and device)."""
+        self.extend([rows])
+
+    def extend(self, parts: Sequence[torch.Tensor]) -> None:
+        """Append each ``(n_i, *width)`` part in order."""
+        total = sum(part.shape[0] for part in parts)
+        self.reserve(self._used + total)
+        at = self._used
+        for part in parts:
+            self._data[at : at + part.shape[0]] = part.detach()
+            at += part.shape[0]
+        self._used = at
+
+    def truncate(self, n_rows: int) -> None:
+        """Forget every row from ``n_rows`` on."""
+        self._used = min(self._used, n_rows)
 
 
 def ragged_rows(starts: torch.Tensor, lengths: torch.Tensor, *, owner: torch.Tensor | None = None) -> torch.Tensor:

@@ -244,3 +244,45 @@ def test_manifest_kind_is_checked(index: ExactIndex, tmp_path: Path) -> None:
     index.save(tmp_path / "ix")
     with pytest.raises(CorruptIndexError, match="expected"):
         _io.read_manifest(tmp_path / "ix", ["plaid"])
+
+
+def test_growth_buffers_add_one_at_a_time_equals_one_add(tmp_path: Path) -> None:
+    ids, docs, meta = corpus(40, seed=5)
+    whole = ExactIndex(device="cpu")
+    whole.add(ids, docs, meta)
+    grown = ExactIndex(device="cpu")
+    for i in range(len(ids)):
+        grown.add(ids[i : i + 1], docs[i : i + 1], meta[i : i + 1])
+        if i % 7 == 0:
+            grown.search(queries(1)[0], k=3)  # searches between adds read the buffers as they stand
+    assert grown._token_buffer.capacity >= grown.n_tokens == whole.n_tokens
+    qs = queries(3)
+    for a, b in zip(grown.search(qs, k=10), whole.search(qs, k=10), strict=True):
+        assert [(h.id, h.score) for h in a] == [(h.id, h.score) for h in b]
+    # Delete then add, then save and load: still the same as an index built from the survivors.
+    grown.remove(ids[:5])
+    grown.add(["late"], [docs[0]], [meta[0]])
+    rebuilt = ExactIndex(device="cpu")
+    rebuilt.add([*ids[5:], "late"], [*docs[5:], docs[0]], [*meta[5:], meta[0]])
+    grown.save(tmp_path / "grown")
+    loaded = load_index(tmp_path / "grown", device="cpu")
+    loaded.add(["after-load"], [docs[1]])
+    rebuilt.add(["after-load"], [docs[1]])
+    for a, b in zip(loaded.search(qs, k=10), rebuilt.search(qs, k=10), strict=True):
+        assert [(h.id, h.score) for h in a] == [(h.id, h.score) for h in b]
+
+
+def test_growth_buffer_appends_in_place_and_doubles() -> None:
+    from lateint_plugins.core.index import GrowthBuffer
+
+    buffer = GrowthBuffer(torch.float16, (4,))
+    buffer.append(torch.ones(3, 4))
+    storage = buffer.view.untyped_storage().data_ptr()
+    capacity = buffer.capacity
+    buffer.append(torch.zeros(capacity - 3, 4))  # fills the capacity: no reallocation
+    assert buffer.view.untyped_storage().data_ptr() == storage
+    buffer.append(torch.full((1, 4), 2.0))  # one past it: the capacity at least doubles
+    assert buffer.capacity >= 2 * capacity and len(buffer) == capacity + 1
+    assert buffer.view[:3].eq(1).all() and buffer.view[-1].eq(2).all()
+    buffer.truncate(3)
+    assert buffer.view.shape == (3, 4)
