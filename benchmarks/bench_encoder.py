@@ -15,6 +15,17 @@ its ratio to sentence-transformers fp32; load averages before and after; per-tok
 precisions against our fp32 (and ours fp32 against sentence-transformers) with token counts compared.
 Everything is timed up to float32 CPU tensors, which is what our encoder returns.
 
+``--processes P`` instead times multi-process encoding (``start_multi_process_pool``): the same
+documents through one process with ``--threads`` threads and through P workers with ``threads // P``
+each, alternated per repeat, with the per-repeat ratio (interleaved, so load drift hits both alike).
+
+``--e2e`` instead times end-to-end SciFact indexing, encode + PLAID build, on the same texts and
+checkpoint: ours (default precision, ``PLAIDIndex`` at its default 2 bits) in this process, then PyLate
+1.6 (``models.ColBERT``, sentence-transformers underneath, fp32, and ``indexes.PLAID`` at its default
+4 bits; the Stanford backend where fast-plaid cannot be imported) in its own venv
+(``--pylate-python``). ``--limit N`` takes the first N documents; ``--e2e-nbits`` gives both the same
+bits. One run each, not interleaved: on a busy machine compare the load averages recorded.
+
 ``--quality`` instead measures SciFact nDCG@10 / Recall@100 per precision: the whole corpus encoded
 at each precision (cached under ``--quality-cache``), exact MaxSim search of every test query, scored
 by ``lateint_plugins.core.evaluation.evaluate`` (what ``lateint eval`` does); the gate is bf16 within
@@ -26,6 +37,9 @@ Run from the repository root::
     python benchmarks/bench_encoder.py --n-docs 64 --n-queries 64 --repeats 1   # smoke test
     python benchmarks/bench_encoder.py --fastembed-python ../venvs/fastembed/bin/python
     python benchmarks/bench_encoder.py --quality --quality-cache /tmp/quality-cache
+    python benchmarks/bench_encoder.py --processes 2 --threads 2 --n-docs 256 --repeats 3
+    python benchmarks/bench_encoder.py --e2e --limit 500 --pylate-python ../venvs/pylate/bin/python
+    python benchmarks/bench_encoder.py --e2e --pylate-python ../venvs/pylate/bin/python   # full SciFact
 
 The table goes to stdout, progress to stderr, everything to ``--output`` as JSON.
 """
@@ -48,6 +62,8 @@ from _common import ROOT, add_data_arguments, load_average, machine_info, machin
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder.json"
 DEFAULT_QUALITY_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder_quality.json"
+DEFAULT_PROCESSES_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder_processes.json"
+DEFAULT_E2E_OUTPUT = ROOT / "benchmarks" / "results" / "bench_encoder_e2e.json"
 PRECISIONS = ("default", "fp32", "bf16", "int8", "fp16", "auto")
 REFERENCE = "sentence-transformers fp32"
 QUALITY_GATE = {"bf16": 0.003, "int8": 0.005, "fp16": 0.003}
@@ -70,7 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precisions",
         default="default,fp32,bf16,int8",
-        help=f"our precisions, comma-separated, from {PRECISIONS} ('default': no precision= given)",
+        help=f"our precisions, comma-separated, from {PRECISIONS} ('default': no precision= given; "
+        "--processes times the first)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (None: keep torch's current number)"
@@ -92,10 +109,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="--quality on a subset: every document judged for the split's queries plus the first N others "
         "(file order); default: the whole corpus",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="time P pool workers (threads // P each) against one process, interleaved, instead",
+    )
+    parser.add_argument("--e2e", action="store_true", help="SciFact indexing (encode + PLAID build) vs PyLate")
+    parser.add_argument("--limit", type=int, default=None, help="--e2e: first N documents (default: all)")
+    parser.add_argument(
+        "--e2e-nbits",
+        type=int,
+        choices=(1, 2, 4),
+        default=None,
+        help="--e2e: PLAID bits for both (default: each library's own, ours 2, PyLate 4)",
+    )
+    parser.add_argument(
+        "--pylate-python",
+        type=Path,
+        default=ROOT.parent / "venvs" / "pylate" / "bin" / "python",
+        help="--e2e: python of a venv with pylate 1.6 (outside the repo)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: results/...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    for name in ("n_docs", "n_queries", "repeats", "batch_size", "threads"):
+    for name in ("n_docs", "n_queries", "repeats", "batch_size", "threads", "processes", "limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
@@ -103,8 +141,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [p for p in args.precisions if p not in PRECISIONS]
     if unknown or not args.precisions:
         parser.error(f"--precisions: {unknown or 'none'} not in {PRECISIONS}.")
+    if sum(map(bool, (args.quality, args.e2e, args.processes))) > 1:
+        parser.error("--quality, --e2e and --processes are separate runs; pass one of them.")
     if args.output is None:
-        args.output = DEFAULT_QUALITY_OUTPUT if args.quality else DEFAULT_OUTPUT
+        args.output = (
+            DEFAULT_QUALITY_OUTPUT
+            if args.quality
+            else DEFAULT_E2E_OUTPUT
+            if args.e2e
+            else DEFAULT_PROCESSES_OUTPUT
+            if args.processes
+            else DEFAULT_OUTPUT
+        )
     return args
 
 
@@ -393,6 +441,270 @@ def quality(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- several processes
+def processes(args: argparse.Namespace) -> int:
+    """One process x ``threads`` vs ``--processes`` workers x ``threads // processes``, alternated per repeat."""
+    import torch
+    from lateint_plugins.core.encoder import ColBERTEncoder
+
+    threads = args.threads or torch.get_num_threads()
+    per_worker = max(1, threads // args.processes)
+    machine = machine_info(torch, args.device, ("torch", "transformers"))
+    docs = read_jsonl_texts(args.data / "corpus.jsonl", args.n_docs, with_title=True)
+    precision = args.precisions[0]  # "default": no precision= (auto)
+    options = {} if precision == "default" else {"precision": precision}
+    encoder = ColBERTEncoder.from_pretrained(
+        args.model, device=args.device, local_files_only=True, num_threads=threads, **options
+    )
+    start = time.perf_counter()
+    pool = encoder.start_multi_process_pool(processes=args.processes, threads_per_process=per_worker)
+    pool_start = time.perf_counter() - start
+    logger.info("%r: %d workers started in %.1f s", encoder, args.processes, pool_start)
+    one, many, same = [], [], True
+    try:
+        encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up, both ways
+        encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size, pool=pool)
+        for r in range(args.repeats):
+            t = time.perf_counter()
+            single = encoder.encode_documents(docs, batch_size=args.batch_size)
+            one.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pooled = encoder.encode_documents(docs, batch_size=args.batch_size, pool=pool)
+            many.append(time.perf_counter() - t)
+            same = same and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, pooled, strict=True))
+            logger.info(
+                "repeat %d/%d: 1x%d %.1f docs/s, %dx%d %.1f docs/s (ratio %.2f), load %s",
+                r + 1,
+                args.repeats,
+                threads,
+                len(docs) / one[-1],
+                args.processes,
+                per_worker,
+                len(docs) / many[-1],
+                one[-1] / many[-1],
+                load_average(),
+            )
+    finally:
+        pool.close()
+    ratios = [a / b for a, b in zip(one, many, strict=True)]
+    machine["load_average_end"] = load_average()
+    report = {
+        "benchmark": "bench_encoder --processes",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "config": {"model": str(args.model), "n_docs": len(docs), "batch_size": args.batch_size},
+        "encoder": repr(encoder),
+        "one_process": {"threads": threads, **summarise(one, len(docs))},
+        "pool": {"processes": args.processes, "threads_per_process": per_worker, **summarise(many, len(docs))},
+        "pool_start_seconds": pool_start,
+        "ratio_pool_over_one_per_repeat": ratios,
+        "ratio_median": statistics.median(ratios),
+        "same_vectors": same,
+        "machine": machine,
+    }
+    print(
+        f"{len(docs)} docs, {encoder.precision}: 1 process x {threads} threads {_rate_cell(report['one_process'])} "
+        f"docs/s; {args.processes} processes x {per_worker} {_rate_cell(report['pool'])} docs/s; pool / one per "
+        f"repeat {', '.join(f'{x:.2f}' for x in ratios)} (median {report['ratio_median']:.2f}); pool start "
+        f"{pool_start:.1f} s; same vectors: {same}; load {machine['load_average_start']} -> "
+        f"{machine['load_average_end']}"
+    )
+    write_json(args.output, report)
+    return 0
+
+
+# ---------------------------------------------------------------------- end to end (encode + PLAID build)
+PYLATE_DRIVER = r"""
+import json, sys, tempfile, time
+spec = json.loads(sys.stdin.read())
+import torch
+if spec["threads"]:
+    torch.set_num_threads(spec["threads"])
+from pylate import indexes, models
+import pylate, sentence_transformers
+out = {"version": pylate.__version__, "sentence_transformers": sentence_transformers.__version__}
+t = time.perf_counter()
+model = models.ColBERT(model_name_or_path=spec["model"], device="cpu")
+out["load_seconds"] = time.perf_counter() - t
+t = time.perf_counter()
+vectors = model.encode(spec["docs"], is_query=False, batch_size=spec["batch_size"], show_progress_bar=False)
+out["encode_seconds"] = time.perf_counter() - t
+out["tokens"] = int(sum(len(v) for v in vectors))
+try:
+    import fast_plaid  # noqa: F401
+    use_fast = True
+except Exception as exc:
+    use_fast = False
+    out["fast_plaid"] = f"not importable ({type(exc).__name__}); Stanford backend (use_fast=False)"
+    # The vendored Stanford code compiles C++ extensions on first use: not timed, as for colbert-ai.
+    from pylate.indexes.stanford_nlp.search.index_storage import IndexScorer
+    t = time.perf_counter()
+    IndexScorer.try_load_torch_extensions(use_gpu=False)
+    out["extension_load_seconds"] = time.perf_counter() - t
+options = {} if spec["nbits"] is None else {"nbits": spec["nbits"]}
+if not use_fast:
+    options["embedding_size"] = int(vectors[0].shape[1])
+folder = tempfile.mkdtemp(prefix="pylate-e2e-")
+t = time.perf_counter()
+index = indexes.PLAID(index_folder=folder, index_name="index", override=True, use_fast=use_fast, show_progress=False,
+                      **options)
+index.add_documents(documents_ids=spec["ids"], documents_embeddings=vectors)
+out["build_seconds"] = time.perf_counter() - t
+backend = index._index
+out["nbits"] = getattr(backend, "nbits", None) or getattr(getattr(backend, "config", None), "nbits", None)
+out["backend"] = "fast-plaid" if use_fast else "Stanford PLAID (use_fast=False)"
+__import__("shutil").rmtree(folder, ignore_errors=True)
+print(json.dumps(out))
+"""
+
+
+def run_pylate(python: Path, model: Path, ids: list[str], docs: list[str], args: argparse.Namespace) -> Any:
+    """PyLate's encode + PLAID build in its venv; returns its timings or raises with the reason."""
+    import subprocess
+
+    if not python.is_file():
+        raise FileNotFoundError(f"no python at {python} (pass --pylate-python PATH to a venv with pylate 1.6)")
+    spec = {
+        "model": str(model),
+        "ids": ids,
+        "docs": docs,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "nbits": args.e2e_nbits,
+    }
+    done = subprocess.run(
+        [str(python), "-c", PYLATE_DRIVER],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def end_to_end(args: argparse.Namespace) -> int:
+    """Ours (encode at the default precision + PLAID build) then PyLate's, on the same SciFact texts."""
+    import torch
+    from lateint_plugins.core.encoder import ColBERTEncoder
+    from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex
+
+    try:
+        import faiss  # PLAID's k-means runs in FAISS's own OpenMP pool
+
+        if args.threads is not None:
+            faiss.omp_set_num_threads(args.threads)
+    except ImportError as exc:
+        raise SystemExit(
+            f"bench_encoder --e2e: PLAID needs FAISS: pip install 'lateint-plugins[faiss]' ({exc})"
+        ) from exc
+    machine = machine_info(torch, args.device, ("torch", "transformers", "faiss-cpu"))
+    docs = read_jsonl_texts(args.data / "corpus.jsonl", args.limit or 10**9, with_title=True)
+    ids = [str(i) for i in range(len(docs))]
+    rows: dict[str, dict[str, Any]] = {}
+
+    load_before = load_average()
+    start = time.perf_counter()
+    encoder = ColBERTEncoder.from_pretrained(args.model, device=args.device, local_files_only=True)
+    load_seconds = time.perf_counter() - start
+    logger.info("ours: %r, encoding %d documents", encoder, len(docs))
+    start = time.perf_counter()
+    vectors = encoder.encode_documents(docs, batch_size=args.batch_size, show_progress_bar=True)
+    encode_seconds = time.perf_counter() - start
+    config = PLAIDConfig() if args.e2e_nbits is None else PLAIDConfig(nbits=args.e2e_nbits)
+    start = time.perf_counter()
+    index = PLAIDIndex(config=config, device=args.device)
+    index.add(ids, vectors)
+    if hasattr(index, "_ivf_lists"):  # built lazily on the first search: forced here so it is timed
+        index._ivf_lists()
+    build_seconds = time.perf_counter() - start
+    rows["ours"] = {
+        "name": f"ours {encoder.precision} + PLAIDIndex nbits={config.nbits}",
+        "load_seconds": load_seconds,
+        "encode_seconds": encode_seconds,
+        "build_seconds": build_seconds,
+        "tokens": int(sum(v.shape[0] for v in vectors)),
+        "repr": repr(encoder),
+        "plaid_config": repr(config),
+        "load_average": [load_before, load_average()],
+    }
+    logger.info("ours: %s", rows["ours"])
+    del vectors, index
+
+    load_before = load_average()
+    try:
+        theirs = run_pylate(args.pylate_python, args.model, ids, docs, args)
+    except Exception as exc:
+        logger.warning("PyLate not measured: %s", exc)
+        pylate_status = f"not measured: {type(exc).__name__}: {exc}"
+    else:
+        pylate_status = f"PyLate {theirs['version']} (sentence-transformers {theirs['sentence_transformers']})"
+        rows["pylate"] = {
+            "name": f"PyLate {theirs['version']} ColBERT fp32 + PLAID {theirs['backend']} nbits={theirs['nbits']}",
+            **theirs,
+            "load_average": [load_before, load_average()],
+        }
+    for row in rows.values():
+        row["total_seconds"] = row["encode_seconds"] + row["build_seconds"]
+        row["docs_per_second"] = len(docs) / row["total_seconds"]
+    if "pylate" in rows:
+        rows["ours"]["speedup_vs_pylate"] = rows["pylate"]["total_seconds"] / rows["ours"]["total_seconds"]
+    machine["load_average_end"] = load_average()
+    report = {
+        "benchmark": "bench_encoder --e2e",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "config": {
+            "model": str(args.model),
+            "data": str(args.data),
+            "n_docs": len(docs),
+            "batch_size": args.batch_size,
+            "nbits": args.e2e_nbits,
+            "order": "ours, then PyLate in its own process (not interleaved); model load not in the totals",
+        },
+        "pylate_status": pylate_status,
+        "machine": machine,
+        "results": rows,
+    }
+    print(format_e2e(report))
+    write_json(args.output, report)
+    return 0
+
+
+def format_e2e(report: dict[str, Any]) -> str:
+    cfg, m = report["config"], report["machine"]
+    lines = [
+        f"SciFact indexing, {cfg['n_docs']} documents, {Path(cfg['model']).name}, {m['torch_threads']} threads, "
+        f"batch {cfg['batch_size']} (model load excluded)",
+        "",
+    ]
+    table = [("pipeline", "encode s", "build s", "total s", "docs/s", "tokens", "load avg (before -> after)")]
+    for row in report["results"].values():
+        table.append(
+            (
+                row["name"],
+                f"{row['encode_seconds']:.1f}",
+                f"{row['build_seconds']:.1f}",
+                f"{row['total_seconds']:.1f}",
+                f"{row['docs_per_second']:.1f}",
+                str(row["tokens"]),
+                f"{row['load_average'][0][0]:.2f} -> {row['load_average'][1][0]:.2f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    ours = report["results"]["ours"]
+    if "speedup_vs_pylate" in ours:
+        lines.append(f"\nours / PyLate end to end: {ours['speedup_vs_pylate']:.2f}x faster")
+    lines.append(f"PyLate: {report['pylate_status']}")
+    lines.append("")
+    lines.extend(machine_lines(m))
+    lines.append(f"load average: start {m['load_average_start']}, end {m['load_average_end']}")
+    return "\n".join(lines)
+
+
 def write_json(path: Path, report: dict[str, Any]) -> None:
     output = path.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +729,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.quality:
         return quality(args)
+    if args.processes:
+        return processes(args)
+    if args.e2e:
+        return end_to_end(args)
     try:
         from sentence_transformers import MultiVectorEncoder
     except ImportError as exc:

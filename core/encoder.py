@@ -38,12 +38,14 @@ import inspect
 import json
 import logging
 import os
+import queue
 import re
 import string
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
 from pathlib import Path
@@ -54,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_device, check_text, check_texts
-from .errors import InvalidInputError, MissingDependencyError, ModelLoadError
+from .errors import InvalidInputError, LateInteractionError, MissingDependencyError, ModelLoadError
 from .fingerprint import ModelFingerprint, hash_weights
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "PRECISIONS",
     "ColBERTEncoder",
+    "EncodePool",
     "EncoderConfig",
     "cpu_has_native_bf16",
     "resolve_device",
@@ -386,6 +389,9 @@ class ColBERTEncoder:
         self._strip = checkpoint_format == "pylate"
         self._warned_truncated_query = False
         self._dim = _output_dim(self.backbone, self.projection, self.config.truncate_dim)
+        self._source: _Source | None = None  # set by from_pretrained: what pool workers reload
+        self.pool: EncodePool | None = None
+        """A started :class:`EncodePool` that encode calls without ``pool=`` run through (None: this process)."""
         if self.precision == "int8":  # after _output_dim, which reads the float Linear layers
             self.backbone = _quantize_int8(self.backbone)
             self.projection = _quantize_int8(self.projection)
@@ -480,6 +486,13 @@ class ColBERTEncoder:
             checkpoint_format=loaded.checkpoint_format,
         )
         encoder.revision = _hub_commit(folder)
+        encoder._source = _Source(
+            folder=str(folder.resolve()),
+            dim=dim,
+            trust_remote_code=trust_remote_code,
+            precision=precision,
+            dtype=dtype,
+        )
         return encoder
 
     # ------------------------------------------------------------------ public API
@@ -510,6 +523,7 @@ class ColBERTEncoder:
         batch_size: int = ...,
         show_progress_bar: bool = ...,
         progress_callback: ProgressCallback | None = ...,
+        pool: EncodePool | None = ...,
     ) -> torch.Tensor: ...
     @overload
     def encode_queries(
@@ -519,6 +533,7 @@ class ColBERTEncoder:
         batch_size: int = ...,
         show_progress_bar: bool = ...,
         progress_callback: ProgressCallback | None = ...,
+        pool: EncodePool | None = ...,
     ) -> list[torch.Tensor]: ...
     def encode_queries(
         self,
@@ -527,6 +542,7 @@ class ColBERTEncoder:
         batch_size: int = 64,
         show_progress_bar: bool = False,
         progress_callback: ProgressCallback | None = None,
+        pool: EncodePool | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Encode queries into ``(query_length, dim)`` tensors (``(n_tokens, dim)`` without expansion).
 
@@ -536,11 +552,15 @@ class ColBERTEncoder:
             batch_size: most queries per forward pass (``max_tokens_per_batch`` may make batches smaller).
             show_progress_bar: a tqdm bar advanced per batch (queries/s).
             progress_callback: called after every batch with ``(encoded, total)`` model inputs.
+            pool: a :class:`EncodePool` from :meth:`start_multi_process_pool` to run the batches in
+                (default: :attr:`pool`, else this process). Outputs are the same either way.
         """
         single, items = _check_texts(texts, allow_empty=False)
         content = self._tokenize(items, self.config.query_prompt)
         sequences = [self._frame_query(i, ids) for i, ids in enumerate(content)]
-        out = self._run(sequences, len(items), batch_size, show_progress_bar, "queries", progress_callback, skip=False)
+        out = self._run(
+            sequences, len(items), batch_size, show_progress_bar, "queries", progress_callback, skip=False, pool=pool
+        )
         return out[0] if single else out
 
     @overload
@@ -552,6 +572,7 @@ class ColBERTEncoder:
         show_progress_bar: bool = ...,
         long_documents: LongDocuments | None = ...,
         progress_callback: ProgressCallback | None = ...,
+        pool: EncodePool | None = ...,
     ) -> torch.Tensor: ...
     @overload
     def encode_documents(
@@ -562,6 +583,7 @@ class ColBERTEncoder:
         show_progress_bar: bool = ...,
         long_documents: LongDocuments | None = ...,
         progress_callback: ProgressCallback | None = ...,
+        pool: EncodePool | None = ...,
     ) -> list[torch.Tensor]: ...
     def encode_documents(
         self,
@@ -571,6 +593,7 @@ class ColBERTEncoder:
         show_progress_bar: bool = False,
         long_documents: LongDocuments | None = None,
         progress_callback: ProgressCallback | None = None,
+        pool: EncodePool | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Encode documents into ``(n_tokens, dim)`` tensors, padding and skiplisted tokens removed.
 
@@ -582,6 +605,8 @@ class ColBERTEncoder:
                 ``document_length`` in overlapping windows so no token is dropped.
             progress_callback: called after every batch with ``(encoded, total)`` model inputs (one per
                 document, or one per window in ``"window"`` mode).
+            pool: a :class:`EncodePool` from :meth:`start_multi_process_pool` to run the batches in
+                (default: :attr:`pool`, else this process). Outputs are the same either way.
         """
         single, items = _check_texts(texts, allow_empty=True)
         mode = long_documents or self.config.long_documents
@@ -590,8 +615,90 @@ class ColBERTEncoder:
         sequences: list[_Sequence] = []
         for i, ids in enumerate(self._tokenize(items, self.config.document_prompt)):
             sequences.extend(self._frame_document(i, ids, window=mode == "window"))
-        out = self._run(sequences, len(items), batch_size, show_progress_bar, "documents", progress_callback, skip=True)
+        out = self._run(
+            sequences, len(items), batch_size, show_progress_bar, "documents", progress_callback, skip=True, pool=pool
+        )
         return out[0] if single else out
+
+    # ------------------------------------------------------------------ several processes
+    def start_multi_process_pool(
+        self,
+        target_devices: Sequence[str | torch.device] | None = None,
+        *,
+        processes: int | None = None,
+        threads_per_process: int | None = None,
+        start_timeout: float = 300.0,
+    ) -> EncodePool:
+        """Start worker processes that encode batches for this encoder, one per entry of ``target_devices``.
+
+        Pass the pool to ``encode_documents(..., pool=pool)`` / ``encode_queries(..., pool=pool)`` (or set
+        :attr:`pool`); close it with :meth:`EncodePool.close`, :meth:`stop_multi_process_pool` or a ``with``
+        block. Texts are tokenised, framed and length-sorted here exactly as without a pool; the workers run
+        the forward passes of whole batches, taking the next batch as they finish one, and the vectors come
+        back in input order, equal to a single process's (the same batches, the same model).
+
+        When it pays: one worker per GPU on a multi-GPU machine, or several CPU workers on a many-core CPU,
+        where one process's intra-op threads stop scaling (small BERT batches rarely use more than ~8 cores
+        well). On a small CPU it does not: on 2 cores, 2 workers x 1 thread encoded SciFact documents at the
+        speed of 1 process x 2 threads (ratio 1.05 in an interleaved fp32 repeat on a loaded machine;
+        ``benchmarks/bench_encoder.py --processes 2``), and each worker holds its own copy of the model and
+        takes seconds to start. Encode thousands of texts per call, not a few.
+
+        Workers are ``torch.multiprocessing`` processes started with ``spawn``: each reloads the model from
+        the folder :meth:`from_pretrained` read (Hub models from the local cache, never the network), with
+        this encoder's settings and precision, and checks that its weights hash to this encoder's. Scripts
+        that start a pool must guard their entry point with ``if __name__ == "__main__":`` (spawn imports
+        the main module again in every worker).
+
+        Args:
+            target_devices: e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``. Default: ``processes``
+                workers, on the CUDA devices in turn when this encoder runs on CUDA, else on the CPU.
+            processes: number of workers when ``target_devices`` is None (default: one per CUDA device, or
+                2 on the CPU).
+            threads_per_process: torch threads of each CPU worker (default: this process's threads, or
+                ``num_threads``, divided among the CPU workers, at least 1).
+            start_timeout: seconds to wait for the workers to load the model.
+
+        Raises:
+            InvalidInputError: the encoder was built in memory (not by :meth:`from_pretrained`), or a bad
+                argument.
+            ModelLoadError: a worker could not load the model, or loaded different weights.
+        """
+        if self._source is None:
+            raise InvalidInputError(
+                "start_multi_process_pool needs an encoder made by ColBERTEncoder.from_pretrained (workers reload "
+                "the model from its folder); this one was built in memory. Save its backbone and tokenizer with "
+                "save_pretrained (and any projection in a PyLate / sentence-transformers layout) and load that "
+                "folder with from_pretrained."
+            )
+        processes = _check_optional_positive(processes, "processes")
+        threads_per_process = _check_optional_positive(threads_per_process, "threads_per_process")
+        if target_devices is None:
+            if self.device.type == "cuda":
+                count = torch.cuda.device_count()
+                devices = [torch.device("cuda", i % count) for i in range(processes or count)]
+            else:
+                devices = [torch.device("cpu")] * (processes or 2)
+        else:
+            if processes is not None:
+                raise InvalidInputError(
+                    f"processes={processes} and target_devices={list(target_devices)!r} were both given; pass "
+                    "target_devices (one worker per entry) or processes (CPU workers), not both."
+                )
+            if isinstance(target_devices, str | torch.device) or not len(target_devices):
+                raise InvalidInputError(
+                    f"target_devices must be a non-empty list of devices such as ['cuda:0', 'cuda:1'] or "
+                    f"['cpu', 'cpu'], got {target_devices!r}."
+                )
+            devices = [check_device(d) for d in target_devices]
+        n_cpu = sum(d.type == "cpu" for d in devices)
+        threads = threads_per_process or max(1, (self.num_threads or torch.get_num_threads()) // max(n_cpu, 1))
+        return EncodePool(self, devices, threads, start_timeout)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: EncodePool) -> None:
+        """Stop the workers of ``pool`` (the same as ``pool.close()``)."""
+        pool.close()
 
     # ------------------------------------------------------------------ framing
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
@@ -677,6 +784,7 @@ class ColBERTEncoder:
         progress_callback: ProgressCallback | None,
         *,
         skip: bool,
+        pool: EncodePool | None = None,
     ) -> list[torch.Tensor]:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}.")
@@ -684,6 +792,9 @@ class ColBERTEncoder:
             raise InvalidInputError(
                 f"progress_callback must be a callable (encoded, total) -> None or None, got {progress_callback!r}."
             )
+        pool = pool if pool is not None else self.pool
+        if pool is not None:
+            pool._check_owner(self)
         from tqdm.auto import tqdm
 
         # Longest first: batches hold similar lengths (little padding), and a batch that does not fit
@@ -704,33 +815,64 @@ class ColBERTEncoder:
             )
         if skip and self._skip_ids:
             flat_keep &= ~torch.isin(flat_ids, torch.tensor(sorted(self._skip_ids), dtype=torch.long))
+
+        def batch(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """``(ids, attention, keep)`` of sorted rows ``start:stop``, each ``(rows, width)``."""
+            width = int(lengths[start])
+            positions = torch.arange(width)
+            filled = positions < lengths[start:stop, None]
+            ids = torch.full((stop - start, width), self._pad_id, dtype=torch.long)
+            ids[filled] = flat_ids[offsets[start] : offsets[stop]]
+            keep = torch.zeros((stop - start, width), dtype=torch.bool)
+            keep[filled] = flat_keep[offsets[start] : offsets[stop]]
+            attention = (positions < attended[start:stop, None]).long()
+            return ids, attention, keep
+
         pieces: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
         total = len(sequences)
         unit = "doc" if what == "documents" else "query"
-        with (
-            _torch_threads(self.num_threads),
-            torch.inference_mode(),
-            tqdm(total=total, desc=f"Encoding {what}", unit=unit, disable=not show_progress_bar) as bar,
-        ):
-            for start, stop in self._batches(lengths.tolist(), batch_size):
-                width = int(lengths[start])
-                positions = torch.arange(width)
-                filled = positions < lengths[start:stop, None]
-                ids = torch.full((stop - start, width), self._pad_id, dtype=torch.long)
-                ids[filled] = flat_ids[offsets[start] : offsets[stop]]
-                keep = torch.zeros((stop - start, width), dtype=torch.bool)
-                keep[filled] = flat_keep[offsets[start] : offsets[stop]]
-                attention = (positions < attended[start:stop, None]).long()
-                kept = self._forward(ids, attention, keep)
-                for i, vectors in zip(order[start:stop].tolist(), kept.split(keep.sum(1).tolist()), strict=True):
-                    pieces[i] = vectors
-                bar.update(stop - start)
-                if progress_callback is not None:
-                    progress_callback(stop, total)
+        spans = list(self._batches(lengths.tolist(), batch_size))
+        with tqdm(total=total, desc=f"Encoding {what}", unit=unit, disable=not show_progress_bar) as bar:
+            if pool is None:
+                with _torch_threads(self.num_threads), torch.inference_mode():
+                    done = self._place(self._local(spans, batch), order, pieces, bar, progress_callback, total)
+            else:
+                done = self._place(pool._map(spans, batch), order, pieces, bar, progress_callback, total)
+        if done != total:  # defensive: a lost batch would leave empty placeholders
+            raise LateInteractionError(f"Encoded {done} of {total} inputs; a batch was lost. Encode again.")
         grouped: list[list[torch.Tensor]] = [[] for _ in range(n_texts)]
         for seq, piece in zip(sequences, pieces, strict=True):
             grouped[seq.text_index].append(piece)
         return [g[0] if len(g) == 1 else torch.cat(g) for g in grouped]
+
+    def _local(
+        self, spans: list[tuple[int, int]], batch: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> Iterator[tuple[int, int, list[int], torch.Tensor]]:
+        """``(start, stop, kept per row, kept vectors)`` of each span, encoded in this process."""
+        for start, stop in spans:
+            ids, attention, keep = batch(start, stop)
+            yield start, stop, keep.sum(1).tolist(), self._forward(ids, attention, keep)
+
+    @staticmethod
+    def _place(
+        results: Iterator[tuple[int, int, list[int], torch.Tensor]],
+        order: torch.Tensor,
+        pieces: list[torch.Tensor],
+        bar: Any,
+        progress_callback: ProgressCallback | None,
+        total: int,
+    ) -> int:
+        """Put each batch's kept vectors ``(start, stop, counts, (sum(counts), dim))`` at its inputs' places in
+        ``pieces`` (rows ``start:stop`` of the sorted order), in any order; returns how many inputs were placed."""
+        done = 0
+        for start, stop, counts, kept in results:
+            for i, vectors in zip(order[start:stop].tolist(), kept.split(counts), strict=True):
+                pieces[i] = vectors
+            done += stop - start
+            bar.update(stop - start)
+            if progress_callback is not None:
+                progress_callback(done, total)
+        return done
 
     def _forward(self, ids: torch.Tensor, attention: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Kept token vectors of one padded batch, rows concatenated: ``(keep.sum(), dim)`` float32 on the CPU.
@@ -756,6 +898,235 @@ class ColBERTEncoder:
             f"ColBERTEncoder({self.name_or_path!r}, dim={self.dim}, device={self.device}, "
             f"precision={self.precision!r}, dtype={self.dtype})"
         )
+
+
+# ---------------------------------------------------------------------- worker processes
+@dataclass(frozen=True)
+class _Source:
+    """What :meth:`ColBERTEncoder.from_pretrained` was given, for workers that load the same model."""
+
+    folder: str
+    dim: int | None
+    trust_remote_code: bool
+    precision: str | None
+    dtype: torch.dtype | None
+
+
+@dataclass(frozen=True)
+class _WorkerSpec:
+    """Everything a worker needs to rebuild the parent's encoder (sent once, at start)."""
+
+    folder: str
+    dim: int | None
+    trust_remote_code: bool
+    precision: str | None
+    dtype: torch.dtype | None
+    config: dict[str, Any]
+    weights_sha256: str
+    threads: int
+
+
+_POLL_SECONDS = 0.5
+
+
+def _pool_worker(rank: int, device: str, spec: _WorkerSpec, inbox: Any, outbox: Any) -> None:
+    """One worker: load the model, then run ``(job, span, ids, attention, keep)`` batches until ``None``."""
+    try:
+        if device == "cpu" or device.startswith("cpu:"):
+            torch.set_num_threads(spec.threads)
+        encoder = ColBERTEncoder.from_pretrained(
+            spec.folder,
+            device=device,
+            precision=cast(Precision | None, spec.precision),
+            dtype=spec.dtype,
+            max_tokens_per_batch=None,
+            local_files_only=True,
+            trust_remote_code=spec.trust_remote_code,
+            dim=spec.dim,
+            **spec.config,
+        )
+        if encoder._weights_sha256 != spec.weights_sha256:
+            raise ModelLoadError(
+                f"{spec.folder} now holds other weights than the encoder that started the pool (was the folder "
+                "changed?); load the encoder again and start a new pool."
+            )
+    except BaseException as exc:
+        outbox.put(("error", rank, None, f"{type(exc).__name__}: {exc}"))
+        return
+    outbox.put(("ready", rank, None, None))
+    with torch.inference_mode():
+        while True:
+            task = inbox.get()
+            if task is None:
+                # Flush what this worker sent, then leave without the interpreter's teardown of torch and
+                # transformers, which takes seconds on a loaded machine and does nothing a worker needs.
+                outbox.close()
+                outbox.join_thread()
+                os._exit(0)
+            job, span, ids, attention, keep = task
+            try:
+                kept = encoder._forward(torch.from_numpy(ids), torch.from_numpy(attention), torch.from_numpy(keep))
+                outbox.put(("done", job, span, kept.numpy()))
+            except BaseException as exc:
+                outbox.put(("error", rank, job, f"{type(exc).__name__}: {exc}"))
+
+
+class EncodePool:
+    """Worker processes encoding batches for one :class:`ColBERTEncoder`; made by
+    :meth:`ColBERTEncoder.start_multi_process_pool`.
+
+    A context manager (``with encoder.start_multi_process_pool() as pool:``); :meth:`close` stops the
+    workers, and so does garbage collection or interpreter exit if it was never called. One encode call
+    at a time runs through a pool (others wait).
+
+    Attributes:
+        devices: the device of each worker.
+        threads_per_process: torch intra-op threads of each CPU worker.
+    """
+
+    def __init__(
+        self, encoder: ColBERTEncoder, devices: list[torch.device], threads: int, start_timeout: float
+    ) -> None:
+        import torch.multiprocessing as mp
+
+        source = encoder._source
+        if source is None:  # start_multi_process_pool checks first; kept for direct construction
+            raise InvalidInputError("EncodePool needs an encoder made by ColBERTEncoder.from_pretrained.")
+        self.devices = list(devices)
+        self.threads_per_process = threads
+        config = asdict(encoder.config)
+        config["skiplist_words"] = tuple(config["skiplist_words"])
+        spec = _WorkerSpec(
+            folder=source.folder,
+            dim=source.dim,
+            trust_remote_code=source.trust_remote_code,
+            # The parent's resolved precision on its own kind of device; elsewhere what the caller asked for.
+            precision=encoder.precision if source.dtype is None else None,
+            dtype=source.dtype,
+            config=config,
+            weights_sha256=encoder._weights_sha256,
+            threads=threads,
+        )
+        if any(d.type != encoder.device.type for d in devices):
+            spec = replace(spec, precision=source.precision)
+        self._owner = weakref.ref(encoder)
+        self._lock = threading.Lock()
+        self._job = 0
+        context = mp.get_context("spawn")
+        self._inbox = context.Queue()
+        self._outbox = context.Queue()
+        self._processes = [
+            context.Process(target=_pool_worker, args=(rank, str(device), spec, self._inbox, self._outbox), daemon=True)
+            for rank, device in enumerate(devices)
+        ]
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _stop_workers, self._processes, self._inbox, self._outbox)
+        for process in self._processes:
+            process.start()
+        try:
+            waiting = set(range(len(devices)))
+            deadline = _monotonic() + start_timeout
+            while waiting:
+                kind, rank, _, message = self._receive(deadline, "start")
+                if kind == "error":
+                    raise ModelLoadError(
+                        f"Encoding worker {rank} ({devices[rank]}) could not load the model: {message}"
+                    )
+                waiting.discard(rank)
+        except BaseException:
+            self.close()
+            raise
+        logger.info("Started %d encoding workers on %s (%d CPU threads each)", len(devices), devices, threads)
+
+    def _receive(self, deadline: float | None, what: str) -> tuple[str, int, Any, Any]:
+        """The next message from the workers; raises if one died or ``deadline`` passed."""
+        while True:
+            try:
+                return cast(tuple[str, int, Any, Any], self._outbox.get(timeout=_POLL_SECONDS))
+            except queue.Empty:
+                dead = [(i, p.exitcode) for i, p in enumerate(self._processes) if not p.is_alive()]
+                if dead:
+                    raise LateInteractionError(
+                        f"Encoding worker(s) {dead} (rank, exit code) stopped during {what} (out of memory or "
+                        "killed?); close this pool and start a new one, with fewer processes if memory is short."
+                    ) from None
+                if deadline is not None and _monotonic() > deadline:
+                    raise LateInteractionError(
+                        f"The encoding workers did not finish loading the model in time ({what}); pass a larger "
+                        "start_timeout= to start_multi_process_pool."
+                    ) from None
+
+    def _check_owner(self, encoder: ColBERTEncoder) -> None:
+        if self._closed:
+            raise InvalidInputError("This EncodePool is closed; start a new one with start_multi_process_pool().")
+        if self._owner() is not encoder:
+            raise InvalidInputError(
+                "This EncodePool was started by another encoder; pass the pool of this encoder "
+                "(encoder.start_multi_process_pool())."
+            )
+
+    def _map(
+        self,
+        spans: list[tuple[int, int]],
+        batch: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> Iterator[tuple[int, int, list[int], torch.Tensor]]:
+        """Send every span's batch to the workers; yield ``(start, stop, kept per row, vectors)`` as they finish."""
+        with self._lock:
+            self._job += 1
+            job = self._job
+            counts: dict[tuple[int, int], list[int]] = {}
+            for start, stop in spans:
+                ids, attention, keep = batch(start, stop)
+                counts[(start, stop)] = keep.sum(1).tolist()
+                self._inbox.put((job, (start, stop), ids.numpy(), attention.numpy(), keep.numpy()))
+            while counts:
+                kind, tag, span, payload = self._receive(None, "encoding")
+                if kind == "error":
+                    if span == job:
+                        raise LateInteractionError(f"Encoding worker {tag} failed on a batch: {payload}")
+                    continue  # a failure left over from an interrupted earlier call
+                if tag != job:
+                    continue  # a batch of an interrupted earlier call
+                start, stop = span
+                yield start, stop, counts.pop((start, stop)), torch.from_numpy(payload)
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> EncodePool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        return f"EncodePool({[str(d) for d in self.devices]}, threads_per_process={self.threads_per_process}, {state})"
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _stop_workers(processes: list[Any], inbox: Any, outbox: Any) -> None:
+    """Ask every worker to stop, wait a little, then terminate the ones still running."""
+    for process in processes:
+        if process.is_alive():
+            with suppress(OSError, ValueError):  # the queue may already be closed
+                inbox.put(None)
+    for process in processes:
+        if process.pid is not None:
+            process.join(timeout=10)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+    for q in (inbox, outbox):
+        q.cancel_join_thread()
+        q.close()
 
 
 # ---------------------------------------------------------------------- helpers
