@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         ModelMismatchError,
         UnknownIdError,
     )
-    from .evaluation import BeirDataset, evaluate, load_beir
+    from .evaluation import BeirDataset, document_text, evaluate, load_beir
     from .index import ExactIndex, Index, SearchHit, load_index
     from .rerank import rerank
     from .scoring import maxsim
@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "ModelMismatchError": "errors",
     "UnknownIdError": "errors",
     "BeirDataset": "evaluation",
+    "document_text": "evaluation",
     "evaluate": "evaluation",
     "load_beir": "evaluation",
     "ExactIndex": "index",
@@ -76,6 +77,7 @@ __all__ = [
     "SearchHit",
     "SearchResult",
     "UnknownIdError",
+    "document_text",
     "evaluate",
     "load_beir",
     "load_index",

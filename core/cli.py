@@ -640,6 +640,8 @@ def _read_documents(data: Path) -> _Documents:
 
 def _split_rows(rows: list[tuple[int, Any]], where: str) -> _Documents:
     """Rows (with their line numbers) as ids, texts ("title text") and metadata (the other keys)."""
+    from .evaluation import document_text
+
     for number, row in rows:
         if not isinstance(row, dict):
             raise InvalidInputError(
@@ -681,7 +683,7 @@ def _split_rows(rows: list[tuple[int, Any]], where: str) -> _Documents:
                 )
         lines.append(number)
         ids.append(doc_id)
-        texts.append(f"{row.get('title') or ''} {row.get('text') or ''}".strip())
+        texts.append(document_text(row.get("title"), row.get("text")))
         metadatas.append({k: v for k, v in row.items() if k not in ("_id", "id", "title", "text")})
     return _Documents(where, lines, ids, texts, metadatas)
 

@@ -72,6 +72,11 @@ _DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@10")
 # --------------------------------------------------------------------------------------------
 
 
+def document_text(title: str | None, text: str | None) -> str:
+    """The text a document is scored by, BEIR's convention: ``title + " " + text``, stripped (either may be missing)."""
+    return f"{title or ''} {text or ''}".strip()
+
+
 @dataclass(frozen=True)
 class BeirDataset:
     """One split of a BEIR dataset, as returned by :func:`load_beir`.
@@ -123,7 +128,7 @@ class BeirDataset:
         without a title is just its text.
         """
         ids = list(self.corpus)
-        texts = [(doc.get("title", "") + " " + doc.get("text", "")).strip() for doc in self.corpus.values()]
+        texts = [document_text(doc.get("title"), doc.get("text")) for doc in self.corpus.values()]
         return ids, texts
 
     def query_texts(self) -> tuple[list[str], list[str]]:

@@ -182,23 +182,36 @@ class LateInteractionStore:
     @classmethod
     def from_pretrained(
         cls,
-        model: str | Path,
+        model: str | Path | ColBERTEncoder,
         *,
         index: str | Index = "exact",
         device: str | torch.device | None = None,
         index_options: Mapping[str, Any] | None = None,
         **encoder_options: Any,
     ) -> LateInteractionStore:
-        """An empty store for the checkpoint ``model``.
+        """An empty store for ``model``: the one store factory every adapter uses.
 
         Args:
-            model: a Hub id or a local checkpoint folder (see :meth:`ColBERTEncoder.from_pretrained`).
+            model: a Hub id or a local checkpoint folder (see :meth:`ColBERTEncoder.from_pretrained`), or
+                an encoder already loaded (then ``encoder_options`` must be empty).
             index: ``"exact"``, ``"plaid"`` or an :class:`Index` instance.
             device: where the encoder (and a new index) run; default CUDA when available.
             index_options: passed to the new index's constructor (e.g. ``{"config": PLAIDConfig(nbits=4)}``).
             **encoder_options: encoder settings (e.g. ``query_length``).
         """
-        encoder = ColBERTEncoder.from_pretrained(model, device=device, **encoder_options)
+        if isinstance(model, ColBERTEncoder):
+            if encoder_options:
+                raise InvalidInputError(
+                    f"Encoder options {sorted(encoder_options)} only apply when model is a checkpoint name or "
+                    "folder; set them when loading the ColBERTEncoder you passed as model."
+                )
+            encoder = model
+        elif isinstance(model, (str, Path)):
+            encoder = ColBERTEncoder.from_pretrained(model, device=device, **encoder_options)
+        else:
+            raise InvalidInputError(
+                f"model must be a Hub id, a local checkpoint folder or a ColBERTEncoder, got {type(model).__name__}."
+            )
         if isinstance(index, str):
             options = dict(index_options or {})
             if device is not None:

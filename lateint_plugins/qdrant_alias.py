@@ -135,7 +135,7 @@ def reembed_collection(
     bar = _progress(n_source, show_progress_bar)
     try:
         for ids, texts, metadatas in _read(client, source, read_batch_size):
-            store.add_texts(texts, metadatas, ids, batch_size=batch_size)
+            store.add_texts(texts, metadatas, ids, batch_size=batch_size, replace=True)  # a rerun resumes
             copied.update(ids)
             bar.update(len(ids))
     finally:

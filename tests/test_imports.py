@@ -41,6 +41,7 @@ EXPECTED_CORE = [
     "SearchHit",
     "SearchResult",
     "UnknownIdError",
+    "document_text",
     "evaluate",
     "load_beir",
     "load_index",

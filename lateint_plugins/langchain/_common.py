@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from ..core._checks import check_ids, check_sequence
 from ..core.encoder import ColBERTEncoder
 from ..core.errors import InvalidInputError, LateInteractionError
-from ..core.index import create_index
 from ..core.store import DocumentStore, LateInteractionStore, SearchResult
 from ..core.store import check_search_options as store_check_search_options
 
@@ -33,20 +32,6 @@ def new_store(
     encoder_options: Mapping[str, Any] | None = None,
 ) -> LateInteractionStore:
     """An empty :class:`LateInteractionStore` for ``model`` with a new index of kind ``index``."""
-    if isinstance(model, ColBERTEncoder):
-        if encoder_options:
-            raise InvalidInputError(
-                "encoder_options only apply when model is a checkpoint name or folder; "
-                "set them when loading the ColBERTEncoder you passed as model."
-            )
-        options = dict(index_options or {})
-        if device is not None:
-            options.setdefault("device", device)
-        return LateInteractionStore(model, create_index(index, **options))
-    if not isinstance(model, (str, Path)):
-        raise InvalidInputError(
-            f"model must be a Hub id, a local checkpoint folder or a ColBERTEncoder, got {type(model).__name__}."
-        )
     return LateInteractionStore.from_pretrained(
         model, index=index, device=device, index_options=index_options, **dict(encoder_options or {})
     )
