@@ -480,9 +480,12 @@ def test_the_next_write_to_an_id_deletes_its_stale_windows(tiny_encoder) -> None
 
 def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) -> None:
     import lateint_plugins.qdrant as module
+    from lateint_plugins.qdrant import layout
+    from lateint_plugins.qdrant import store as store_module
 
     client = QdrantClient(":memory:")
-    monkeypatch.setattr(module, "LAYOUT_VERSION", 1)  # windows at uuid5(doc_id, window), as version 1 wrote
+    for where in (layout, store_module):  # windows at uuid5(doc_id, window), as version 1 wrote
+        monkeypatch.setattr(where, "LAYOUT_VERSION", 1)
     old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
     old.add_texts([" ".join(WORDS[:14]), "heart"], ids=["a", "b"])
     assert module.point_id("a", 1) in {p.id for p in _points(old)}
@@ -624,7 +627,7 @@ def test_model_fingerprint_is_checked_on_open(tiny_encoder, tiny_pylate_path, tm
 def test_collections_without_a_fingerprint_open_with_a_warning(
     tiny_encoder, tiny_pylate_path, tmp_path, monkeypatch, caplog
 ) -> None:
-    import lateint_plugins.qdrant as module
+    import lateint_plugins.qdrant.store as module
 
     client = QdrantClient(":memory:")
     marker = module._marker

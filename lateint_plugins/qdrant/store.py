@@ -1,78 +1,17 @@
-"""Qdrant as the document store: Qdrant holds and filters the candidates, exact MaxSim runs locally.
-
-:class:`QdrantLateInteractionStore` satisfies :class:`~lateint_plugins.core.store.DocumentStore`, so
-the LangChain and LlamaIndex adapters wrap it like a :class:`~lateint_plugins.core.store.LateInteractionStore`.
-
-**Collection layout** (version :data:`LAYOUT_VERSION`), one Qdrant point per document (or per window
-of a very long document):
-
-=================  ==========================================================================
-``pooled``         named vector for candidate generation, HNSW on. ``pooled_vectors=1``: one
-                   dense vector, the re-normalised mean of the token vectors (cosine).
-                   ``pooled_vectors=K > 1``: a ``MAX_SIM`` multivector of at most ``K`` unit
-                   k-means means of the tokens (:func:`~lateint_plugins.core.codec.pool_tokens`).
-``lexical``        sparse vector (``Modifier.IDF``) of the text's WordPiece terms (the encoder's
-                   tokenizer) with BM25 term weights; window 0 only; ``lexical=False`` drops it.
-``tokens``         named ``MAX_SIM`` multivector (dot product) of the document's token vectors,
-                   HNSW off (``m=0``), float16 on the server, on disk by default, optionally
-                   quantised: what local MaxSim reads and what Qdrant rescores natively with.
-payload            ``doc_id`` (our string id), ``page_content`` (the text, on window 0),
-                   ``metadata`` (user metadata; the filter target), ``content_hash`` (sync),
-                   ``window`` / ``n_windows`` / ``n_tokens``, ``write_id`` (the commit,
-                   below), ``layout`` (window 0: how its windows' point ids are formed).
-collection meta    ``{"lateint": {"layout_version", "model", "model_name", "dim", "fingerprint",
-                   ...}}``: the model check on open (``ModelMismatchError``).
-=================  ==========================================================================
-
-**Writes are crash-safe per document.** Window 0 (point id ``uuid5(doc_id, 0)``) is the document's
-commit point: it carries the text, metadata and lexical vector and names the ``write_id`` and
-``n_windows`` it commits. Windows 1.. of a write go under fresh point ids (``uuid5`` of
-``(doc_id, window, write_id)``) *before* window 0 is upserted (one point, so atomic), and the windows
-of the replaced write are deleted after it. Every reader (search in both modes, ``get``,
-``get_embeddings``, sync) uses only windows whose ``write_id`` equals window 0's: a write killed at
-any step leaves the old document (or none) fully visible and the new one invisible, never a mix.
-Windows left behind by such a kill are deleted by the next write to that id or by
-:meth:`QdrantLateInteractionStore.repair`. ``replace=False`` checks for existing ids and inserts
-under a per-collection lock (and commits with ``UpdateMode.INSERT_ONLY``, so another process racing
-on a server cannot be overwritten silently either). Deleting removes window 0 first. Qdrant has no
-transactions across points, so two *processes* writing the same id at once (or ``repair`` while
-another process writes) can leave that document unsearchable until it is written again: run one
-writer per collection. The ``page_content`` / ``metadata`` keys are langchain-qdrant's, so its
-``QdrantVectorStore`` can read the texts of a collection written here.
-
-**Search.** ``mode="local"`` (default): Qdrant returns the union of the ``candidate_depth`` best
-points by the pooled vector and the ``candidate_depth`` best by BM25 (payload filter applied inside
-Qdrant) together with their token vectors; their exact MaxSim against the query
-(:func:`~lateint_plugins.core.scoring.maxsim`, CUDA when available) ranks them. With
-``candidate_depth`` covering the collection the result equals an exact index. Mean pooling alone
-is a weak candidate generator for ColBERT (on SciFact it needs ~1000 candidates for 0.95 of the
-exact top 10); the BM25 prefetch recovers the documents that match on rare terms, so 2 x 128
-candidates suffice. ``mode="native"``: the same prefetches, then Qdrant's own ``MAX_SIM``
-rescoring on ``tokens``.
-
-**Long documents.** One multivector holds at most 1,048,576 floats; longer token matrices are
-split into consecutive windows (points sharing ``doc_id``), re-assembled before MaxSim, so their
-score is exact in local mode (native mode scores each window and keeps the best).
-"""
+"""The Qdrant document store: Qdrant holds and filters the candidates, exact MaxSim runs locally."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import math
-import re
 import threading
 import time
 import uuid
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -85,7 +24,6 @@ from lateint_plugins.core._checks import (
     check_k,
     check_matrices,
     check_matrix,
-    check_metadata,
     check_sequence,
     check_text,
     check_texts,
@@ -96,353 +34,59 @@ from lateint_plugins.core.errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InvalidInputError,
-    LateInteractionError,
     require,
 )
-from lateint_plugins.core.filters import And, Filter, Not, Or, parse_filter
 from lateint_plugins.core.fingerprint import check_fingerprint
-from lateint_plugins.core.index import ExactIndex, Metadata
+from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.scoring import maxsim
-from lateint_plugins.core.store import LateInteractionStore, SearchResult, check_documents, check_search_options
+from lateint_plugins.core.store import SearchResult, check_documents, check_search_options
+from lateint_plugins.qdrant.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    PartialWriteError,
+    _is_server_error,
+    _is_transport_error,
+    _unavailable,
+)
+from lateint_plugins.qdrant.filters import _metadata_key, to_qdrant_filter
+from lateint_plugins.qdrant.layout import (
+    _EXTRA,
+    _FLOAT16_MAX,
+    _HEAD,
+    _MARKER,
+    _SCROLL_PAGE,
+    LAYOUT_VERSION,
+    LEXICAL,
+    MAX_MULTIVECTOR_FLOATS,
+    POOLED,
+    TOKENS,
+    CollectionConfig,
+    Mode,
+    _as_list,
+    _check_collection_name,
+    _check_mode,
+    _in_commit,
+    _marker,
+    _n_windows,
+    _window_of,
+    _window_point_id,
+    _windows,
+    bm25_vector,
+    content_hash,
+    point_id,
+    pool,
+)
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
-__all__ = [
-    "LAYOUT_VERSION",
-    "MAX_MULTIVECTOR_FLOATS",
-    "CollectionConfig",
-    "CollectionMismatchError",
-    "CollectionNotFoundError",
-    "PartialWriteError",
-    "QdrantLateInteractionStore",
-    "QdrantUnavailableError",
-    "SyncReport",
-    "bm25_vector",
-    "content_hash",
-    "sync",
-    "sync_from_qdrant",
-    "sync_to_qdrant",
-    "to_qdrant_filter",
-]
-
 logger = logging.getLogger(__name__)
-
-LAYOUT_VERSION = 2
-"""Version of the collection layout written in the collection metadata; newer layouts are refused.
-
-1: windows 1.. at ``uuid5(doc_id, window)`` (read, never written any more); 2: windows 1.. under fresh
-point ids per write, window 0 the commit point.
-"""
-MAX_MULTIVECTOR_FLOATS = 1_048_576
-"""Qdrant's cap on the floats of one multivector (tokens x dim) in one point."""
-
-TOKENS = "tokens"
-POOLED = "pooled"
-LEXICAL = "lexical"
-BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
-_MARKER = "lateint"
-_POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-_SCROLL_PAGE = 256
-_BAD_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")  # as Qdrant's own check
-_EXTRA = "qdrant"
-_PAYLOAD_SCHEMAS = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid", "geo")
-# Payload of a window-0 point that readers need to find its committed windows.
-_HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
 
 # One write lock per (client, collection), shared by every store object on them in this process.
 _LOCKS: weakref.WeakKeyDictionary[Any, dict[str, threading.RLock]] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
-Mode = Literal["local", "native"]
 
-
-# ---------------------------------------------------------------------- errors
-class CollectionNotFoundError(LateInteractionError, LookupError):
-    """The named Qdrant collection does not exist (and the store was asked not to create it)."""
-
-
-class CollectionMismatchError(InvalidInputError):
-    """The collection was written with another model, layout or pooling than this store uses."""
-
-
-class QdrantUnavailableError(LateInteractionError, ConnectionError):
-    """The Qdrant server could not be reached or answered with an error."""
-
-
-class PartialWriteError(LateInteractionError, RuntimeError):
-    """Some batches of a write did not land after retries.
-
-    Attributes:
-        written_ids: ids whose points are fully written.
-        failed_ids: ids that did not land (re-run the call with them; writes are idempotent).
-    """
-
-    def __init__(self, message: str, written_ids: Sequence[str], failed_ids: Sequence[str]) -> None:
-        super().__init__(message)
-        self.written_ids = list(written_ids)
-        self.failed_ids = list(failed_ids)
-
-
-# ---------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class CollectionConfig:
-    """How a new collection is created (ignored when the collection exists).
-
-    Args:
-        pooled_vectors: 1 for one mean-pooled dense vector per point; ``K > 1`` for a ``MAX_SIM``
-            multivector of at most ``K`` k-means means (more memory).
-        lexical: also index each document's WordPiece tokens (the encoder's tokenizer) as a BM25
-            sparse vector (Qdrant's IDF modifier) and prefetch from it too: mean pooling alone
-            misses documents that match on rare terms (see the benchmark).
-        shard_number: Qdrant shards (spread over the cluster's nodes).
-        replication_factor: copies of each shard.
-        write_consistency_factor: replicas that must acknowledge a write.
-        on_disk_payload: keep payloads (texts) on disk.
-        tokens_on_disk: keep the token multivectors on disk (memory-mapped); they are read only for
-            the candidates.
-        pooled_on_disk: keep the pooled vectors on disk too.
-        tokens_quantization: a ``qdrant_client.models`` quantisation config for the token
-            multivector (e.g. ``ScalarQuantization``); speeds native rescoring; local MaxSim always
-            reads the float16 originals.
-        pooled_quantization: quantisation for the pooled vector.
-        hnsw_m: HNSW degree of the pooled vector's graph.
-        hnsw_ef_construct: HNSW build beam of the pooled vector's graph.
-        payload_indexes: metadata key (dotted for nested keys) -> Qdrant payload schema type
-            (``"keyword"``, ``"integer"``, ``"float"``, ``"bool"``, ``"text"``, ``"datetime"``,
-            ``"uuid"``, ``"geo"``): a payload index on ``metadata.<key>`` is created with the
-            collection, so filters on those keys stay fast on a server (local mode ignores them).
-            Pick the type of every value the key holds: an ``"integer"`` index does not see floats,
-            so use ``"float"`` for numbers that may be either (numeric equality is a range).
-    """
-
-    pooled_vectors: int = 1
-    lexical: bool = True
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    write_consistency_factor: int | None = None
-    on_disk_payload: bool = True
-    tokens_on_disk: bool = True
-    pooled_on_disk: bool = False
-    tokens_quantization: Any = None
-    pooled_quantization: Any = None
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    payload_indexes: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("pooled_vectors", "hnsw_m", "hnsw_ef_construct"):
-            check_k(getattr(self, name), name)
-        if not isinstance(self.payload_indexes, Mapping):
-            raise InvalidInputError(
-                f"payload_indexes must be a dict of metadata key -> schema type (e.g. {{'year': 'integer'}}), "
-                f"got {type(self.payload_indexes).__name__}."
-            )
-        for key, schema in self.payload_indexes.items():
-            if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-                raise InvalidInputError(
-                    f"payload_indexes has the key {key!r}; keys must be metadata keys ('a', 'a.b')."
-                )
-            if schema not in _PAYLOAD_SCHEMAS:
-                raise InvalidInputError(
-                    f"payload_indexes[{key!r}] = {schema!r}: use one of {list(_PAYLOAD_SCHEMAS)} (Qdrant's "
-                    "PayloadSchemaType values)."
-                )
-        object.__setattr__(self, "payload_indexes", MappingProxyType(dict(self.payload_indexes)))
-        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
-            if getattr(self, name) is not None:
-                check_k(getattr(self, name), name)
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What :func:`sync_to_qdrant` did: ids added, updated (content changed), deleted, left unchanged."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    unchanged: int = 0
-
-
-# ---------------------------------------------------------------------- helpers (pure)
-def content_hash(text: str, metadata: Mapping[str, Any] | None) -> str:
-    """SHA-256 of a document's text and metadata (canonical JSON): what sync compares."""
-    text = check_text(text, "text", allow_empty=True)
-    metadata = check_metadata(metadata, "metadata")
-    blob = json.dumps([text, dict(metadata or {})], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def point_id(doc_id: str, window: int = 0) -> str:
-    """The Qdrant point id (a UUID string) of window ``window`` of document ``doc_id``."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{window}:{doc_id}"))
-
-
-def pool(tokens: torch.Tensor, n_vectors: int) -> torch.Tensor:
-    """The pooled representation of one ``(n_tokens, dim)`` matrix: ``(1, dim)`` mean or ``(<=n_vectors, dim)``.
-
-    With ``n_vectors == 1`` the re-normalised mean; otherwise k-means means of the tokens (the first,
-    ``[CLS]``, kept as is), at most ``n_vectors`` of them.
-    """
-    x = tokens.float()
-    if n_vectors == 1 or x.shape[0] <= n_vectors:
-        return F.normalize(x.mean(0, keepdim=True), dim=-1) if n_vectors == 1 else x
-    from lateint_plugins.core.codec import pool_tokens
-
-    factor = math.ceil((x.shape[0] - 1) / (n_vectors - 1))
-    return pool_tokens(x, factor)
-
-
-def bm25_vector(token_ids: Sequence[int]) -> models.SparseVector:
-    """A document's BM25 term weights ``tf (k1 + 1) / (tf + k1 (1 - b + b len / avg_len))`` as a sparse vector.
-
-    The IDF factor is applied by Qdrant (``Modifier.IDF``) over the whole collection.
-    """
-    from collections import Counter
-
-    from qdrant_client import models
-
-    token_ids = check_sequence(token_ids, "token_ids", "int token ids", "token id")
-    if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in token_ids):
-        raise InvalidInputError("token_ids must be non-negative int token ids (the encoder's tokenizer ids).")
-    counts = Counter(int(t) for t in token_ids)
-    norm = BM25_K1 * (1 - BM25_B + BM25_B * len(token_ids) / BM25_AVG_LEN)
-    indices = sorted(counts)
-    return models.SparseVector(
-        indices=indices, values=[counts[t] * (BM25_K1 + 1) / (counts[t] + norm) for t in indices]
-    )
-
-
-def to_qdrant_filter(filter: Mapping[str, Any] | Filter | models.Filter | None) -> models.Filter | None:
-    """A metadata filter (:mod:`lateint_plugins.core.filters`) as a Qdrant ``Filter`` on ``metadata.<key>``.
-
-    The translation gives the same documents as the core evaluator
-    (:func:`~lateint_plugins.core.filters.matches`), on local mode and on a server, and is
-    unambiguous for both: numbers compare as closed ``Range`` s (``MatchValue`` takes no floats, and
-    a range compares ``1`` and ``1.0`` numerically while never matching a bool), bools and str as
-    ``MatchValue`` / ``MatchAny``, ``$ne`` / ``$nin`` as ``must_not``, ``$exists`` as
-    ``IsEmptyCondition``, ``$text`` as ``MatchSubstring`` (``MatchText`` is a word match, not a
-    substring). Each operator is its own condition, so on list fields each holds for any element.
-    ``$itext`` is refused: Qdrant has no case-insensitive substring match.
-
-    A ``qdrant_client.models.Filter`` passes through unchanged (full Qdrant semantics, any payload key).
-
-    Raises:
-        InvalidInputError: the filter is malformed, or uses ``$itext`` (before anything is sent).
-    """
-    from qdrant_client import models
-
-    if isinstance(filter, models.Filter):
-        return filter
-    tree = parse_filter(filter)
-    if tree is None:
-        return None
-    condition = _translate(tree)
-    return condition if isinstance(condition, models.Filter) else models.Filter(must=[condition])
-
-
-def _translate(node: Filter) -> Any:
-    """One node of a parsed filter as a Qdrant condition (a nested ``Filter`` for the logical ones)."""
-    from qdrant_client import models
-
-    if isinstance(node, And):
-        return models.Filter(must=[_translate(item) for item in node.items])
-    if isinstance(node, Or):
-        return models.Filter(should=[_translate(item) for item in node.items])
-    if isinstance(node, Not):
-        return models.Filter(must_not=[_translate(node.item)])
-    key = _metadata_key(node.path)
-    op, operand = node.op, node.operand
-    if op == "$eq":
-        return _equal(key, operand)
-    if op == "$ne":
-        return models.Filter(must_not=[_equal(key, operand)])
-    if op == "$in":
-        return _any_of(key, operand)
-    if op == "$nin":
-        return models.Filter(must_not=[_any_of(key, operand)])
-    if op == "$all":
-        return models.Filter(must=[_equal(key, v) for v in operand])
-    if op == "$exists":
-        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
-        return models.Filter(must_not=[empty]) if operand else empty
-    if op == "$text":
-        if not hasattr(models, "MatchSubstring"):
-            raise InvalidInputError(
-                f"filter[{node.key!r}]['$text'] needs Qdrant's MatchSubstring, which this qdrant-client lacks; "
-                "upgrade qdrant-client (and the server) to 1.20 or later."
-            )
-        return models.FieldCondition(key=key, match=models.MatchSubstring(substring=operand))
-    if op == "$itext":
-        raise InvalidInputError(
-            f"filter[{node.key!r}]['$itext']: Qdrant has no case-insensitive substring match; use '$text' "
-            "(case-sensitive), or store a lower-cased copy of the field and filter on it with '$text'."
-        )
-    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}[op]
-    return models.FieldCondition(key=key, range=models.Range(**{bound: float(operand)}))
-
-
-def _metadata_key(path: Sequence[str]) -> str:
-    """The payload key of a metadata path: ``metadata.a.b``, parts other than ``[A-Za-z0-9_-]+`` quoted."""
-    bad = [part for part in path if '"' in part]
-    if bad:
-        raise InvalidInputError(
-            f"metadata key part {bad[0]!r} holds a double quote, which Qdrant's key paths cannot express; "
-            "rename the metadata key."
-        )
-    return "metadata." + ".".join(part if _KEY.match(part) else f'"{part}"' for part in path)
-
-
-def _equal(key: str, value: Any) -> Any:
-    """``key`` equals the scalar ``value``, type-strict: a bool or str ``MatchValue``, a number a closed range."""
-    from qdrant_client import models
-
-    if isinstance(value, (bool, str)):
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-    return models.FieldCondition(key=key, range=models.Range(gte=float(value), lte=float(value)))
-
-
-def _any_of(key: str, values: Sequence[Any]) -> Any:
-    """``key`` equals one of ``values``: the str in one ``MatchAny``, bools and numbers one condition each."""
-    from qdrant_client import models
-
-    words = list(dict.fromkeys(v for v in values if isinstance(v, str)))
-    others = [v for v in values if not isinstance(v, str)]  # not deduplicated: True == 1 as dict keys
-    conditions: list[Any] = [models.FieldCondition(key=key, match=models.MatchAny(any=words))] if words else []
-    conditions += [_equal(key, v) for v in others]
-    return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
-
-
-def _windows(tokens: torch.Tensor, max_tokens: int) -> list[torch.Tensor]:
-    return list(tokens.split(max_tokens)) if tokens.shape[0] > max_tokens else [tokens]
-
-
-def _as_list(x: torch.Tensor) -> list[list[float]]:
-    return x.detach().to("cpu", torch.float32).numpy().tolist()
-
-
-def _unavailable(exc: Exception, what: str) -> QdrantUnavailableError:
-    return QdrantUnavailableError(
-        f"Qdrant could not {what}: {exc}. Check that the server is running and the url/api_key are right."
-    )
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    """Errors that mean 'the server did not answer' (not 'the request was wrong')."""
-    from qdrant_client.http.exceptions import ResponseHandlingException
-
-    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
-        return True
-    try:
-        import grpc
-
-        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
-    except ImportError:  # pragma: no cover - grpc ships with qdrant-client
-        return False
-
-
-# ---------------------------------------------------------------------- the store
 class QdrantLateInteractionStore:
     """A :class:`~lateint_plugins.core.store.DocumentStore` whose documents live in a Qdrant collection.
 
@@ -1380,152 +1024,6 @@ class QdrantLateInteractionStore:
         )
 
 
-# ---------------------------------------------------------------------- sync
-def sync_to_qdrant(
-    source: LateInteractionStore,
-    client: QdrantClient,
-    collection_name: str,
-    *,
-    config: CollectionConfig | None = None,
-    delete_missing: bool = True,
-    batch_size: int = 64,
-    show_progress_bar: bool = False,
-    allow_model_mismatch: bool = False,
-) -> SyncReport:
-    """Push a local store into a collection, incrementally: only new or changed documents are written.
-
-    A document is unchanged when the ``content_hash`` (text + metadata) in the collection equals the
-    local one; ids in the collection but not in ``source`` are deleted (``delete_missing``). Batches
-    land one by one with their hashes, so re-running after an interruption writes only what is left:
-    the sync is resumable. Token vectors come from an exact index without re-encoding; other
-    indexes (compressed) re-encode the texts with the store's encoder. ``allow_model_mismatch``
-    as in :class:`QdrantLateInteractionStore`.
-    """
-    if not isinstance(source, LateInteractionStore):
-        raise InvalidInputError(f"source must be a LateInteractionStore, got {type(source).__name__}.")
-    batch_size = check_k(batch_size, "batch_size")
-    store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
-                                       write_batch_size=batch_size,
-                                       allow_model_mismatch=allow_model_mismatch)  # fmt: skip
-    remote = {p["doc_id"]: p.get("content_hash") for p in store._scroll(["doc_id", "content_hash"])}
-    local_ids = list(source.index.ids)
-    docs = {r.id: r for r in source.get(local_ids)}
-    todo = [i for i in local_ids if remote.get(i) != content_hash(docs[i].text, docs[i].metadata)]
-    deleted = [i for i in remote if i not in docs] if delete_missing else []
-    embeddings = source.index.embeddings() if isinstance(source.index, ExactIndex) else None
-    position = {doc_id: p for p, doc_id in enumerate(local_ids)}
-    progress = _progress(len(todo), show_progress_bar, f"Sync to {collection_name}")
-    try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            texts = [docs[i].text for i in chunk]
-            if embeddings is not None:
-                vectors = [embeddings[position[i]] for i in chunk]
-            else:
-                vectors = source.encoder.encode_documents(texts, batch_size=batch_size)
-            store.add_embeddings(texts, vectors, [docs[i].metadata for i in chunk], chunk, replace=True)
-            progress.update(len(chunk))
-    finally:
-        progress.close()
-    if deleted:
-        store._delete_docs(deleted)
-    report = SyncReport(
-        added=[i for i in todo if i not in remote],
-        updated=[i for i in todo if i in remote],
-        deleted=deleted,
-        unchanged=len(local_ids) - len(todo),
-    )
-    logger.info("Synced %r: %d added, %d updated, %d deleted, %d unchanged", collection_name, len(report.added),
-                len(report.updated), len(report.deleted), report.unchanged)  # fmt: skip
-    return report
-
-
-sync = sync_to_qdrant
-"""Alias of :func:`sync_to_qdrant`, the name the issue uses."""
-
-
-def sync_from_qdrant(
-    client: QdrantClient,
-    collection_name: str,
-    encoder: ColBERTEncoder | None = None,
-    *,
-    device: str | torch.device | None = None,
-    show_progress_bar: bool = False,
-    allow_model_mismatch: bool = False,
-) -> LateInteractionStore:
-    """Build a local :class:`LateInteractionStore` (exact index) from a collection: vectors, texts, metadata.
-
-    Args:
-        encoder: the collection's model; by default the model recorded in the collection is loaded.
-        device: device of a loaded encoder and of the new index.
-        allow_model_mismatch: as in :class:`QdrantLateInteractionStore`.
-
-    Only committed documents are copied (see the module docstring).
-    """
-    require("qdrant_client", _EXTRA)
-    if encoder is None:
-        if not client.collection_exists(collection_name):
-            raise CollectionNotFoundError(f"Qdrant has no collection {collection_name!r}; check the name.")
-        recorded = dict((client.get_collection(collection_name).config.metadata or {}).get(_MARKER) or {})
-        if not recorded.get("model"):
-            raise CollectionMismatchError(f"Collection {collection_name!r} records no model; pass encoder= explicitly.")
-        encoder = ColBERTEncoder.from_pretrained(recorded["model"], device=device, **recorded.get("encoder_config", {}))
-    remote = QdrantLateInteractionStore(
-        client, collection_name, encoder, create=False, allow_model_mismatch=allow_model_mismatch
-    )
-    store = LateInteractionStore(encoder, ExactIndex(encoder.dim, device=device))
-    total = len(remote)
-    progress = _progress(total, show_progress_bar, f"Sync from {collection_name}")
-    try:
-        page: list[Any] = []
-        for point in remote._scroll([*_HEAD, "page_content", "metadata"], vectors=True):
-            page.append(point)
-            if len(page) >= _SCROLL_PAGE:
-                _add_page(remote, store, page)
-                progress.update(len(page))
-                page = []
-        if page:
-            _add_page(remote, store, page)
-            progress.update(len(page))
-    finally:
-        progress.close()
-    return store
-
-
-def _add_page(remote: QdrantLateInteractionStore, store: LateInteractionStore, points: list[Any]) -> None:
-    matrices = remote._assemble(points)
-    payloads = {p.payload["doc_id"]: p.payload for p in points}
-    ids = [d for d in payloads if d in matrices]
-    store.add_embeddings(
-        [str(payloads[i].get("page_content", "")) for i in ids],
-        [matrices[i] for i in ids],
-        [dict(payloads[i].get("metadata") or {}) for i in ids],
-        ids,
-    )
-
-
-# ---------------------------------------------------------------------- small helpers
-def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    path = Path(str(encoder.name_or_path)).expanduser()
-    encoder_config = asdict(encoder.config)
-    encoder_config["skiplist_words"] = list(encoder_config.get("skiplist_words") or [])
-    return {
-        "layout_version": LAYOUT_VERSION,
-        "model": str(path.resolve()) if path.is_dir() else str(encoder.name_or_path),
-        "model_name": path.name if path.is_dir() else str(encoder.name_or_path),
-        "dim": encoder.dim,
-        "pooled_vectors": config.pooled_vectors,
-        "lexical": {"tokenizer": "encoder", "k1": BM25_K1, "b": BM25_B, "avg_len": BM25_AVG_LEN}
-        if config.lexical
-        else None,
-        "token_dtype": "float16",
-        "encoder_config": encoder_config,
-        "fingerprint": encoder.fingerprint.to_dict(),
-    }
-
-
 def _check_client(client: object) -> None:
     if not all(callable(getattr(client, m, None)) for m in ("collection_exists", "upsert", "query_batch_points")):
         raise InvalidInputError(
@@ -1533,63 +1031,10 @@ def _check_client(client: object) -> None:
         )
 
 
-def _check_collection_name(name: object) -> str:
-    """A name Qdrant accepts: a non-empty str of at most 255 characters, valid UTF-8, without the characters
-    Qdrant refuses in new collection names (``< > : " / \\ | ? *``, NUL, ``\\x1f``)."""
-    text = check_text(name, "collection_name")
-    bad = [c for c in _BAD_NAME_CHARS if c in text]
-    if len(text) > 255 or bad or text in (".", ".."):
-        raise InvalidInputError(
-            f"collection_name must have at most 255 characters, none of {''.join(_BAD_NAME_CHARS[:9])}, NUL or "
-            f"\\x1f, and not be '.' or '..'; got {text[:60]!r}."
-        )
-    return text
-
-
-def _check_mode(mode: str) -> Mode:
-    if mode not in ("local", "native"):
-        raise InvalidInputError(f"mode must be 'local' or 'native', got {mode!r}.")
-    return mode  # type: ignore[return-value]
-
-
-_FLOAT16_MAX = 65504.0
-"""Largest finite float16: token vectors are stored at float16 precision."""
-
-
 def _text_of(document: Any) -> Any:
     """A document's ``page_content`` (LangChain) or ``text`` (LlamaIndex); an empty str is a text too."""
     text = getattr(document, "page_content", None)
     return text if isinstance(text, str) else getattr(document, "text", None)
-
-
-# Commit bookkeeping: window 0 of a document names the write whose windows are visible.
-def _window_of(payload: Mapping[str, Any]) -> int:
-    try:
-        return int(payload.get("window", 0))
-    except (TypeError, ValueError):
-        return -1
-
-
-def _n_windows(payload: Mapping[str, Any]) -> int:
-    try:
-        return max(1, int(payload.get("n_windows", 1)))
-    except (TypeError, ValueError):
-        return 1
-
-
-def _window_point_id(doc_id: str, window: int, head: Mapping[str, Any]) -> str:
-    """The point id of window ``window`` of the write that ``head`` (a window-0 payload) commits."""
-    if window == 0 or int(head.get("layout", 1) or 1) < 2:
-        return point_id(doc_id, window)  # layout 1 wrote every window at a fixed id
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{window}:{doc_id}:{head.get('write_id')}"))
-
-
-def _in_commit(pid: str, doc_id: str, payload: Mapping[str, Any], head: Mapping[str, Any] | None) -> bool:
-    """Whether the point ``pid`` (payload ``payload``) is a window of the write that ``head`` commits."""
-    if head is None or payload.get("write_id") != head.get("write_id"):
-        return False
-    window = _window_of(payload)
-    return 0 < window < _n_windows(head) and pid == _window_point_id(doc_id, window, head)
 
 
 def _collection_lock(client: Any, collection_name: str) -> threading.RLock:
@@ -1600,12 +1045,6 @@ def _collection_lock(client: Any, collection_name: str) -> threading.RLock:
         except TypeError:  # a client that cannot be weakly referenced: one lock per store object
             per_client = {}
         return per_client.setdefault(collection_name, threading.RLock())
-
-
-def _is_server_error(exc: Exception) -> bool:
-    from qdrant_client.http.exceptions import UnexpectedResponse
-
-    return isinstance(exc, UnexpectedResponse) and exc.status_code is not None and exc.status_code >= 500
 
 
 class _NoProgress:
