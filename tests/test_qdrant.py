@@ -822,6 +822,20 @@ def test_sync_from_qdrant_rebuilds_the_local_index(tiny_encoder, reference) -> N
         sync_from_qdrant(store.client, "absent")
 
 
+def test_iter_documents_reads_committed_documents_with_or_without_vectors(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=5)
+    want = {r.id: r for r in reference.get(reference.index.ids)}
+    docs = {d.id: d for d in store.iter_documents(with_vectors=True)}
+    assert sorted(docs) == sorted(want)
+    for doc_id, matrix in zip(reference.index.ids, reference.index.embeddings(), strict=True):
+        doc = docs[doc_id]
+        assert (doc.text, doc.metadata) == (want[doc_id].text, want[doc_id].metadata)
+        assert doc.content_hash == content_hash(doc.text, doc.metadata)
+        torch.testing.assert_close(doc.embedding, matrix.float(), atol=0, rtol=0)  # windows re-assembled
+    bare = list(store.iter_documents(with_text=False))
+    assert {d.id for d in bare} == set(want) and all(d.text == "" and d.embedding is None for d in bare)
+
+
 def test_sync_from_qdrant_loads_the_recorded_model(tiny_encoder) -> None:
     store = filled(QdrantClient(":memory:"), tiny_encoder)
     local = sync_from_qdrant(store.client, store.collection_name, device="cpu")
@@ -856,6 +870,7 @@ def test_public_names_are_pinned() -> None:
             "PartialWriteError",
             "QdrantLateInteractionStore",
             "QdrantUnavailableError",
+            "StoredDocument",
             "SyncReport",
             "bm25_vector",
             "content_hash",

@@ -67,6 +67,7 @@ from lateint_plugins.qdrant.layout import (
     MAX_MULTIVECTOR_FLOATS,
     TOKENS,  # noqa: F401 - not public; tests and tools import it from here
     CollectionConfig,
+    StoredDocument,
     bm25_vector,
     content_hash,
     point_id,  # noqa: F401
@@ -84,6 +85,7 @@ __all__ = [
     "PartialWriteError",
     "QdrantLateInteractionStore",
     "QdrantUnavailableError",
+    "StoredDocument",
     "SyncReport",
     "bm25_vector",
     "content_hash",

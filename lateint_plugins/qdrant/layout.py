@@ -63,6 +63,27 @@ Mode = Literal["local", "native"]
 
 
 @dataclass(frozen=True)
+class StoredDocument:
+    """One committed document of a collection, as :meth:`QdrantLateInteractionStore.iter_documents` yields it.
+
+    ``embedding`` is the ``(n_tokens, dim)`` float32 token matrix (windows re-assembled) when asked
+    for, else None; ``text`` is ``""`` when the text was not asked for; ``content_hash`` is what
+    :func:`content_hash` gave when it was written (None in collections that lack it).
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str | None = None
+    embedding: torch.Tensor | None = None
+
+
+def recorded_marker(info: Any) -> dict[str, Any]:
+    """Our entry in a collection's metadata (``client.get_collection(name)``), ``{}`` when there is none."""
+    return dict((info.config.metadata or {}).get(_MARKER) or {})
+
+
+@dataclass(frozen=True)
 class CollectionConfig:
     """How a new collection is created (ignored when the collection exists).
 

@@ -62,6 +62,7 @@ from lateint_plugins.qdrant.layout import (
     TOKENS,
     CollectionConfig,
     Mode,
+    StoredDocument,
     _as_list,
     _check_collection_name,
     _check_mode,
@@ -75,6 +76,7 @@ from lateint_plugins.qdrant.layout import (
     content_hash,
     point_id,
     pool,
+    recorded_marker,
 )
 
 if TYPE_CHECKING:
@@ -184,7 +186,7 @@ class QdrantLateInteractionStore:
             self._create(config)
             return config
         info = self._call(f"read collection {name!r}", self.client.get_collection, name)
-        recorded = dict((info.config.metadata or {}).get(_MARKER) or {})
+        recorded = recorded_marker(info)
         if not recorded:
             raise CollectionMismatchError(
                 f"Collection {name!r} was not created by lateint-plugins (no {_MARKER!r} entry in its metadata); "
@@ -494,6 +496,39 @@ class QdrantLateInteractionStore:
             return
         with self._lock:
             self._delete_docs(ids)
+
+    def iter_documents(self, *, with_vectors: bool = False, with_text: bool = True) -> Iterator[StoredDocument]:
+        """Every committed document of the collection, read page by page (Qdrant's point order).
+
+        Args:
+            with_vectors: also read each document's token matrix (``StoredDocument.embedding``, its
+                windows re-assembled; documents whose committed windows are incomplete are skipped).
+            with_text: read the texts too (``False`` leaves ``StoredDocument.text`` empty: what sync
+                needs to compare content hashes).
+        """
+        fields = [*_HEAD, "content_hash", "metadata", *(["page_content"] if with_text else [])]
+        page: list[Any] = []
+        for point in self._scroll_points(fields, vectors=with_vectors):
+            page.append(point)
+            if len(page) >= _SCROLL_PAGE:
+                yield from self._documents(page, with_vectors)
+                page = []
+        yield from self._documents(page, with_vectors)
+
+    def _documents(self, points: list[Any], with_vectors: bool) -> Iterator[StoredDocument]:
+        matrices = self._assemble(points) if with_vectors else {}
+        for p in points:
+            payload = p.payload or {}
+            doc_id = payload.get("doc_id")
+            if not isinstance(doc_id, str) or (with_vectors and doc_id not in matrices):
+                continue
+            yield StoredDocument(
+                id=doc_id,
+                text=str(payload.get("page_content", "")),
+                metadata=dict(payload.get("metadata") or {}),
+                content_hash=payload.get("content_hash"),
+                embedding=matrices.get(doc_id),
+            )
 
     def ids(self) -> list[str]:
         """Every document id in the collection (scrolls it, in Qdrant's point order: not insertion order)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,7 +19,14 @@ from lateint_plugins.core.errors import (
 from lateint_plugins.core.index import ExactIndex
 from lateint_plugins.core.store import LateInteractionStore
 from lateint_plugins.qdrant.errors import CollectionMismatchError, CollectionNotFoundError
-from lateint_plugins.qdrant.layout import _EXTRA, _HEAD, _MARKER, _SCROLL_PAGE, CollectionConfig, content_hash
+from lateint_plugins.qdrant.layout import (
+    _EXTRA,
+    _SCROLL_PAGE,
+    CollectionConfig,
+    StoredDocument,
+    content_hash,
+    recorded_marker,
+)
 from lateint_plugins.qdrant.store import QdrantLateInteractionStore, _progress
 
 if TYPE_CHECKING:
@@ -64,7 +71,7 @@ def sync_to_qdrant(
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
                                        write_batch_size=batch_size,
                                        allow_model_mismatch=allow_model_mismatch)  # fmt: skip
-    remote = {p["doc_id"]: p.get("content_hash") for p in store._scroll(["doc_id", "content_hash"])}
+    remote = {d.id: d.content_hash for d in store.iter_documents(with_text=False)}
     local_ids = list(source.index.ids)
     docs = {r.id: r for r in source.get(local_ids)}
     todo = [i for i in local_ids if remote.get(i) != content_hash(docs[i].text, docs[i].metadata)]
@@ -85,7 +92,7 @@ def sync_to_qdrant(
     finally:
         progress.close()
     if deleted:
-        store._delete_docs(deleted)
+        store.delete(deleted)
     report = SyncReport(
         added=[i for i in todo if i not in remote],
         updated=[i for i in todo if i in remote],
@@ -123,7 +130,7 @@ def sync_from_qdrant(
     if encoder is None:
         if not client.collection_exists(collection_name):
             raise CollectionNotFoundError(f"Qdrant has no collection {collection_name!r}; check the name.")
-        recorded = dict((client.get_collection(collection_name).config.metadata or {}).get(_MARKER) or {})
+        recorded = recorded_marker(client.get_collection(collection_name))
         if not recorded.get("model"):
             raise CollectionMismatchError(f"Collection {collection_name!r} records no model; pass encoder= explicitly.")
         encoder = ColBERTEncoder.from_pretrained(recorded["model"], device=device, **recorded.get("encoder_config", {}))
@@ -134,28 +141,25 @@ def sync_from_qdrant(
     total = len(remote)
     progress = _progress(total, show_progress_bar, f"Sync from {collection_name}")
     try:
-        page: list[Any] = []
-        for point in remote._scroll([*_HEAD, "page_content", "metadata"], vectors=True):
-            page.append(point)
+        page: list[StoredDocument] = []
+        for document in remote.iter_documents(with_vectors=True):
+            page.append(document)
             if len(page) >= _SCROLL_PAGE:
-                _add_page(remote, store, page)
+                _add_page(store, page)
                 progress.update(len(page))
                 page = []
         if page:
-            _add_page(remote, store, page)
+            _add_page(store, page)
             progress.update(len(page))
     finally:
         progress.close()
     return store
 
 
-def _add_page(remote: QdrantLateInteractionStore, store: LateInteractionStore, points: list[Any]) -> None:
-    matrices = remote._assemble(points)
-    payloads = {p.payload["doc_id"]: p.payload for p in points}
-    ids = [d for d in payloads if d in matrices]
+def _add_page(store: LateInteractionStore, documents: list[StoredDocument]) -> None:
     store.add_embeddings(
-        [str(payloads[i].get("page_content", "")) for i in ids],
-        [matrices[i] for i in ids],
-        [dict(payloads[i].get("metadata") or {}) for i in ids],
-        ids,
+        [d.text for d in documents],
+        [d.embedding for d in documents if d.embedding is not None],
+        [d.metadata for d in documents],
+        [d.id for d in documents],
     )
