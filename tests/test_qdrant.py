@@ -39,10 +39,12 @@ from lateint_plugins.qdrant import (
     CollectionMismatchError,
     CollectionNotFoundError,
     PartialWriteError,
+    PayloadKeys,
     QdrantLateInteractionStore,
     QdrantUnavailableError,
     bm25_vector,
     content_hash,
+    point_id,
     sync,
     sync_from_qdrant,
     to_qdrant_filter,
@@ -293,6 +295,32 @@ def test_payload_indexes_are_created_with_the_collection(tiny_encoder) -> None:
     created.clear()
     QdrantLateInteractionStore(client, "indexed", tiny_encoder, config=config)  # exists: nothing created
     assert created == []
+
+
+def test_payload_keys_and_indexes_are_recorded_and_read_back(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    keys = PayloadKeys(text="text", metadata="meta")
+    config = CollectionConfig(payload_keys=keys, payload_indexes={"year": "float"})
+    store = QdrantLateInteractionStore(client, "mapped", tiny_encoder, config=config)
+    store.add_texts(["protein gene", "heart brain"], [{"year": 2020}, {"year": 2021}], ["a", "b"])
+    payload = client.retrieve("mapped", [point_id("a")], with_payload=True)[0].payload
+    assert payload["text"] == "protein gene" and payload["meta"] == {"year": 2020}
+    assert "page_content" not in payload and "metadata" not in payload
+    reopened = QdrantLateInteractionStore(client, "mapped", tiny_encoder)  # no config: the recorded one
+    assert reopened.config.payload_keys == keys and dict(reopened.config.payload_indexes) == {"year": "float"}
+    assert [(r.id, r.text, r.metadata) for r in reopened.get(["b"])] == [("b", "heart brain", {"year": 2021})]
+    for mode in ("local", "native"):
+        assert [r.id for r in reopened.search("protein", k=5, filter={"year": {"$gte": 2021}}, mode=mode)] == ["b"]
+    assert {d.id: d.text for d in reopened.iter_documents()} == {"a": "protein gene", "b": "heart brain"}
+    assert to_qdrant_filter({"year": 2020}, metadata_key="meta").must[0].key == "meta.year"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"text": ""}, {"metadata": "doc_id"}, {"text": "a.b"}, {"text": "x", "metadata": "x"}, {"text": 3}]
+)
+def test_bad_payload_keys_are_refused(kwargs) -> None:
+    with pytest.raises(InvalidInputError, match="PayloadKeys"):
+        PayloadKeys(**kwargs)
 
 
 def test_filtered_search_returns_k_hits_in_both_modes(filter_store) -> None:
@@ -868,6 +896,7 @@ def test_public_names_are_pinned() -> None:
             "CollectionMismatchError",
             "CollectionNotFoundError",
             "PartialWriteError",
+            "PayloadKeys",
             "QdrantLateInteractionStore",
             "QdrantUnavailableError",
             "StoredDocument",

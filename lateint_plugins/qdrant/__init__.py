@@ -67,6 +67,7 @@ from lateint_plugins.qdrant.layout import (
     MAX_MULTIVECTOR_FLOATS,
     TOKENS,  # noqa: F401 - not public; tests and tools import it from here
     CollectionConfig,
+    PayloadKeys,
     StoredDocument,
     bm25_vector,
     content_hash,
@@ -83,6 +84,7 @@ __all__ = [
     "CollectionMismatchError",
     "CollectionNotFoundError",
     "PartialWriteError",
+    "PayloadKeys",
     "QdrantLateInteractionStore",
     "QdrantUnavailableError",
     "StoredDocument",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +13,15 @@ from lateint_plugins.core.filters import And, Filter, Not, Or, parse_filter
 if TYPE_CHECKING:
     from qdrant_client import models
 
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+from lateint_plugins.qdrant.layout import _KEY
 
 
-def to_qdrant_filter(filter: Mapping[str, Any] | Filter | models.Filter | None) -> models.Filter | None:
-    """A metadata filter (:mod:`lateint_plugins.core.filters`) as a Qdrant ``Filter`` on ``metadata.<key>``.
+def to_qdrant_filter(
+    filter: Mapping[str, Any] | Filter | models.Filter | None, *, metadata_key: str = "metadata"
+) -> models.Filter | None:
+    """A metadata filter (:mod:`lateint_plugins.core.filters`) as a Qdrant ``Filter`` on ``<metadata_key>.<key>``.
+
+    ``metadata_key`` is the payload key holding the metadata (:attr:`PayloadKeys.metadata`).
 
     The translation gives the same documents as the core evaluator
     (:func:`~lateint_plugins.core.filters.matches`), on local mode and on a server, and is
@@ -41,21 +44,21 @@ def to_qdrant_filter(filter: Mapping[str, Any] | Filter | models.Filter | None) 
     tree = parse_filter(filter)
     if tree is None:
         return None
-    condition = _translate(tree)
+    condition = _translate(tree, metadata_key)
     return condition if isinstance(condition, models.Filter) else models.Filter(must=[condition])
 
 
-def _translate(node: Filter) -> Any:
+def _translate(node: Filter, prefix: str) -> Any:
     """One node of a parsed filter as a Qdrant condition (a nested ``Filter`` for the logical ones)."""
     from qdrant_client import models
 
     if isinstance(node, And):
-        return models.Filter(must=[_translate(item) for item in node.items])
+        return models.Filter(must=[_translate(item, prefix) for item in node.items])
     if isinstance(node, Or):
-        return models.Filter(should=[_translate(item) for item in node.items])
+        return models.Filter(should=[_translate(item, prefix) for item in node.items])
     if isinstance(node, Not):
-        return models.Filter(must_not=[_translate(node.item)])
-    key = _metadata_key(node.path)
+        return models.Filter(must_not=[_translate(node.item, prefix)])
+    key = _metadata_key(node.path, prefix)
     op, operand = node.op, node.operand
     if op == "$eq":
         return _equal(key, operand)
@@ -86,15 +89,15 @@ def _translate(node: Filter) -> Any:
     return models.FieldCondition(key=key, range=models.Range(**{bound: float(operand)}))
 
 
-def _metadata_key(path: Sequence[str]) -> str:
-    """The payload key of a metadata path: ``metadata.a.b``, parts other than ``[A-Za-z0-9_-]+`` quoted."""
+def _metadata_key(path: Sequence[str], prefix: str) -> str:
+    """The payload key of a metadata path: ``<prefix>.a.b``, parts other than ``[A-Za-z0-9_-]+`` quoted."""
     bad = [part for part in path if '"' in part]
     if bad:
         raise InvalidInputError(
             f"metadata key part {bad[0]!r} holds a double quote, which Qdrant's key paths cannot express; "
             "rename the metadata key."
         )
-    return "metadata." + ".".join(part if _KEY.match(part) else f'"{part}"' for part in path)
+    return prefix + "." + ".".join(part if _KEY.match(part) else f'"{part}"' for part in path)
 
 
 def _equal(key: str, value: Any) -> Any:

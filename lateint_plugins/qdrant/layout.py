@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
 _MARKER = "lateint"
 _POINT_NAMESPACE = uuid.UUID("6f1c1b8e-7a0c-5d4e-9b7e-2f6c3a1d9e42")
 _SCROLL_PAGE = 256
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _BAD_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\x00", "\x1f")  # as Qdrant's own check
 _EXTRA = "qdrant"
 _PAYLOAD_SCHEMAS = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid", "geo")
@@ -78,9 +80,55 @@ class StoredDocument:
     embedding: torch.Tensor | None = None
 
 
+def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
+    """The layout options recorded in a collection's marker (what readers need); older markers give the defaults."""
+    return CollectionConfig(
+        pooled_vectors=int(recorded.get("pooled_vectors", 1)),
+        lexical=bool(recorded.get("lexical")),
+        payload_indexes=dict(recorded.get("payload_indexes") or {}),
+        payload_keys=PayloadKeys(**dict(recorded.get("payload_keys") or {})),
+    )
+
+
 def recorded_marker(info: Any) -> dict[str, Any]:
     """Our entry in a collection's metadata (``client.get_collection(name)``), ``{}`` when there is none."""
     return dict((info.config.metadata or {}).get(_MARKER) or {})
+
+
+# Payload fields of the layout's own bookkeeping (the commit protocol and sync); not renameable.
+_RESERVED_KEYS = frozenset({"doc_id", "window", "n_windows", "n_tokens", "write_id", "layout", "content_hash"})
+
+
+@dataclass(frozen=True)
+class PayloadKeys:
+    """The payload keys a collection stores each document's text and metadata under.
+
+    The defaults are langchain-qdrant's (``page_content``, ``metadata``), so its ``QdrantVectorStore``
+    reads the texts of a collection written here; map them to your own schema (e.g.
+    ``PayloadKeys(text="text", metadata="meta")``) when other readers expect other names. Recorded
+    in the collection's metadata on creation and read back on open, so a store always reads a
+    collection with the keys it was written with. Filters address ``<metadata>.<key>``. The
+    bookkeeping fields (``doc_id``, ``window``, ``n_windows``, ``n_tokens``, ``write_id``,
+    ``layout``, ``content_hash``) keep their names.
+
+    Args:
+        text: payload key of the document text (on window 0).
+        metadata: payload key of the user metadata (on every window: the filter target).
+    """
+
+    text: str = "page_content"
+    metadata: str = "metadata"
+
+    def __post_init__(self) -> None:
+        for name in ("text", "metadata"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _KEY.match(value) or value in _RESERVED_KEYS:
+                raise InvalidInputError(
+                    f"PayloadKeys.{name} = {value!r}: use a non-empty key of letters, digits, '_' or '-' that is not "
+                    f"one of the layout's own fields {sorted(_RESERVED_KEYS)}."
+                )
+        if self.text == self.metadata:
+            raise InvalidInputError(f"PayloadKeys.text and .metadata are both {self.text!r}; give them distinct keys.")
 
 
 @dataclass(frozen=True)
@@ -112,6 +160,9 @@ class CollectionConfig:
             collection, so filters on those keys stay fast on a server (local mode ignores them).
             Pick the type of every value the key holds: an ``"integer"`` index does not see floats,
             so use ``"float"`` for numbers that may be either (numeric equality is a range).
+            Recorded in the collection's metadata and read back on open.
+        payload_keys: where each point's text and metadata live in the payload (:class:`PayloadKeys`);
+            recorded in the collection's metadata and read back on open.
     """
 
     pooled_vectors: int = 1
@@ -127,8 +178,14 @@ class CollectionConfig:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     payload_indexes: Mapping[str, str] = field(default_factory=dict)
+    payload_keys: PayloadKeys = field(default_factory=PayloadKeys)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.payload_keys, PayloadKeys):
+            raise InvalidInputError(
+                "payload_keys must be a PayloadKeys (e.g. PayloadKeys(text='text')), got "
+                f"{type(self.payload_keys).__name__}."
+            )
         for name in ("pooled_vectors", "hnsw_m", "hnsw_ef_construct"):
             check_k(getattr(self, name), name)
         if not isinstance(self.payload_indexes, Mapping):
@@ -224,6 +281,8 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         if config.lexical
         else None,
         "token_dtype": "float16",
+        "payload_keys": asdict(config.payload_keys),
+        "payload_indexes": dict(config.payload_indexes),
         "encoder_config": encoder_config,
         "fingerprint": encoder.fingerprint.to_dict(),
     }

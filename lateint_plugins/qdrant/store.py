@@ -10,6 +10,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import astuple
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ from lateint_plugins.qdrant.layout import (
     content_hash,
     point_id,
     pool,
+    recorded_config,
     recorded_marker,
 )
 
@@ -220,13 +222,9 @@ class QdrantLateInteractionStore:
                 if not self.allow_model_mismatch:
                     raise CollectionMismatchError(message)
                 logger.warning(message)
-        existing = CollectionConfig(
-            pooled_vectors=int(recorded.get("pooled_vectors", 1)), lexical=bool(recorded.get("lexical"))
-        )
-        if config != CollectionConfig() and (existing.pooled_vectors, existing.lexical) != (
-            config.pooled_vectors,
-            config.lexical,
-        ):
+        existing = recorded_config(recorded)
+        recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys")
+        if config != CollectionConfig() and any(getattr(existing, f) != getattr(config, f) for f in recorded_fields):
             logger.warning("Collection %r exists with %s; the config passed is ignored", name, existing)
         self.marker = recorded
         return existing
@@ -275,7 +273,7 @@ class QdrantLateInteractionStore:
             ),
             metadata={_MARKER: self.marker},
         )
-        user = [(_metadata_key(key.split(".")), models.PayloadSchemaType(schema))
+        user = [(_metadata_key(key.split("."), config.payload_keys.metadata), models.PayloadSchemaType(schema))
                 for key, schema in config.payload_indexes.items()]  # fmt: skip
         for field_name, schema in (
             ("doc_id", models.PayloadSchemaType.KEYWORD),
@@ -432,7 +430,7 @@ class QdrantLateInteractionStore:
         queries = check_texts(queries, "queries", allow_empty=False)
         k = check_k(k)
         check_search_options(options, self.search_options)
-        to_qdrant_filter(filter)  # a malformed filter fails even for an empty batch
+        self._filter(filter)  # a malformed filter fails even for an empty batch
         if not queries:
             return []
         return self.search_embeddings(
@@ -467,7 +465,7 @@ class QdrantLateInteractionStore:
                 raise InvalidInputError(f"query_texts must be a list with one text per query ({len(queries)}).")
         if not queries:
             return []
-        qfilter = to_qdrant_filter(filter)
+        qfilter = self._filter(filter)
         depth = max(depth, k)
         lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
@@ -478,11 +476,7 @@ class QdrantLateInteractionStore:
         """Stored documents by id (score 0.0), in the order asked; unknown ids are skipped."""
         ids = check_ids(ids, "ids", unique=False)
         payloads = self._payloads(ids)
-        return [
-            SearchResult(i, 0.0, payloads[i].get("page_content", ""), dict(payloads[i].get("metadata") or {}))
-            for i in ids
-            if i in payloads
-        ]
+        return [self._result(i, 0.0, payloads[i]) for i in ids if i in payloads]
 
     def get_embeddings(self, ids: Sequence[str]) -> dict[str, torch.Tensor]:
         """The stored ``(n_tokens, dim)`` float32 token matrices of ``ids`` (windows re-assembled); unknown skipped."""
@@ -506,7 +500,8 @@ class QdrantLateInteractionStore:
             with_text: read the texts too (``False`` leaves ``StoredDocument.text`` empty: what sync
                 needs to compare content hashes).
         """
-        fields = [*_HEAD, "content_hash", "metadata", *(["page_content"] if with_text else [])]
+        keys = self.config.payload_keys
+        fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
         page: list[Any] = []
         for point in self._scroll_points(fields, vectors=with_vectors):
             page.append(point)
@@ -522,13 +517,8 @@ class QdrantLateInteractionStore:
             doc_id = payload.get("doc_id")
             if not isinstance(doc_id, str) or (with_vectors and doc_id not in matrices):
                 continue
-            yield StoredDocument(
-                id=doc_id,
-                text=str(payload.get("page_content", "")),
-                metadata=dict(payload.get("metadata") or {}),
-                content_hash=payload.get("content_hash"),
-                embedding=matrices.get(doc_id),
-            )
+            doc = self._result(doc_id, 0.0, payload)
+            yield StoredDocument(doc_id, doc.text, doc.metadata, payload.get("content_hash"), matrices.get(doc_id))
 
     def ids(self) -> list[str]:
         """Every document id in the collection (scrolls it, in Qdrant's point order: not insertion order)."""
@@ -617,7 +607,7 @@ class QdrantLateInteractionStore:
             pooled = pool(window, self.config.pooled_vectors)
             payload: dict[str, Any] = {
                 "doc_id": doc_id,
-                "metadata": meta,
+                self.config.payload_keys.metadata: meta,
                 "window": w,
                 "n_windows": len(windows),
                 "n_tokens": int(tokens.shape[0]),
@@ -629,7 +619,7 @@ class QdrantLateInteractionStore:
                 POOLED: _as_list(pooled[0]) if self.config.pooled_vectors == 1 else _as_list(pooled),
             }
             if w == 0:
-                payload["page_content"] = text
+                payload[self.config.payload_keys.text] = text
                 payload["layout"] = LAYOUT_VERSION
                 if lexical:
                     vector[LEXICAL] = bm25_vector(lexical)
@@ -789,7 +779,7 @@ class QdrantLateInteractionStore:
 
     def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Window-0 payloads (the committed text and metadata) of ``ids`` that exist."""
-        points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "page_content", "metadata"],
+        points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", *astuple(self.config.payload_keys)],
                                 vectors=False)  # fmt: skip
         return {p.payload["doc_id"]: p.payload for p in points}
 
@@ -1040,17 +1030,19 @@ class QdrantLateInteractionStore:
             return _as_list(F.normalize(q.float().mean(0), dim=-1)[None])[0]
         return _as_list(q)
 
+    def _filter(self, filter: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
+        """``filter`` translated onto this collection's metadata key."""
+        return to_qdrant_filter(filter, metadata_key=self.config.payload_keys.metadata)
+
+    def _result(self, doc_id: str, score: float, payload: Mapping[str, Any]) -> SearchResult:
+        """A hit from a window-0 payload: the text and metadata under this collection's payload keys."""
+        keys = self.config.payload_keys
+        return SearchResult(doc_id, score, str(payload.get(keys.text, "")), dict(payload.get(keys.metadata) or {}))
+
     def _results(self, ranked: list[list[tuple[str, float]]]) -> list[list[SearchResult]]:
         """Attach the committed texts and metadata (one retrieve for all queries)."""
         payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
-        return [
-            [
-                SearchResult(d, s, payloads[d].get("page_content", ""), dict(payloads[d].get("metadata") or {}))
-                for d, s in row
-                if d in payloads
-            ]
-            for row in ranked
-        ]
+        return [[self._result(d, s, payloads[d]) for d, s in row if d in payloads] for row in ranked]
 
     def __repr__(self) -> str:
         return (
