@@ -892,6 +892,7 @@ def test_public_names_are_pinned() -> None:
         [
             "LAYOUT_VERSION",
             "MAX_MULTIVECTOR_FLOATS",
+            "AsyncQdrantLateInteractionStore",
             "CollectionConfig",
             "CollectionMismatchError",
             "CollectionNotFoundError",

@@ -55,6 +55,7 @@ split into consecutive windows (points sharing ``doc_id``), re-assembled before 
 score is exact in local mode (native mode scores each window and keeps the best).
 """
 
+from lateint_plugins.qdrant.aio import AsyncQdrantLateInteractionStore
 from lateint_plugins.qdrant.errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
@@ -80,6 +81,7 @@ from lateint_plugins.qdrant.sync import SyncReport, sync, sync_from_qdrant, sync
 __all__ = [
     "LAYOUT_VERSION",
     "MAX_MULTIVECTOR_FLOATS",
+    "AsyncQdrantLateInteractionStore",
     "CollectionConfig",
     "CollectionMismatchError",
     "CollectionNotFoundError",
