@@ -5,18 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
-import uuid
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import astuple
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lateint_plugins.core._checks import (
     check_device,
@@ -24,7 +20,6 @@ from lateint_plugins.core._checks import (
     check_ids,
     check_k,
     check_matrices,
-    check_matrix,
     check_sequence,
     check_text,
     check_texts,
@@ -33,26 +28,19 @@ from lateint_plugins.core._checks import (
 from lateint_plugins.core.encoder import ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import (
     DimensionMismatchError,
-    DuplicateIdError,
     InvalidInputError,
     require,
 )
 from lateint_plugins.core.fingerprint import check_fingerprint
 from lateint_plugins.core.index import Metadata
-from lateint_plugins.core.scoring import maxsim
-from lateint_plugins.core.store import SearchResult, check_documents, check_search_options
+from lateint_plugins.core.store import SearchResult, check_search_options
 from lateint_plugins.qdrant.errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
-    PartialWriteError,
-    _is_server_error,
-    _is_transport_error,
-    _unavailable,
 )
-from lateint_plugins.qdrant.filters import _metadata_key, to_qdrant_filter
+from lateint_plugins.qdrant.filters import _metadata_key
 from lateint_plugins.qdrant.layout import (
     _EXTRA,
-    _FLOAT16_MAX,
     _HEAD,
     _MARKER,
     _SCROLL_PAGE,
@@ -64,22 +52,17 @@ from lateint_plugins.qdrant.layout import (
     CollectionConfig,
     Mode,
     StoredDocument,
-    _as_list,
     _check_collection_name,
     _check_mode,
     _in_commit,
     _marker,
     _n_windows,
     _window_of,
-    _window_point_id,
-    _windows,
-    bm25_vector,
-    content_hash,
     point_id,
-    pool,
     recorded_config,
     recorded_marker,
 )
+from lateint_plugins.qdrant.writing import _progress, _Writer
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -91,7 +74,7 @@ _LOCKS: weakref.WeakKeyDictionary[Any, dict[str, threading.RLock]] = weakref.Wea
 _LOCKS_GUARD = threading.Lock()
 
 
-class QdrantLateInteractionStore:
+class QdrantLateInteractionStore(_Writer):
     """A :class:`~lateint_plugins.core.store.DocumentStore` whose documents live in a Qdrant collection.
 
     Args:
@@ -167,16 +150,6 @@ class QdrantLateInteractionStore:
         self._lock = _collection_lock(client, collection_name)
         self.marker = _marker(encoder, config or CollectionConfig())
         self.config = self._open(config or CollectionConfig(), create)
-
-    # ------------------------------------------------------------------ collection
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one client call; a transport failure becomes :class:`QdrantUnavailableError`."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if _is_transport_error(exc):
-                raise _unavailable(exc, what) from exc
-            raise
 
     def _open(self, config: CollectionConfig, create: bool) -> CollectionConfig:
         name = self.collection_name
@@ -564,486 +537,6 @@ class QdrantLateInteractionStore:
                 logger.info("Collection %r: deleted %d uncommitted or stale points", self.collection_name, len(stale))
             return len(stale)
 
-    # ------------------------------------------------------------------ writing
-    def _check_matrix(self, x: Any, name: str) -> torch.Tensor:
-        """``x`` as a finite float ``(n >= 1, dim)`` tensor of this collection's dimension, in float16's range."""
-        x = check_matrix(x, name, max_abs=_FLOAT16_MAX)
-        if x.shape[1] != self.encoder.dim:
-            raise DimensionMismatchError(
-                f"{name} has {x.shape[1]}-d vectors but collection {self.collection_name!r} holds "
-                f"{self.encoder.dim}-d vectors of {self.marker.get('model_name')!r}; encode with that model."
-            )
-        return x
-
-    def _check_new(
-        self, texts: Sequence[str], metadatas: Sequence[Metadata | None] | None, ids: Sequence[str] | None
-    ) -> tuple[list[str], list[str], list[Metadata]]:
-        """Validate documents before any work: no bare str for a list, UTF-8-encodable texts, ids and metadata."""
-        return check_documents(texts, metadatas, ids)
-
-    def _refuse_existing(self, ids: Sequence[str]) -> None:
-        existing = self._existing(ids)
-        if existing:
-            shown = [i for i in ids if i in existing]
-            raise DuplicateIdError(
-                f"ids already in collection {self.collection_name!r}: {shown[:5]}{' ...' if len(shown) > 5 else ''}; "
-                "pass replace=True to overwrite them, or delete them first. Nothing was written."
-            )
-
-    def _points(
-        self, doc_id: str, tokens: torch.Tensor, text: str, meta: Metadata, write_id: str, lexical: list[int]
-    ) -> list[models.PointStruct]:
-        """The points of one document: window 0 (the commit point) first, then its other windows."""
-        from qdrant_client import models
-
-        # Stored at fp16 precision (as ExactIndex does and the server's FLOAT16 datatype would), so
-        # every store holds the same numbers and scores agree to float32 rounding.
-        tokens = tokens.detach().to("cpu").half().float()
-        windows = _windows(tokens, self.max_tokens_per_point)
-        digest = content_hash(text, meta)
-        head = {"doc_id": doc_id, "write_id": write_id, "n_windows": len(windows), "layout": LAYOUT_VERSION}
-        points = []
-        for w, window in enumerate(windows):
-            pooled = pool(window, self.config.pooled_vectors)
-            payload: dict[str, Any] = {
-                "doc_id": doc_id,
-                self.config.payload_keys.metadata: meta,
-                "window": w,
-                "n_windows": len(windows),
-                "n_tokens": int(tokens.shape[0]),
-                "content_hash": digest,
-                "write_id": write_id,
-            }
-            vector: dict[str, Any] = {
-                TOKENS: _as_list(window),
-                POOLED: _as_list(pooled[0]) if self.config.pooled_vectors == 1 else _as_list(pooled),
-            }
-            if w == 0:
-                payload[self.config.payload_keys.text] = text
-                payload["layout"] = LAYOUT_VERSION
-                if lexical:
-                    vector[LEXICAL] = bm25_vector(lexical)
-            points.append(models.PointStruct(id=_window_point_id(doc_id, w, head), vector=vector, payload=payload))
-        return points
-
-    def _write(
-        self,
-        ids: list[str],
-        vectors: Sequence[torch.Tensor],
-        texts: list[str],
-        metas: list[Metadata],
-        written: list[str],
-        all_ids: list[str],
-        *,
-        insert_only: bool = False,
-    ) -> None:
-        """Write one batch: other windows first, then each window 0 (the commit), then delete stale windows.
-
-        A kill before a document's window 0 lands leaves its old version (or nothing) visible; after
-        it, the new one. ``insert_only`` commits with ``UpdateMode.INSERT_ONLY``, so a document that
-        appeared meanwhile (another process) is not overwritten: :class:`DuplicateIdError`.
-        """
-        from qdrant_client import models
-
-        self._upgrade_layout()
-        write_id = uuid.uuid4().hex
-        heads: list[models.PointStruct] = []
-        tails: list[models.PointStruct] = []
-        lexical = self._lexical_ids(texts)
-        for doc_id, tokens, text, meta, terms in zip(ids, vectors, texts, metas, lexical, strict=True):
-            if tokens.shape[-1] != self.encoder.dim:
-                raise DimensionMismatchError(
-                    f"document {doc_id!r} has {tokens.shape[-1]}-d vectors but collection {self.collection_name!r} "
-                    f"holds {self.encoder.dim}-d ones; encode with {self.marker.get('model_name')!r}."
-                )
-            first, *rest = self._points(doc_id, tokens, text, meta, write_id, terms)
-            heads.append(first)
-            tails.extend(rest)
-        step = self.write_batch_size
-        for start in range(0, len(tails), step):
-            chunk = tails[start : start + step]
-            self._retrying(lambda chunk=chunk: self.client.upsert(self.collection_name, points=chunk, wait=True),
-                           "upsert", written, all_ids, ids)  # fmt: skip
-        options: dict[str, Any] = {"update_mode": models.UpdateMode.INSERT_ONLY} if insert_only else {}
-        for start in range(0, len(heads), step):
-            chunk = heads[start : start + step]
-            self._retrying(lambda chunk=chunk: self.client.upsert(self.collection_name, points=chunk, wait=True,
-                           **options), "upsert", written, all_ids, ids)  # fmt: skip
-            written.extend(p.payload["doc_id"] for p in chunk if p.payload)
-        lost: list[str] = []
-        if insert_only:  # our commit lost to a writer in another process: ours must not win silently
-            landed = self._retrieve([point_id(i) for i in ids], payload=["doc_id", "write_id"], vectors=False)
-            ours = {p.payload["doc_id"] for p in landed if p.payload.get("write_id") == write_id}
-            lost = [i for i in ids if i not in ours]
-            for doc_id in lost:
-                written.remove(doc_id)
-            orphans: list[models.ExtendedPointId] = [
-                p.id for p in tails if p.payload and p.payload["doc_id"] in set(lost)
-            ]
-            if orphans:
-                self._call("delete points", self.client.delete, self.collection_name,
-                           points_selector=models.PointIdsList(points=orphans), wait=True)  # fmt: skip
-        done = [i for i in ids if i not in set(lost)]
-        if done:
-            # Every window of these ids but window 0 and the ones just committed: the replaced
-            # write's, and any a killed write left behind.
-            stale = models.Filter(
-                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=done))],
-                must_not=[
-                    models.FieldCondition(key="write_id", match=models.MatchValue(value=write_id)),
-                    models.FieldCondition(key="window", match=models.MatchValue(value=0)),
-                ],
-            )
-            self._retrying(
-                lambda: self.client.delete(
-                    self.collection_name, points_selector=models.FilterSelector(filter=stale), wait=True
-                ),
-                "delete stale windows",
-                written,
-                all_ids,
-                ids,
-            )
-        if lost:
-            raise DuplicateIdError(
-                f"ids added to collection {self.collection_name!r} by another writer meanwhile: {lost[:5]}; they were "
-                "not overwritten (replace=False). Pass replace=True to overwrite them."
-            )
-
-    def _upgrade_layout(self) -> None:
-        """Record the current layout before writing into an older collection, so older readers refuse it."""
-        if int(self.marker.get("layout_version", 1)) >= LAYOUT_VERSION:
-            return
-        marker = {**self.marker, "layout_version": LAYOUT_VERSION}
-        self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
-                   self.collection_name, metadata={_MARKER: marker})  # fmt: skip
-        logger.info("Collection %r: layout version %s -> %s", self.collection_name, self.marker.get("layout_version"),
-                    LAYOUT_VERSION)  # fmt: skip
-        self.marker = marker
-
-    def _retrying(self, fn: Any, what: str, written: list[str], all_ids: list[str], batch_ids: list[str]) -> None:
-        """Run a write, retrying with back-off; after the last failure raise :class:`PartialWriteError`."""
-        for attempt in range(1, self.retries + 1):
-            try:
-                fn()
-                return
-            except Exception as exc:
-                if not _is_transport_error(exc) and not _is_server_error(exc):
-                    raise
-                if attempt == self.retries:
-                    done = set(written)
-                    failed = [i for i in all_ids if i not in done]
-                    raise PartialWriteError(
-                        f"Qdrant {what} failed {attempt} times ({exc}); {len(done)} documents landed, "
-                        f"{len(failed)} did not (first {failed[:5]}). Writes are idempotent: re-run with the "
-                        "failed ids (exception.failed_ids).",
-                        written_ids=[i for i in all_ids if i in done],
-                        failed_ids=failed,
-                    ) from exc
-                logger.warning("Qdrant %s failed (%s); retry %d/%d", what, exc, attempt, self.retries - 1)
-                time.sleep(min(2.0**attempt * 0.25, 5.0))
-
-    def _delete_docs(self, ids: Sequence[str]) -> None:
-        from qdrant_client import models
-
-        with self._lock:
-            for start in range(0, len(ids), 1024):
-                chunk = list(ids[start : start + 1024])
-                # Window 0 first: the documents vanish in one step; their other windows are then
-                # unreferenced (a kill here leaves them to the next write or repair()).
-                heads = models.PointIdsList(points=[point_id(i) for i in chunk])
-                self._call("delete points", self.client.delete, self.collection_name, points_selector=heads, wait=True)
-                rest = models.FilterSelector(
-                    filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=chunk))])
-                )
-                self._call("delete points", self.client.delete, self.collection_name, points_selector=rest, wait=True)
-
-    # ------------------------------------------------------------------ reading
-    def _retrieve(self, pids: Sequence[str], *, payload: Any, vectors: bool) -> list[Any]:
-        if not pids:
-            return []
-        return list(
-            self._call(
-                "retrieve points",
-                self.client.retrieve,
-                self.collection_name,
-                ids=list(pids),
-                with_payload=payload,
-                with_vectors=[TOKENS] if vectors else False,
-            )
-        )
-
-    def _existing(self, ids: Sequence[str]) -> set[str]:
-        return {
-            p.payload["doc_id"] for p in self._retrieve([point_id(i) for i in ids], payload=["doc_id"], vectors=False)
-        }
-
-    def _payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Window-0 payloads (the committed text and metadata) of ``ids`` that exist."""
-        points = self._retrieve([point_id(i) for i in ids], payload=["doc_id", *astuple(self.config.payload_keys)],
-                                vectors=False)  # fmt: skip
-        return {p.payload["doc_id"]: p.payload for p in points}
-
-    def _scroll(self, payload: Any, *, vectors: bool = False, first_windows_only: bool = True) -> Iterator[Any]:
-        """Every point's payload (or the point, with ``vectors``), page by page; window 0 only unless told otherwise."""
-        for p in self._scroll_points(payload, vectors=vectors, first_windows_only=first_windows_only):
-            yield p if vectors else p.payload
-
-    def _scroll_points(self, payload: Any, *, vectors: bool = False, first_windows_only: bool = True) -> Iterator[Any]:
-        from qdrant_client import models
-
-        only_first = (
-            models.Filter(must=[models.FieldCondition(key="window", match=models.MatchValue(value=0))])
-            if first_windows_only
-            else None
-        )
-        offset = None
-        while True:
-            points, offset = self._call(
-                "scroll points",
-                self.client.scroll,
-                self.collection_name,
-                scroll_filter=only_first,
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=payload,
-                with_vectors=[TOKENS] if vectors else False,
-            )
-            yield from points
-            if offset is None:
-                return
-
-    def _assemble(self, points: Iterable[Any]) -> dict[str, torch.Tensor]:
-        """Doc id -> committed ``(n_tokens, dim)`` matrix of the documents ``points`` belong to."""
-        return self._committed(list(points))[0]
-
-    def _committed(
-        self, points: list[Any], head_payload: Sequence[str] = ()
-    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]], set[str]]:
-        """The committed versions of the documents that ``points`` (any windows, with token vectors) belong to.
-
-        Window 0 of each document (from ``points`` or retrieved, with ``head_payload`` fields too)
-        names the write that is committed; only that write's windows are used, whatever else
-        ``points`` holds. Returns ``(doc id -> (n_tokens, dim) float32 matrix, doc id -> window-0
-        payload, ids of documents with a point of their committed write among points)``.
-        Documents without window 0 (never committed, or deleted) are absent.
-        """
-        heads: dict[str, Any] = {}  # doc id -> its window-0 point
-        found: dict[str, Any] = {}  # point id -> a point of another window
-        docs: dict[str, None] = {}
-        for p in points:
-            payload = p.payload or {}
-            doc_id = payload.get("doc_id")
-            if not isinstance(doc_id, str):
-                continue
-            docs[doc_id] = None
-            if _window_of(payload) == 0:
-                heads[doc_id] = p
-            else:
-                found[str(p.id)] = p
-        given = set(heads)
-        fields = list(dict.fromkeys([*_HEAD, *head_payload]))
-        for p in self._retrieve([point_id(d) for d in docs if d not in heads], payload=fields, vectors=True):
-            heads[p.payload["doc_id"]] = p
-        vouched = given | {
-            q.payload["doc_id"]
-            for pid, q in found.items()
-            if q.payload["doc_id"] in heads
-            and _in_commit(pid, q.payload["doc_id"], q.payload, heads[q.payload["doc_id"]].payload)
-        }
-        matrices: dict[str, torch.Tensor] = {}
-        incomplete = self._join(heads, found, matrices)
-        if incomplete:
-            # A write may have committed (and deleted the windows looked for) while we read: read
-            # those documents' window 0 again, once. Their candidate points no longer vouch for them.
-            again = self._retrieve([point_id(d) for d in incomplete], payload=fields, vectors=True)
-            for d in incomplete:
-                del heads[d]
-            heads.update((p.payload["doc_id"], p) for p in again)
-            vouched -= set(incomplete)
-            incomplete = self._join(heads, found, matrices)
-            for d in incomplete:
-                logger.warning("Document %r misses windows of its committed write; skipped (re-add it)", d)
-                del heads[d]
-        return matrices, {d: dict(p.payload) for d, p in heads.items()}, vouched & set(matrices)
-
-    def _join(self, heads: dict[str, Any], found: dict[str, Any], out: dict[str, torch.Tensor]) -> list[str]:
-        """Concatenate each head's committed windows into ``out`` (fetching missing ones); returns incomplete ids."""
-        need = [
-            pid
-            for d, head in heads.items()
-            if d not in out
-            for w in range(1, _n_windows(head.payload))
-            if (pid := _window_point_id(d, w, head.payload)) not in found
-        ]
-        for p in self._retrieve(need, payload=["doc_id", "window", "write_id"], vectors=True):
-            found[str(p.id)] = p
-        incomplete = []
-        for d, head in heads.items():
-            if d in out:
-                continue
-            parts = [head]
-            for w in range(1, _n_windows(head.payload)):
-                pid = _window_point_id(d, w, head.payload)
-                p = found.get(pid)
-                if p is None or not _in_commit(pid, d, p.payload, head.payload):
-                    break
-                parts.append(p)
-            matrix = np.concatenate([np.asarray(p.vector[TOKENS], dtype=np.float32) for p in parts])
-            if len(parts) != _n_windows(head.payload) or matrix.shape[0] != head.payload.get("n_tokens", len(matrix)):
-                incomplete.append(d)
-                continue
-            out[d] = torch.from_numpy(matrix)
-        return incomplete
-
-    def _admitted(
-        self,
-        docs: Sequence[str],
-        heads: Mapping[str, Mapping[str, Any]],
-        vouched: set[str],
-        qfilter: models.Filter | None,
-    ) -> list[str]:
-        """Of candidate ``docs``, those whose *committed* version passes the filter.
-
-        A document found through a point of its committed write passed the filter inside Qdrant
-        (every window carries the document's metadata); one found only through a stale window is
-        checked again against its window 0.
-        """
-        from qdrant_client import models
-
-        unvouched = [d for d in docs if d not in vouched]
-        if not unvouched or qfilter is None:
-            return list(docs)
-        check = models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in unvouched]), qfilter])
-        points, _ = self._call("scroll points", self.client.scroll, self.collection_name, scroll_filter=check,
-                               limit=len(unvouched), with_payload=["doc_id"], with_vectors=False)  # fmt: skip
-        passing = {p.payload["doc_id"] for p in points}
-        return [d for d in docs if d in vouched or d in passing]
-
-    def _search_local(
-        self,
-        queries: list[torch.Tensor],
-        lexical: list[list[int]],
-        k: int,
-        depth: int,
-        qfilter: models.Filter | None,
-    ) -> list[list[SearchResult]]:
-        from qdrant_client import models
-
-        fields = _HEAD
-        requests = []
-        for q, terms in zip(queries, lexical, strict=True):
-            sources = self._prefetches(q, terms, depth, qfilter)
-            # Several sources: their union (RRF only orders it; every candidate is rescored here).
-            requests.append(
-                models.QueryRequest(
-                    prefetch=sources,
-                    query=models.FusionQuery(fusion=models.Fusion.RRF),
-                    filter=qfilter,
-                    limit=depth * len(sources),
-                    with_payload=fields,
-                    with_vector=[TOKENS],
-                )
-                if len(sources) > 1
-                else models.QueryRequest(
-                    query=sources[0].query,
-                    using=POOLED,
-                    filter=qfilter,
-                    limit=depth,
-                    with_payload=fields,
-                    with_vector=[TOKENS],
-                )
-            )
-        responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
-        ranked: list[list[tuple[str, float]]] = []
-        for q, response in zip(queries, responses, strict=True):
-            matrices, heads, vouched = self._committed(list(response.points), head_payload=fields)
-            doc_ids = self._admitted(list(matrices), heads, vouched, qfilter)
-            if not doc_ids:
-                ranked.append([])
-                continue
-            scores = maxsim([q], [matrices[d] for d in doc_ids], device=self.device)[0].cpu()
-            top = torch.topk(scores, min(k, len(doc_ids)))
-            ranked.append([(doc_ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
-        return self._results(ranked)
-
-    def _search_native(
-        self,
-        queries: list[torch.Tensor],
-        lexical: list[list[int]],
-        k: int,
-        depth: int,
-        qfilter: models.Filter | None,
-    ) -> list[list[SearchResult]]:
-        from qdrant_client import models
-
-        requests = [
-            models.QueryRequest(
-                prefetch=self._prefetches(q, terms, depth, qfilter),
-                query=_as_list(q),
-                using=TOKENS,
-                filter=qfilter,
-                limit=2 * depth,
-                with_payload=["doc_id", "write_id"],
-            )
-            for q, terms in zip(queries, lexical, strict=True)
-        ]
-        responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
-        docs = list(dict.fromkeys(p.payload["doc_id"] for r in responses for p in r.points))
-        committed = {
-            p.payload["doc_id"]: p.payload.get("write_id")
-            for p in self._retrieve([point_id(d) for d in docs], payload=["doc_id", "write_id"], vectors=False)
-        }
-        ranked = []
-        for response in responses:
-            best: dict[str, float] = {}
-            for p in response.points:  # best first; a split document keeps its best window
-                doc_id = p.payload["doc_id"]
-                # Only windows of the committed write count (Qdrant scored stale ones too); they
-                # carry the committed metadata, so the filter Qdrant applied is the right one.
-                if doc_id in committed and p.payload.get("write_id") == committed[doc_id]:
-                    best.setdefault(doc_id, float(p.score))
-            ranked.append(list(best.items())[:k])
-        return self._results(ranked)
-
-    def _lexical_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """WordPiece ids of each text (no special tokens, no truncation); empty lists when lexical is off."""
-        if not self.config.lexical or not any(texts):
-            return [[] for _ in texts]
-        return self.encoder.tokenize(texts)
-
-    def _prefetches(
-        self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
-    ) -> list[models.Prefetch]:
-        """Candidate sources: the pooled vector, plus the BM25 sparse vector when the query has terms."""
-        from qdrant_client import models
-
-        sources = [models.Prefetch(query=self._pooled_query(q), using=POOLED, filter=qfilter, limit=depth)]
-        if self.config.lexical and terms:
-            unique = sorted(set(terms))
-            sparse = models.SparseVector(indices=unique, values=[1.0] * len(unique))  # IDF applied by Qdrant
-            sources.append(models.Prefetch(query=sparse, using=LEXICAL, filter=qfilter, limit=depth))
-        return sources
-
-    def _pooled_query(self, q: torch.Tensor) -> list[float] | list[list[float]]:
-        """The query against the pooled field: the re-normalised mean, or every token (multivector)."""
-        if self.config.pooled_vectors == 1:
-            return _as_list(F.normalize(q.float().mean(0), dim=-1)[None])[0]
-        return _as_list(q)
-
-    def _filter(self, filter: Mapping[str, Any] | models.Filter | None) -> models.Filter | None:
-        """``filter`` translated onto this collection's metadata key."""
-        return to_qdrant_filter(filter, metadata_key=self.config.payload_keys.metadata)
-
-    def _result(self, doc_id: str, score: float, payload: Mapping[str, Any]) -> SearchResult:
-        """A hit from a window-0 payload: the text and metadata under this collection's payload keys."""
-        keys = self.config.payload_keys
-        return SearchResult(doc_id, score, str(payload.get(keys.text, "")), dict(payload.get(keys.metadata) or {}))
-
-    def _results(self, ranked: list[list[tuple[str, float]]]) -> list[list[SearchResult]]:
-        """Attach the committed texts and metadata (one retrieve for all queries)."""
-        payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
-        return [[self._result(d, s, payloads[d]) for d, s in row if d in payloads] for row in ranked]
-
     def __repr__(self) -> str:
         return (
             f"QdrantLateInteractionStore(collection={self.collection_name!r}, model={self.marker.get('model_name')!r}, "
@@ -1072,19 +565,3 @@ def _collection_lock(client: Any, collection_name: str) -> threading.RLock:
         except TypeError:  # a client that cannot be weakly referenced: one lock per store object
             per_client = {}
         return per_client.setdefault(collection_name, threading.RLock())
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, show: bool, desc: str) -> Any:
-    if not show:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="doc")

@@ -27,7 +27,8 @@ from lateint_plugins.qdrant.layout import (
     content_hash,
     recorded_marker,
 )
-from lateint_plugins.qdrant.store import QdrantLateInteractionStore, _progress
+from lateint_plugins.qdrant.store import QdrantLateInteractionStore
+from lateint_plugins.qdrant.writing import _progress
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
