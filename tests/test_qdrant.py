@@ -39,10 +39,12 @@ from lateint_plugins.qdrant import (
     CollectionMismatchError,
     CollectionNotFoundError,
     PartialWriteError,
+    PayloadKeys,
     QdrantLateInteractionStore,
     QdrantUnavailableError,
     bm25_vector,
     content_hash,
+    point_id,
     sync,
     sync_from_qdrant,
     to_qdrant_filter,
@@ -295,6 +297,32 @@ def test_payload_indexes_are_created_with_the_collection(tiny_encoder) -> None:
     assert created == []
 
 
+def test_payload_keys_and_indexes_are_recorded_and_read_back(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    keys = PayloadKeys(text="text", metadata="meta")
+    config = CollectionConfig(payload_keys=keys, payload_indexes={"year": "float"})
+    store = QdrantLateInteractionStore(client, "mapped", tiny_encoder, config=config)
+    store.add_texts(["protein gene", "heart brain"], [{"year": 2020}, {"year": 2021}], ["a", "b"])
+    payload = client.retrieve("mapped", [point_id("a")], with_payload=True)[0].payload
+    assert payload["text"] == "protein gene" and payload["meta"] == {"year": 2020}
+    assert "page_content" not in payload and "metadata" not in payload
+    reopened = QdrantLateInteractionStore(client, "mapped", tiny_encoder)  # no config: the recorded one
+    assert reopened.config.payload_keys == keys and dict(reopened.config.payload_indexes) == {"year": "float"}
+    assert [(r.id, r.text, r.metadata) for r in reopened.get(["b"])] == [("b", "heart brain", {"year": 2021})]
+    for mode in ("local", "native"):
+        assert [r.id for r in reopened.search("protein", k=5, filter={"year": {"$gte": 2021}}, mode=mode)] == ["b"]
+    assert {d.id: d.text for d in reopened.iter_documents()} == {"a": "protein gene", "b": "heart brain"}
+    assert to_qdrant_filter({"year": 2020}, metadata_key="meta").must[0].key == "meta.year"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"text": ""}, {"metadata": "doc_id"}, {"text": "a.b"}, {"text": "x", "metadata": "x"}, {"text": 3}]
+)
+def test_bad_payload_keys_are_refused(kwargs) -> None:
+    with pytest.raises(InvalidInputError, match="PayloadKeys"):
+        PayloadKeys(**kwargs)
+
+
 def test_filtered_search_returns_k_hits_in_both_modes(filter_store) -> None:
     # No client-side re-filter: Qdrant filters inside the prefetches, so k matching hits come back.
     for mode in ("local", "native"):
@@ -480,9 +508,12 @@ def test_the_next_write_to_an_id_deletes_its_stale_windows(tiny_encoder) -> None
 
 def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) -> None:
     import lateint_plugins.qdrant as module
+    from lateint_plugins.qdrant import layout, writing
+    from lateint_plugins.qdrant import store as store_module
 
     client = QdrantClient(":memory:")
-    monkeypatch.setattr(module, "LAYOUT_VERSION", 1)  # windows at uuid5(doc_id, window), as version 1 wrote
+    for where in (layout, store_module, writing):  # windows at uuid5(doc_id, window), as version 1 wrote
+        monkeypatch.setattr(where, "LAYOUT_VERSION", 1)
     old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
     old.add_texts([" ".join(WORDS[:14]), "heart"], ids=["a", "b"])
     assert module.point_id("a", 1) in {p.id for p in _points(old)}
@@ -624,7 +655,7 @@ def test_model_fingerprint_is_checked_on_open(tiny_encoder, tiny_pylate_path, tm
 def test_collections_without_a_fingerprint_open_with_a_warning(
     tiny_encoder, tiny_pylate_path, tmp_path, monkeypatch, caplog
 ) -> None:
-    import lateint_plugins.qdrant as module
+    import lateint_plugins.qdrant.store as module
 
     client = QdrantClient(":memory:")
     marker = module._marker
@@ -819,6 +850,20 @@ def test_sync_from_qdrant_rebuilds_the_local_index(tiny_encoder, reference) -> N
         sync_from_qdrant(store.client, "absent")
 
 
+def test_iter_documents_reads_committed_documents_with_or_without_vectors(tiny_encoder, reference) -> None:
+    store = filled(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=5)
+    want = {r.id: r for r in reference.get(reference.index.ids)}
+    docs = {d.id: d for d in store.iter_documents(with_vectors=True)}
+    assert sorted(docs) == sorted(want)
+    for doc_id, matrix in zip(reference.index.ids, reference.index.embeddings(), strict=True):
+        doc = docs[doc_id]
+        assert (doc.text, doc.metadata) == (want[doc_id].text, want[doc_id].metadata)
+        assert doc.content_hash == content_hash(doc.text, doc.metadata)
+        torch.testing.assert_close(doc.embedding, matrix.float(), atol=0, rtol=0)  # windows re-assembled
+    bare = list(store.iter_documents(with_text=False))
+    assert {d.id for d in bare} == set(want) and all(d.text == "" and d.embedding is None for d in bare)
+
+
 def test_sync_from_qdrant_loads_the_recorded_model(tiny_encoder) -> None:
     store = filled(QdrantClient(":memory:"), tiny_encoder)
     local = sync_from_qdrant(store.client, store.collection_name, device="cpu")
@@ -847,12 +892,15 @@ def test_public_names_are_pinned() -> None:
         [
             "LAYOUT_VERSION",
             "MAX_MULTIVECTOR_FLOATS",
+            "AsyncQdrantLateInteractionStore",
             "CollectionConfig",
             "CollectionMismatchError",
             "CollectionNotFoundError",
             "PartialWriteError",
+            "PayloadKeys",
             "QdrantLateInteractionStore",
             "QdrantUnavailableError",
+            "StoredDocument",
             "SyncReport",
             "bm25_vector",
             "content_hash",
