@@ -35,8 +35,10 @@ from lateint_plugins.qdrant import (
     CollectionConfig,
     CollectionMismatchError,
     CollectionNotFoundError,
+    PayloadKeys,
     QdrantLateInteractionStore,
 )
+from lateint_plugins.qdrant.layout import recorded_config, recorded_marker
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -47,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 # The documented layout of a lateint-plugins collection (see lateint_plugins.qdrant): window 0 of each
 # document is its commit point and carries the id, the text and the metadata.
-_MARKER = "lateint"
-_PAYLOAD = ["doc_id", "page_content", "metadata"]
 
 
 class SourceChangedError(LateInteractionError, RuntimeError):
@@ -93,7 +93,7 @@ def reembed_collection(
             already exists (an earlier run was interrupted) the run resumes: it must hold the same model,
             documents are re-written (upserts) and ids no longer in the source are deleted.
         config: layout of the new collection (:class:`~lateint_plugins.qdrant.CollectionConfig`);
-            default the library's default layout (not the source's).
+            default the source's recorded layout (pooled vectors, lexical, payload keys and indexes).
         batch_size: texts encoded and written per step (memory stays flat).
         read_batch_size: points read from the source per scroll request.
         show_progress_bar: draw a tqdm bar over the documents copied.
@@ -128,13 +128,14 @@ def reembed_collection(
     source = _source(client, alias, None if source is None else check_text(source, "source"))
     target = _target_name(client, alias, source, new_collection)
 
-    store = QdrantLateInteractionStore(client, target, encoder, config=config)
+    layout = recorded_config(recorded_marker(client.get_collection(source)))
+    store = QdrantLateInteractionStore(client, target, encoder, config=config or layout)
     n_source = int(client.count(source, count_filter=_first_windows(), exact=True).count)
     logger.info("Re-embedding %d documents of %r into %r", n_source, source, target)
     copied: set[str] = set()
     bar = _progress(n_source, show_progress_bar)
     try:
-        for ids, texts, metadatas in _read(client, source, read_batch_size):
+        for ids, texts, metadatas in _read(client, source, read_batch_size, layout.payload_keys):
             store.add_texts(texts, metadatas, ids, batch_size=batch_size, replace=True)  # a rerun resumes
             copied.update(ids)
             bar.update(len(ids))
@@ -188,10 +189,9 @@ def _source(client: QdrantClient, alias: str, source: str | None) -> str:
         )
     if not client.collection_exists(source):
         raise CollectionNotFoundError(f"Qdrant has no collection {source!r} (source=); check the name.")
-    metadata = client.get_collection(source).config.metadata or {}
-    if not metadata.get(_MARKER):
+    if not recorded_marker(client.get_collection(source)):
         raise CollectionMismatchError(
-            f"Collection {source!r} was not written by lateint-plugins (no {_MARKER!r} entry in its metadata); "
+            f"Collection {source!r} was not written by lateint-plugins (no lateint entry in its metadata); "
             "only its documents' layout can be re-embedded."
         )
     return source
@@ -221,8 +221,13 @@ def _first_windows() -> Any:
     return models.Filter(must=[models.FieldCondition(key="window", match=models.MatchValue(value=0))])
 
 
-def _read(client: QdrantClient, source: str, page: int) -> Iterator[tuple[list[str], list[str], list[dict]]]:
-    """``(ids, texts, metadatas)`` of the source's committed documents, ``page`` at a time."""
+def _read(
+    client: QdrantClient, source: str, page: int, keys: PayloadKeys
+) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+    """``(ids, texts, metadatas)`` of the source's committed documents, ``page`` at a time.
+
+    Read from the payload (not through a store, which would need the source's model to open it).
+    """
     offset = None
     while True:
         points, offset = client.scroll(
@@ -230,15 +235,15 @@ def _read(client: QdrantClient, source: str, page: int) -> Iterator[tuple[list[s
             scroll_filter=_first_windows(),
             limit=page,
             offset=offset,
-            with_payload=_PAYLOAD,
+            with_payload=["doc_id", keys.text, keys.metadata],
             with_vectors=False,
         )
         if points:
             payloads = [p.payload or {} for p in points]
             yield (
                 [str(p["doc_id"]) for p in payloads],
-                [str(p.get("page_content") or "") for p in payloads],
-                [dict(p.get("metadata") or {}) for p in payloads],
+                [str(p.get(keys.text) or "") for p in payloads],
+                [dict(p.get(keys.metadata) or {}) for p in payloads],
             )
         if offset is None:
             return

@@ -12,7 +12,13 @@ from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
 from lateint_plugins.core.errors import InvalidInputError
 from qdrant_client import QdrantClient, models
 
-from lateint_plugins.qdrant import CollectionMismatchError, CollectionNotFoundError, QdrantLateInteractionStore
+from lateint_plugins.qdrant import (
+    CollectionConfig,
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    PayloadKeys,
+    QdrantLateInteractionStore,
+)
 from lateint_plugins.qdrant_alias import SourceChangedError, collection_behind, reembed_collection
 
 TEXTS = [
@@ -175,3 +181,17 @@ def test_missing_or_foreign_sources_and_bad_arguments_raise_before_writing(tiny_
             reembed_collection(client, "docs", tiny_encoder, **bad)
     assert sorted(c.name for c in client.get_collections().collections) == ["docs_v1", "foreign"]
     assert collection_behind(client, "docs") == "docs_v1"
+
+
+def test_the_copy_keeps_the_source_layout_its_payload_keys_included(client, old_encoder, tiny_encoder) -> None:
+    config = CollectionConfig(
+        payload_keys=PayloadKeys(text="body", metadata="meta"), payload_indexes={"country": "keyword"}
+    )
+    QdrantLateInteractionStore(client, "docs_v1", old_encoder, config=config).add_texts(TEXTS, METAS, IDS)
+    reembed_collection(client, "docs", tiny_encoder, source="docs_v1", new_collection="docs_v2")
+    copied = QdrantLateInteractionStore(client, "docs", tiny_encoder, create=False)
+    assert copied.config.payload_keys == config.payload_keys
+    assert dict(copied.config.payload_indexes) == {"country": "keyword"}
+    assert [(r.id, r.text, r.metadata) for r in copied.get(IDS)] == [
+        (i, t, m) for i, t, m in zip(IDS, TEXTS, METAS, strict=True)
+    ]
