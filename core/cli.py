@@ -314,7 +314,7 @@ def _check_index(index: Any, folder: Path) -> None:
     if isinstance(index, PLAIDIndex) and index.codec is not None:
         # The saved inverted lists must be exactly the ones the tokens' centroid ids give.
         saved = index._ivf_lists()
-        index._ivf_parts = []
+        index._ivf = None
         rebuilt = index._ivf_lists()
         if not all(a.shape == b.shape and torch.equal(a.long(), b.long()) for a, b in zip(saved, rebuilt, strict=True)):
             raise CorruptIndexError(f"{folder}: the inverted lists do not match the centroid ids of the tokens.")

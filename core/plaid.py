@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,8 +37,8 @@ from . import _io
 from ._checks import check_device, check_k, check_non_negative
 from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
-from .index import GrowthBuffer, Index, _default_device, ragged_rows
-from .scoring import segment_max
+from .index import Index, _default_device, ragged_rows
+from .scoring import maxsim_stored, segment_max
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
 _ADD_CHUNK_TOKENS = 16_384  # tokens expanded to float32 at a time while adding (~6 MiB each)
 _IVF_BLOCK_DOCS = 4096  # documents per block while building the inverted lists
-_PROBE_TABLE_CELLS = 2**22  # (query tokens x slots) cells of the candidate table per chunk of queries
 
 
 @dataclass(frozen=True)
@@ -167,72 +165,18 @@ class PLAIDIndex(Index):
         self.codec = codec.to(self.device) if codec is not None else None
         # Storage, by slot: a document keeps its slot until compaction; positions (the base class's
         # dense numbering) map to slots through `_slots`.
-        # Every per-slot and per-token array is a capacity-doubling GrowthBuffer: an add writes after
-        # the used rows (no copy of the index unless the capacity runs out), a search reads views.
-        self._slot_buffer = GrowthBuffer(torch.long)  # position -> slot
-        self._alive_buffer = GrowthBuffer(torch.bool)  # by slot
-        self._length_buffer = GrowthBuffer(torch.long)  # tokens per slot
-        self._start_buffer = GrowthBuffer(torch.long)  # first token row per slot
-        self._code_buffer = GrowthBuffer(torch.int16, device=self.device)
-        self._residual_buffer = GrowthBuffer(torch.uint8, (0,), device=self.device)
-        # Inverted lists in parts: CSR ``(first_slot, stop_slot, offsets (K+1,), slots (P,) int32)``
-        # over consecutive slot ranges. A search after an add builds a part for the new slots only;
-        # parts are merged (rebuilt over their joint range) when the newest is at least a quarter
-        # of the one before, so each slot is re-listed O(log n) times in all.
-        self._ivf_parts: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
+        self._slots = torch.zeros(0, dtype=torch.long)
+        self._alive = torch.zeros(0, dtype=torch.bool)
+        self._lengths = torch.zeros(0, dtype=torch.long)
+        self._pending = _PendingCodes()  # added since the last search, on disk until consolidated
+        self._codes = torch.zeros(0, dtype=torch.int16, device=self.device)
+        self._residuals = torch.zeros((0, 0), dtype=torch.uint8, device=self.device)
+        self._ivf: tuple[torch.Tensor, torch.Tensor] | None = None  # (offsets (K+1,), slots (P,) int32)
         self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
-        self._slot_to_position: torch.Tensor | None = None  # cached inverse of the slots, by slot
+        self._starts_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (lengths, their starts), cached
         self._trained_error = 0.0
         self._added_error_sum = 0.0
         self._added_tokens = 0
-
-    # ------------------------------------------------------------------ storage views
-    @property
-    def _codes(self) -> torch.Tensor:
-        """Centroid id per token row ``(n_rows,)`` int16 (a view of the growth buffer)."""
-        return self._code_buffer.view
-
-    @_codes.setter
-    def _codes(self, value: torch.Tensor) -> None:
-        self._code_buffer = GrowthBuffer.of(value)
-
-    @property
-    def _residuals(self) -> torch.Tensor:
-        """Packed residuals per token row ``(n_rows, bytes_per_token)`` uint8 (a view)."""
-        return self._residual_buffer.view
-
-    @_residuals.setter
-    def _residuals(self, value: torch.Tensor) -> None:
-        self._residual_buffer = GrowthBuffer.of(value)
-
-    @property
-    def _lengths(self) -> torch.Tensor:
-        """Tokens per slot ``(n_slots,)`` int64 (a view)."""
-        return self._length_buffer.view
-
-    @_lengths.setter
-    def _lengths(self, value: torch.Tensor) -> None:
-        self._length_buffer = GrowthBuffer.of(value)
-        self._start_buffer = GrowthBuffer.of(torch.cumsum(value, 0) - value)
-
-    @property
-    def _alive(self) -> torch.Tensor:
-        """Whether each slot holds a live document ``(n_slots,)`` bool (a view; edited in place)."""
-        return self._alive_buffer.view
-
-    @_alive.setter
-    def _alive(self, value: torch.Tensor) -> None:
-        self._alive_buffer = GrowthBuffer.of(value)
-
-    @property
-    def _slots(self) -> torch.Tensor:
-        """Slot of each position ``(len(self),)`` int64 (a view)."""
-        return self._slot_buffer.view
-
-    @_slots.setter
-    def _slots(self, value: torch.Tensor) -> None:
-        self._slot_buffer = GrowthBuffer.of(value)
-        self._slot_to_position = None
 
     # ------------------------------------------------------------------ public extras
     @property
@@ -262,6 +206,7 @@ class PLAIDIndex(Index):
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held in memory per part (the optional fp16 store lives on disk and is not counted)."""
+        self._consolidate()
         offsets, slots = self._ivf_lists()
         codec = self._require_codec()
         return {
@@ -317,11 +262,12 @@ class PLAIDIndex(Index):
         codec = self._require_codec()
         codes, residuals = codec.compress(vectors.to(self.device))
         self._codes, self._residuals = codes.to(torch.int16), residuals
-        self._ivf_parts = []
+        self._ivf = None
         self._added_error_sum, self._added_tokens = 0.0, 0
 
     def compact(self) -> None:
         """Drop tombstoned documents from storage now (``save`` writes compacted files regardless)."""
+        self._consolidate()
         if bool(self._alive.all()):
             return
         alive_slots = self._alive.nonzero().squeeze(1)
@@ -334,31 +280,20 @@ class PLAIDIndex(Index):
         renumber[alive_slots] = torch.arange(alive_slots.numel())
         self._slots = renumber[self._slots]
         self._alive = torch.ones(alive_slots.numel(), dtype=torch.bool)
-        self._ivf_parts = []
+        self._ivf = None
 
     # ------------------------------------------------------------------ Index hooks
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
         # All or nothing: compression appends to scratch files chunk by chunk, so a failure (or
         # Ctrl-C) part-way truncates them back and restores the codec and drift counters.
         saved = (self.codec, self.dim, self._trained_error, self._added_error_sum, self._added_tokens)
-        buffers = (
-            self._code_buffer,
-            self._residual_buffer,
-            self._length_buffer,
-            self._start_buffer,
-            self._alive_buffer,
-            self._slot_buffer,
-        )
-        marks = [len(b) for b in buffers]
+        pending_mark = self._pending.mark()
         fp16_mark = self._fp16.mark() if self._fp16 is not None else None
         try:
             self._compress_and_append(vectors)
         except BaseException:
             self.codec, self.dim, self._trained_error, self._added_error_sum, self._added_tokens = saved
-            for buffer, mark in zip(buffers, marks, strict=True):
-                buffer.truncate(mark)
-            self._code_buffer, self._residual_buffer, self._length_buffer = buffers[:3]
-            self._start_buffer, self._alive_buffer, self._slot_buffer = buffers[3:]
+            self._pending.rollback(pending_mark)
             if self._fp16 is not None and fp16_mark is not None:
                 self._fp16.rollback(fp16_mark)
             raise
@@ -400,19 +335,14 @@ class PLAIDIndex(Index):
                 error = _reconstruction_error(codec, flat[probe], codes[probe], residuals[probe])
                 self._added_error_sum += error * flat.shape[0]
                 self._added_tokens += flat.shape[0]
-            if self._residual_buffer.width != (residuals.shape[1],):  # the first add fixes the width
-                self._residual_buffer = GrowthBuffer(torch.uint8, (residuals.shape[1],), device=self.device)
-            self._code_buffer.append(codes.to(torch.int16))
-            self._residual_buffer.append(residuals)
+            self._pending.append(codes.to(torch.int16), residuals)
             if self._fp16 is not None:
                 self._fp16.append(flat.half().cpu().numpy())
         first_slot = self._alive.numel()
-        first_row = len(self._code_buffer) - n_tokens
-        self._start_buffer.append(first_row + torch.cumsum(lengths, 0) - lengths)
-        self._length_buffer.append(lengths)
-        self._alive_buffer.append(torch.ones(len(vectors), dtype=torch.bool))
-        self._slot_buffer.append(torch.arange(first_slot, first_slot + len(vectors)))
-        self._slot_to_position = None
+        new_lengths = torch.cat([self._lengths, lengths])
+        new_alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
+        new_slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
+        self._lengths, self._alive, self._slots, self._ivf = new_lengths, new_alive, new_slots, None
 
     def _remove_positions(self, drop: torch.Tensor) -> None:
         self._alive[self._slots[drop]] = False
@@ -421,205 +351,104 @@ class PLAIDIndex(Index):
     def _search(
         self, queries: list[torch.Tensor], k: int, candidates: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._alive.numel() >= 64 and int(self._alive.sum()) * 2 < self._alive.numel():
-            self.compact()  # more than half the slots are tombstones: reclaim them (amortised)
+        self._consolidate()
         codec = self._require_codec()
+        offsets, ivf_slots = self._ivf_lists()
         allowed = self._alive.clone()
         if candidates is not None:
             allowed[:] = False
             allowed[self._slots[candidates]] = True
         allowed_slots = allowed.nonzero().squeeze(1)
-        slot_to_position = self._slot_positions()
+        allowed_device = allowed.to(self.device)
+        slot_to_position = torch.full((allowed.numel(),), -1, dtype=torch.long)
+        slot_to_position[self._slots] = torch.arange(self._slots.numel())
         cfg = self.search_config
         depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, allowed_slots.numel())
-        q, q_mask = _pad_queries(queries, self.device)
-        # All queries go through every stage together; a single query is a batch of one, so a
-        # batch returns exactly what its queries return alone.
-        n_slots = allowed.numel()
-        per_chunk = max(1, _PROBE_TABLE_CELLS // max(1, q.shape[1] * n_slots))
-        all_scores, all_slots = [], []
-        for first in range(0, q.shape[0], per_chunk):
-            qc, mc = q[first : first + per_chunk], q_mask[first : first + per_chunk]
+
+        all_scores, all_positions = [], []
+        for query in queries:
+            q = query.to(self.device, torch.float32)
             if allowed_slots.numel() <= cfg.n_full_scores:
                 # Few documents allowed (a narrow filter or a small index): score them all exactly.
-                chosen = allowed_slots.to(self.device).expand(qc.shape[0], -1)
+                chosen = allowed_slots.to(self.device)
             else:
-                chosen = self._probe(qc, mc, codec, allowed.to(self.device), depth)
-            scores = self._packed_scores(codec.rotate(qc), mc, chosen, self._decompressed_tokens)
-            top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
-            chosen_slots, chosen_scores = chosen.gather(1, top.indices).cpu(), top.values.cpu()
+                chosen = self._probe(q, codec, offsets, ivf_slots, allowed_device, depth)
+            scores = self._decompressed_scores(q, codec, chosen)
+            top = torch.topk(scores, min(depth, scores.numel()))
+            chosen_slots, chosen_scores = chosen[top.indices].cpu(), top.values.cpu()
             if self._fp16 is not None and cfg.rescore > 0:
-                head, rest = chosen_slots[:, : cfg.rescore], chosen_slots[:, cfg.rescore :]
-                exact = self._packed_scores(qc, mc, head.to(self.device), self._fp16_tokens).cpu()
-                exact[chosen_scores[:, : cfg.rescore] == -math.inf] = -math.inf
-                order = torch.argsort(exact, dim=1, descending=True, stable=True)
-                chosen_slots = torch.cat([head.gather(1, order), rest], dim=1)
-                chosen_scores = torch.cat([exact.gather(1, order), chosen_scores[:, cfg.rescore :]], dim=1)
-            all_scores.append(chosen_scores[:, :k])
-            all_slots.append(chosen_slots[:, :k])
-        scores, slots = torch.cat(all_scores), torch.cat(all_slots)
-        # Rows can hold fewer than k hits (few candidates): those cells are -inf, position -1.
-        positions = torch.where(scores > -math.inf, slot_to_position[slots.clamp(min=0)], -1)
-        return scores, positions
-
-    def _slot_positions(self) -> torch.Tensor:
-        """Position of every slot ``(n_slots,)`` (-1 for tombstones), cached until the slots change."""
-        cached = self._slot_to_position
-        if cached is None or cached.numel() != self._alive.numel():
-            cached = torch.full((self._alive.numel(),), -1, dtype=torch.long)
-            cached[self._slots] = torch.arange(self._slots.numel())
-            self._slot_to_position = cached
-        return cached
+                head = chosen_slots[: cfg.rescore]
+                rows = torch.from_numpy(self._fp16.rows(self._token_rows(head).cpu()))
+                exact = maxsim_stored([q], rows, self._lengths[head], device=self.device)[0].cpu()
+                order = torch.argsort(exact, descending=True, stable=True)
+                chosen_slots = torch.cat([head[order], chosen_slots[cfg.rescore :]])
+                chosen_scores = torch.cat([exact[order], chosen_scores[cfg.rescore :]])
+            all_scores.append(chosen_scores[:k])
+            all_positions.append(slot_to_position[chosen_slots[:k]])
+        width = max(s.numel() for s in all_scores)
+        # Rows can be shorter than k (few candidates); pad for stacking, and trim in the caller.
+        return _stack_ragged(all_scores, width, -math.inf), _stack_ragged(all_positions, width, -1)
 
     def _probe(
         self,
         q: torch.Tensor,
-        q_mask: torch.Tensor,
         codec: ResidualCodec,
+        offsets: torch.Tensor,
+        ivf_slots: torch.Tensor,
         allowed: torch.Tensor,
         depth: int,
     ) -> torch.Tensor:
-        """Stages 1-3 for padded queries ``(n, q_len, dim)``: candidate slots ``(n, m)`` to decompress.
-
-        A row with fewer candidates than the others is padded with slot -1.
-        """
+        """Stages 1-3: candidate slots to decompress (at least ``depth`` when that many exist)."""
         cfg = self.search_config
-        n_queries, q_len = q_mask.shape
-        device = q.device
-        centroid_scores = q.reshape(n_queries * q_len, -1) @ codec.centroids.T  # (rows, n_centroids)
+        centroid_scores = q @ codec.centroids.T  # (q_len, n_centroids)
         n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), codec.n_centroids)
         kept = centroid_scores.topk(n_keep, dim=1)  # sorted, best first
         # Per query token, no unkept centroid scores above its floor; with a threshold, every
-        # centroid at or above it is kept too. Padded query tokens keep nothing.
+        # centroid at or above it is kept too. Pairs go rank by rank (every token's best centroid,
+        # then every token's second best, ...), so the probed pairs' postings come first.
         floor = kept.values[:, -1]
-        real_rows = q_mask.reshape(-1).nonzero().squeeze(1)
-        pair_row = real_rows.repeat_interleave(n_keep)
-        pair_centroid = kept.indices.index_select(0, real_rows).reshape(-1)
-        pair_score = kept.values.index_select(0, real_rows).reshape(-1)
-        pair_probe = (torch.arange(n_keep, device=device) < cfg.n_ivf_probe).repeat(real_rows.numel())
+        pair_row = torch.arange(q.shape[0], device=q.device).repeat(n_keep)
+        pair_centroid, pair_score = kept.indices.T.reshape(-1), kept.values.T.reshape(-1)
         if cfg.centroid_score_threshold is not None:
-            extra = (centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[:, None])
-            extra &= q_mask.reshape(-1, 1)
-            extra_rows, extra_centroids = extra.nonzero().unbind(1)
-            pair_row = torch.cat([pair_row, extra_rows])
-            pair_centroid = torch.cat([pair_centroid, extra_centroids])
-            pair_score = torch.cat([pair_score, centroid_scores[extra_rows, extra_centroids]])
-            pair_probe = torch.cat([pair_probe, torch.zeros_like(extra_rows, dtype=torch.bool)])
-            floor = torch.clamp(floor, max=cfg.centroid_score_threshold)
+            extra = ((centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[:, None])).nonzero()
+            pair_row = torch.cat([pair_row, extra[:, 0]])
+            pair_centroid = torch.cat([pair_centroid, extra[:, 1]])
+            pair_score = torch.cat([pair_score, centroid_scores[extra[:, 0], extra[:, 1]]])
+            floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=q.device))
         # Stage 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
-        # dense (rows, slots) table, so the work is the postings read, not q_len times them.
+        # dense (q_len, slots) table, so the work is the postings read, not q_len times them.
+        starts = offsets.index_select(0, pair_centroid)
+        list_lengths = offsets.index_select(0, pair_centroid + 1) - starts
+        pair_of = torch.repeat_interleave(torch.arange(list_lengths.numel(), device=q.device), list_lengths)
+        slots = ivf_slots.index_select(0, ragged_rows(starts, list_lengths, owner=pair_of)).long()
         n_slots = allowed.numel()
-        best = floor[:, None].expand(n_queries * q_len, n_slots).contiguous()
-        candidate = torch.zeros(n_queries * n_slots, dtype=torch.bool, device=device)
-        for slots, pair_of in self._postings(pair_centroid):
-            row = pair_row.index_select(0, pair_of)
-            best.view(-1).scatter_reduce_(0, row * n_slots + slots, pair_score.index_select(0, pair_of), "amax")
-            probed = pair_probe.index_select(0, pair_of)
-            candidate[(torch.div(row, q_len, rounding_mode="floor") * n_slots + slots)[probed]] = True
-        candidate = candidate.view(n_queries, n_slots) & allowed
-        best.view(n_queries, q_len, n_slots)[~q_mask] = 0.0  # padded query tokens add nothing
-        approx = _sum_rows(best.view(n_queries, q_len, n_slots), 1)
-        approx.masked_fill_(~candidate, -math.inf)
-        # Ranked among the candidates only: ties break by slot order whatever the tombstones.
-        n_chosen = min(cfg.n_full_scores, int(candidate.sum(1).max()))
-        chosen = _top_in_order(approx, n_chosen)
-        chosen.masked_fill_(approx.gather(1, chosen) == -math.inf, -1)
+        candidate = torch.zeros(n_slots, dtype=torch.bool, device=q.device)
+        candidate[slots[: int(list_lengths[: q.shape[0] * min(cfg.n_ivf_probe, n_keep)].sum())]] = True
+        candidate &= allowed
+        best = floor[:, None].expand(q.shape[0], n_slots).contiguous()
+        flat = (pair_row * n_slots).index_select(0, pair_of) + slots
+        best.view(-1).scatter_reduce_(0, flat, pair_score.index_select(0, pair_of), reduce="amax")
+        # Ranked among the candidates only, so ties break by slot order whatever the tombstones.
+        candidates = candidate.nonzero().squeeze(1)
+        approx = best.sum(0)[candidates]
+        chosen = candidates[torch.topk(approx, min(cfg.n_full_scores, candidates.numel())).indices]
         # Stage 3, full centroid interaction: every token of the chosen documents scored by its
         # centroid; the best quarter go on to decompression.
         n_decompress = max(depth, cfg.n_full_scores // 4)
-        if chosen.shape[1] <= n_decompress:
+        if chosen.numel() <= n_decompress:
             return chosen
-        valid, rows, dest, width, runs = self._layout(chosen)
-        codes = torch.zeros(n_queries * width, dtype=torch.long, device=device)
-        codes[dest.to(device)] = self._codes.index_select(0, rows.to(device)).long()
-        per_token = centroid_scores.view(n_queries, q_len, -1).gather(
-            2, codes.view(n_queries, 1, width).expand(n_queries, q_len, width)
-        )  # (n, q_len, width): each token's centroid scored by its own query's tokens
-        full = self._run_max_sum(per_token, q_mask, runs).masked_fill_(~valid, -math.inf)
-        picked = _top_in_order(full, n_decompress)
-        return chosen.gather(1, picked).masked_fill_(full.gather(1, picked) == -math.inf, -1)
+        token_codes = self._codes.index_select(0, self._token_rows(chosen).to(q.device)).long()
+        per_token = centroid_scores.index_select(1, token_codes)  # (q_len, tokens)
+        doc_best = segment_max(per_token, self._lengths[chosen.cpu()])
+        return chosen[torch.topk(doc_best.sum(0), n_decompress).indices]
 
-    def _postings(self, centroids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """For each inverted-list part: the slots listed under ``centroids`` and the pair each came from."""
-        out = []
-        for _, _, offsets, ivf_slots in self._ivf_list_parts():
-            starts = offsets.index_select(0, centroids)
-            list_lengths = offsets.index_select(0, centroids + 1) - starts
-            pair_of = torch.repeat_interleave(torch.arange(list_lengths.numel(), device=centroids.device), list_lengths)
-            slots = ivf_slots.index_select(0, ragged_rows(starts, list_lengths, owner=pair_of)).long()
-            out.append((slots, pair_of))
-        return out
-
-    def _decompressed_tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Token rows decompressed in the rotated basis and scaled to unit norm: ``(n, dim)`` float32."""
-        codec = self._require_codec()
-        rows = rows.to(self.device)
-        vectors = codec._reconstruct(self._codes.index_select(0, rows), self._residuals.index_select(0, rows))
-        return vectors.mul_(torch.linalg.vector_norm(vectors, dim=1, keepdim=True).clamp_(min=1e-12).reciprocal_())
-
-    def _fp16_tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """The original vectors of token rows (from the fp16 store): ``(n, dim)`` float32."""
-        assert self._fp16 is not None
-        return torch.from_numpy(self._fp16.rows(rows.cpu())).to(self.device, torch.float32)
-
-    def _packed_scores(
-        self,
-        q: torch.Tensor,
-        q_mask: torch.Tensor,
-        slots: torch.Tensor,
-        tokens: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        """MaxSim of each padded query ``(n, q_len, dim)`` against its own documents ``slots (n, m)``.
-
-        ``tokens(rows)`` gives the vectors of token rows. Cells with slot -1 score -inf. One batched
-        product per chunk of queries: every query's tokens padded to the longest query's.
-        """
-        n_queries = q_mask.shape[0]
+    def _decompressed_scores(self, q: torch.Tensor, codec: ResidualCodec, slots: torch.Tensor) -> torch.Tensor:
+        """Stage 3: MaxSim of ``q`` against the decompressed vectors of ``slots``."""
         if slots.numel() == 0:
-            return torch.full(slots.shape, -math.inf, dtype=torch.float32, device=q.device)
-        valid, rows, dest, width, runs = self._layout(slots)
-        vectors = tokens(rows)  # (tokens, dim)
-        if n_queries == 1:  # one query: its tokens are the batch as they stand
-            padded = vectors[None]
-        else:
-            padded = vectors.new_zeros((n_queries * width, vectors.shape[1]))
-            padded.index_copy_(0, dest.to(vectors.device), vectors)
-            padded = padded.view(n_queries, width, -1)
-        similarities = torch.bmm(q.to(vectors.device, torch.float32), padded.transpose(1, 2))  # (n, q_len, width)
-        return self._run_max_sum(similarities, q_mask, runs).masked_fill_(~valid.to(vectors.device), -math.inf)
-
-    def _layout(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
-        """Where the tokens of each query's documents ``slots (n, m)`` (-1: none) go in a padded batch.
-
-        Returns ``valid (n, m)``, the token ``rows`` to read, their ``dest`` in a flattened
-        ``(n * width)`` layout (each query's documents one after another, then padding), ``width``
-        and ``runs (n * (m + 1),)``: every document's length, then each query's padding.
-        """
-        n_queries = slots.shape[0]
-        valid = slots >= 0
-        flat = slots.reshape(-1).clamp(min=0).cpu()
-        doc_lengths = (self._lengths.index_select(0, flat) * valid.reshape(-1).cpu()).view(slots.shape)
-        totals = doc_lengths.sum(1)
-        width = int(totals.max()) if n_queries else 0
-        rows = self._token_rows(flat, doc_lengths.reshape(-1))
-        owner = torch.repeat_interleave(torch.arange(n_queries), totals)
-        # Rows go to owner * width + (their rank within the owner's rows).
-        shift = torch.arange(n_queries) * width - (torch.cumsum(totals, 0) - totals)
-        dest = shift.index_select(0, owner) + torch.arange(owner.numel())
-        runs = torch.cat([doc_lengths, (width - totals)[:, None]], dim=1).reshape(-1)
-        return valid, rows, dest, width, runs
-
-    @staticmethod
-    def _run_max_sum(table: torch.Tensor, q_mask: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
-        """``(n, q_len, width)`` similarities -> ``(n, m)``: per run (document), max per query token, summed.
-
-        ``runs`` as from :meth:`_layout` (each query's last run is its padding and is dropped).
-        """
-        n_queries, q_len, width = table.shape
-        flat = table.permute(1, 0, 2).reshape(q_len, n_queries * width)
-        best = segment_max(flat, runs.to(table.device), empty=0.0).view(q_len, n_queries, -1)[:, :, :-1]
-        best = best * q_mask.T[:, :, None].to(best.device)  # padded query tokens add nothing
-        return _sum_rows(best, 0)
+            return torch.zeros(0, device=q.device)
+        rows = self._token_rows(slots).to(self.device)
+        similarities = codec.similarities(q, self._codes.index_select(0, rows), self._residuals.index_select(0, rows))
+        return segment_max(similarities, self._lengths[slots.cpu()], empty=0.0).sum(0)
 
     # ------------------------------------------------------------------ persistence
     def _write(self, folder: Path) -> dict[str, Any]:
@@ -724,8 +553,7 @@ class PLAIDIndex(Index):
                     f"{folder / 'ivf_slots.npy'}: inverted lists must hold increasing document slots in "
                     f"[0, {n_docs}); the index is damaged."
                 )
-            ivf = (torch.from_numpy(offsets).to(self.device), torch.from_numpy(ivf_slots).to(self.device))
-            self._ivf_parts = [(0, n_docs, *ivf)]
+            self._ivf = (torch.from_numpy(offsets).to(self.device), torch.from_numpy(ivf_slots).to(self.device))
         elif n_docs:
             raise CorruptIndexError(f"{folder}: an untrained PLAID index cannot hold documents; the index is damaged.")
         # Codes and residuals are the compressed index itself (26 B/token at nbits=2): read them whole.
@@ -746,77 +574,73 @@ class PLAIDIndex(Index):
             raise InvalidInputError("The PLAID index is not trained yet: add documents (or call train) first.")
         return self.codec
 
-    def _token_rows(self, slots: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Token rows of ``slots``, concatenated; ``lengths`` overrides their lengths (0 skips a slot)."""
+    def _consolidate(self) -> None:
+        """Move the codes added since the last search from their scratch files into the index arrays.
+
+        The new arrays are filled straight from disk, so peak memory is the index once plus the
+        arrays it replaces, never the added chunks on top (a streamed build peaks at one index).
+        """
+        if not self._pending.n_rows:
+            return
+        n_old = self._codes.shape[0]
+        n_total = n_old + self._pending.n_rows
+        codes = torch.empty(n_total, dtype=torch.int16, device=self.device)
+        residuals = torch.empty((n_total, self._pending.width), dtype=torch.uint8, device=self.device)
+        codes[:n_old], residuals[:n_old] = self._codes, self._residuals.reshape(n_old, self._pending.width)
+        self._codes, self._residuals = codes, residuals
+        self._pending.drain_into(codes[n_old:], residuals[n_old:])
+
+    def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.cpu()
-        return ragged_rows(self._start_buffer.view[slots], self._lengths[slots] if lengths is None else lengths)
+        cached = self._starts_of
+        if cached is None or cached[0] is not self._lengths:  # lengths are replaced, never edited in place
+            cached = (self._lengths, torch.cumsum(self._lengths, 0) - self._lengths)
+            self._starts_of = cached
+        return ragged_rows(cached[1][slots], self._lengths[slots])
 
     def _ivf_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverted lists as one CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
+        """Inverted lists as CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
 
         Each (centroid, document) pair appears once however many of the document's tokens share
-        the centroid. Merges the parts (see :meth:`_ivf_list_parts`) into one.
+        the centroid. Rebuilt lazily after adds.
         """
-        parts = self._ivf_list_parts()
-        if len(parts) != 1:
-            self._ivf_parts = [self._build_ivf(0, self._lengths.numel())]
-        return self._ivf_parts[0][2], self._ivf_parts[0][3]
-
-    def _ivf_list_parts(self) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        """The inverted lists, brought up to date: a new part for the slots added since, merged with
-        the parts before it while it is at least a quarter of their size (amortised O(log n) per slot)."""
-        n_slots = self._lengths.numel()
-        parts = self._ivf_parts
-        covered = parts[-1][1] if parts else 0
-        if covered < n_slots or not parts:
-            first = covered
-            tokens = self._slot_range_tokens
-            while parts and 4 * tokens(first, n_slots) >= tokens(parts[-1][0], parts[-1][1]):
-                first = parts.pop()[0]
-            parts.append(self._build_ivf(first, n_slots))
-        return parts
-
-    def _slot_range_tokens(self, first: int, stop: int) -> int:
-        if stop <= first:
-            return 0
-        starts = self._start_buffer.view
-        return int(starts[stop - 1] + self._lengths[stop - 1] - starts[first])
-
-    def _build_ivf(self, first_slot: int, stop_slot: int) -> tuple[int, int, torch.Tensor, torch.Tensor]:
-        """Inverted lists of slots ``[first_slot, stop_slot)``: ``(first, stop, offsets, slots)``."""
-        codec = self._require_codec()
-        # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64 keys
-        # stay block-sized. A block's pairs come out sorted by centroid, then slot; blocks are
-        # in slot order. So after counting every list's length, each block's runs go straight
-        # to their place (after the earlier blocks' part of the list): sorted lists, no global sort.
-        n_slots = max(1, stop_slot)
-        blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
-        counts = torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
-        for first in range(first_slot, stop_slot, _IVF_BLOCK_DOCS):
-            last = min(first + _IVF_BLOCK_DOCS, stop_slot)
-            lengths = self._lengths[first:last]
-            a = int(self._start_buffer.view[first])
-            codes = self._codes[a : a + int(lengths.sum())].long()
-            slot = torch.repeat_interleave(torch.arange(first, last, device=self.device), lengths.to(self.device))
-            pairs = torch.unique(codes * n_slots + slot)
-            block_codes = pairs // n_slots
-            counts += torch.bincount(block_codes, minlength=codec.n_centroids)
-            blocks.append((block_codes.to(torch.int16), (pairs % n_slots).to(torch.int32)))
-        offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
-        torch.cumsum(counts, 0, out=offsets[1:])
-        ivf_slots = torch.empty(int(offsets[-1]), dtype=torch.int32, device=self.device)
-        cursor = offsets[:-1].clone()
-        blocks.reverse()
-        while blocks:
-            block_codes, block_slots = blocks.pop()
-            block_codes = block_codes.long()
-            block_counts = torch.bincount(block_codes, minlength=codec.n_centroids)
-            run_starts = torch.cumsum(block_counts, 0) - block_counts
-            shift = cursor - run_starts  # where each centroid's run of this block goes
-            positions = shift.index_select(0, block_codes) + torch.arange(block_codes.numel(), device=self.device)
-            ivf_slots[positions] = block_slots
-            cursor += block_counts
-        return first_slot, stop_slot, offsets, ivf_slots
+        if self._ivf is None:
+            self._consolidate()
+            codec = self._require_codec()
+            n_slots = self._lengths.numel()
+            # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64 keys
+            # stay block-sized. A block's pairs come out sorted by centroid, then slot; blocks are
+            # in slot order. So after counting every list's length, each block's runs go straight
+            # to their place (after the earlier blocks' part of the list): sorted lists, no global sort.
+            starts = torch.cumsum(self._lengths, 0) - self._lengths
+            blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
+            counts = torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
+            for first in range(0, n_slots, _IVF_BLOCK_DOCS):
+                last = min(first + _IVF_BLOCK_DOCS, n_slots)
+                lengths = self._lengths[first:last]
+                a = int(starts[first])
+                codes = self._codes[a : a + int(lengths.sum())].long()
+                slot = torch.repeat_interleave(torch.arange(first, last, device=self.device), lengths.to(self.device))
+                pairs = torch.unique(codes * n_slots + slot)
+                block_codes = pairs // n_slots
+                counts += torch.bincount(block_codes, minlength=codec.n_centroids)
+                blocks.append((block_codes.to(torch.int16), (pairs % n_slots).to(torch.int32)))
+            offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
+            torch.cumsum(counts, 0, out=offsets[1:])
+            ivf_slots = torch.empty(int(offsets[-1]), dtype=torch.int32, device=self.device)
+            cursor = offsets[:-1].clone()
+            blocks.reverse()
+            while blocks:
+                block_codes, block_slots = blocks.pop()
+                block_codes = block_codes.long()
+                block_counts = torch.bincount(block_codes, minlength=codec.n_centroids)
+                run_starts = torch.cumsum(block_counts, 0) - block_counts
+                shift = cursor - run_starts  # where each centroid's run of this block goes
+                positions = shift.index_select(0, block_codes) + torch.arange(block_codes.numel(), device=self.device)
+                ivf_slots[positions] = block_slots
+                cursor += block_counts
+            self._ivf = (offsets, ivf_slots)
+        return self._ivf
 
     def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         if self._fp16 is not None:
@@ -835,46 +659,66 @@ def _reconstruction_error(
     return float((1 - (codec.decompress(codes, residuals) * x.float()).sum(-1)).mean())
 
 
-def _sum_rows(values: torch.Tensor, dim: int) -> torch.Tensor:
-    """``values.sum(dim)`` added one slice at a time, in order.
+def _stack_ragged(rows: list[torch.Tensor], width: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(rows), width), fill, dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        out[i, : row.numel()] = row
+    return out
 
-    ``Tensor.sum`` may group the additions differently for different widths of the other
-    dimensions, so the same document could score a rounding step apart in two indexes (or two
-    batches); slice-by-slice addition gives every column the same order whatever the width.
+
+class _PendingCodes:
+    """Centroid ids and residuals appended to scratch files, not RAM, until the index takes them in.
+
+    Holding each added chunk in memory until consolidation would need the whole index twice at
+    that moment (and many mid-sized blocks left between temporaries fragment the heap).
     """
-    total = values.select(dim, 0).clone()
-    for i in range(1, values.shape[dim]):
-        total += values.select(dim, i)
-    return total
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.n_rows = 0
+        self.width = 0
+
+    def mark(self) -> tuple[int, int]:
+        """The current ``(n_rows, width)``, for :meth:`rollback`."""
+        return self.n_rows, self.width
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget the rows appended since :meth:`mark` (truncates the scratch files back)."""
+        n_rows, width = mark
+        if self._dir is not None:
+            for name, row_bytes in (("codes", 2), ("residuals", self.width)):
+                file = Path(self._dir.name) / name
+                if file.exists():
+                    os.truncate(file, n_rows * row_bytes)
+        self.n_rows, self.width = n_rows, width
+
+    def append(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
+        """Add ``codes (n,)`` int16 and ``residuals (n, width)`` uint8."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="lateint-plaid-")
+        for name, rows in (("codes", codes), ("residuals", residuals)):
+            with open(Path(self._dir.name) / name, "ab") as f:
+                rows.cpu().numpy().tofile(f)
+        self.n_rows += codes.shape[0]
+        self.width = residuals.shape[1]
+
+    def drain_into(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
+        """Read every pending row into ``codes (n_rows,)`` and ``residuals (n_rows, width)``, then forget them."""
+        if self._dir is None:
+            return
+        for name, out in (("codes", codes), ("residuals", residuals)):
+            with open(Path(self._dir.name) / name, "rb") as f:
+                if out.device.type == "cpu":  # straight into the index's memory
+                    target = out.numpy().data.cast("B")
+                    if f.readinto(target) != len(target):
+                        raise CorruptIndexError(f"The scratch file of added {name} was cut short; add them again.")
+                else:
+                    out.copy_(torch.from_numpy(np.fromfile(f, dtype=_NUMPY_DTYPES[out.dtype])).view(out.shape))
+        self._dir.cleanup()
+        self._dir, self.n_rows = None, 0
 
 
-def _top_in_order(values: torch.Tensor, n: int) -> torch.Tensor:
-    """Columns of the ``n`` largest values of each row of ``(rows, m)``, in column order ``(rows, n)``.
-
-    Ties at the cut go to the lower columns, so the choice depends only on the values' order (not
-    on where, e.g., tombstoned columns sit between them, as it could with :func:`torch.topk`).
-    """
-    if n >= values.shape[1]:
-        return torch.arange(values.shape[1], device=values.device).expand(values.shape[0], -1).contiguous()
-    if n == 0:
-        return torch.zeros((values.shape[0], 0), dtype=torch.long, device=values.device)
-    cut = torch.topk(values, n, dim=1, sorted=False).values.amin(1, keepdim=True)
-    above = values > cut
-    at_cut = values == cut
-    need = n - above.sum(1, keepdim=True)
-    keep = above | (at_cut & (torch.cumsum(at_cut, 1) <= need))
-    return keep.nonzero()[:, 1].view(values.shape[0], n)
-
-
-def _pad_queries(queries: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries ``(q_len_i, dim)`` as a padded float32 ``(n, max q_len, dim)`` batch and its ``(n, max q_len)`` mask."""
-    if len(queries) == 1:  # the common single query: no padding, no copy beyond the dtype change
-        q = queries[0].to(device, torch.float32)
-        return q[None], torch.ones((1, q.shape[0]), dtype=torch.bool, device=device)
-    padded = torch.nn.utils.rnn.pad_sequence(queries, batch_first=True).to(device, torch.float32)
-    lengths = torch.tensor([q.shape[0] for q in queries], device=device)
-    mask = torch.arange(padded.shape[1], device=device)[None, :] < lengths[:, None]
-    return padded, mask
+_NUMPY_DTYPES = {torch.int16: np.int16, torch.uint8: np.uint8}
 
 
 class _Fp16Store:
@@ -890,7 +734,6 @@ class _Fp16Store:
         self._scratch_path = Path(self._scratch_dir.name) / "tokens.f16"
         self._scratch_rows = 0
         self._dim = base.shape[1] if base is not None else 0
-        self._map: np.ndarray | None = None
 
     @classmethod
     def open(cls, path: Path, n_tokens: int, dim: int) -> _Fp16Store:
@@ -908,7 +751,6 @@ class _Fp16Store:
     def rollback(self, mark: tuple[int, int]) -> None:
         """Forget the rows appended since :meth:`mark`."""
         rows, dim = mark
-        self._map = None
         if self._scratch_path.exists():
             os.truncate(self._scratch_path, rows * dim * 2)
         self._scratch_rows, self._dim = rows, dim
@@ -926,16 +768,9 @@ class _Fp16Store:
         if in_base.any():
             out[in_base] = self._base[idx[in_base]]  # type: ignore[index]
         if (~in_base).any():
-            out[~in_base] = self._scratch_map()[idx[~in_base] - self.n_base]
+            scratch = np.memmap(self._scratch_path, dtype=np.float16, mode="r", shape=(self._scratch_rows, self._dim))
+            out[~in_base] = scratch[idx[~in_base] - self.n_base]
         return out
-
-    def _scratch_map(self) -> np.ndarray:
-        """The scratch rows, memory-mapped (the map is reused until rows are appended or dropped)."""
-        cached = self._map
-        if cached is None or cached.shape[0] != self._scratch_rows:
-            cached = np.memmap(self._scratch_path, dtype=np.float16, mode="r", shape=(self._scratch_rows, self._dim))
-            self._map = cached
-        return cached
 
     def select(self, index: torch.Tensor, chunk: int = 262_144) -> _Fp16Store:
         """A new store holding only the rows at ``index`` (in that order)."""

@@ -371,36 +371,6 @@ def _hits(results):
     return [[(h.id, h.score) for h in row] for row in results]
 
 
-def test_adds_one_at_a_time_equal_a_fresh_build(corpus, tmp_path: Path) -> None:
-    ids, docs, meta, queries = corpus
-    config = PLAIDConfig(nbits=2, n_centroids=32, kmeans_niters=2)
-    search = SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64)
-    fresh = PLAIDIndex(config=config, search_config=search, device="cpu")
-    fresh.add(ids, docs, meta)
-    grown = PLAIDIndex(config=config, search_config=search, codec=fresh.codec, device="cpu")
-    grown.add(ids[:150], docs[:150], meta[:150])
-    grown.search(queries[0], k=5)
-    for start in range(150, len(ids), 9):  # many small adds, a search after each: inverted lists in parts
-        grown.add(ids[start : start + 9], docs[start : start + 9], meta[start : start + 9])
-        grown.search(queries[1], k=5)
-    assert len(grown._ivf_list_parts()) > 1
-    assert torch.equal(grown._codes, fresh._codes) and torch.equal(grown._residuals, fresh._residuals)
-    assert _hits(grown.search(queries, k=10)) == _hits(fresh.search(queries, k=10))
-    offsets, slots = grown._ivf_lists()  # merged into one: the same lists as a fresh build
-    assert torch.equal(offsets, fresh._ivf_lists()[0]) and torch.equal(slots, fresh._ivf_lists()[1])
-    # Delete then add, save and load: the same as a fresh build of the survivors.
-    grown.remove(ids[:20])
-    grown.add(["late"], [docs[0]], [meta[0]])
-    survivors = PLAIDIndex(config=config, search_config=search, codec=fresh.codec, device="cpu")
-    survivors.add([*ids[20:], "late"], [*docs[20:], docs[0]], [*meta[20:], meta[0]])
-    assert _hits(grown.search(queries, k=10)) == _hits(survivors.search(queries, k=10))
-    grown.save(tmp_path / "grown")
-    loaded = load_index(tmp_path / "grown", device="cpu")
-    loaded.add(["after-load"], [docs[1]])
-    survivors.add(["after-load"], [docs[1]])
-    assert _hits(loaded.search(queries, k=10)) == _hits(survivors.search(queries, k=10))
-
-
 @pytest.mark.parametrize("rescore", [0, 8])
 def test_search_batch_equals_single_searches(corpus, rescore: int) -> None:
     ids, docs, meta, queries = corpus

@@ -508,11 +508,10 @@ def test_the_next_write_to_an_id_deletes_its_stale_windows(tiny_encoder) -> None
 
 def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) -> None:
     import lateint_plugins.qdrant as module
-    from lateint_plugins.qdrant import layout, writing
-    from lateint_plugins.qdrant import store as store_module
+    from lateint_plugins.qdrant import collection, layout, writing
 
     client = QdrantClient(":memory:")
-    for where in (layout, store_module, writing):  # windows at uuid5(doc_id, window), as version 1 wrote
+    for where in (layout, collection, writing):  # windows at uuid5(doc_id, window), as version 1 wrote
         monkeypatch.setattr(where, "LAYOUT_VERSION", 1)
     old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
     old.add_texts([" ".join(WORDS[:14]), "heart"], ids=["a", "b"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -27,28 +26,22 @@ from lateint_plugins.core._checks import (
 )
 from lateint_plugins.core.encoder import ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import (
-    DimensionMismatchError,
     InvalidInputError,
     require,
 )
-from lateint_plugins.core.fingerprint import check_fingerprint
 from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.store import SearchResult, check_search_options
+from lateint_plugins.qdrant.collection import check_recorded, create_collection
 from lateint_plugins.qdrant.errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
 )
-from lateint_plugins.qdrant.filters import _metadata_key
 from lateint_plugins.qdrant.layout import (
     _EXTRA,
     _HEAD,
     _MARKER,
     _SCROLL_PAGE,
-    LAYOUT_VERSION,
-    LEXICAL,
     MAX_MULTIVECTOR_FLOATS,
-    POOLED,
-    TOKENS,
     CollectionConfig,
     Mode,
     StoredDocument,
@@ -167,34 +160,7 @@ class QdrantLateInteractionStore(_Writer):
                 f"Collection {name!r} was not created by lateint-plugins (no {_MARKER!r} entry in its metadata); "
                 "use another collection_name."
             )
-        if int(recorded.get("layout_version", 0)) > LAYOUT_VERSION:
-            raise CollectionMismatchError(
-                f"Collection {name!r} uses layout version {recorded['layout_version']}; this lateint-plugins reads "
-                f"up to {LAYOUT_VERSION}. Upgrade lateint-plugins."
-            )
-        if recorded.get("dim") != self.encoder.dim:
-            raise DimensionMismatchError(
-                f"Collection {name!r} holds {recorded.get('dim')}-d vectors of {recorded.get('model_name')!r} but "
-                f"the encoder produces {self.encoder.dim}-d vectors; use the model the collection was built with."
-            )
-        where = f"Qdrant collection {name!r}"
-        if recorded.get("fingerprint") is not None:
-            # The fingerprint decides (weights and document settings); the name is informational, so
-            # a moved or renamed model folder with the same weights opens.
-            check_fingerprint(
-                recorded["fingerprint"], self.encoder.fingerprint, where=where, allow_mismatch=self.allow_model_mismatch
-            )
-        else:
-            check_fingerprint(None, self.encoder.fingerprint, where=where)  # warns: written before fingerprints
-            if recorded.get("model_name") != self.marker["model_name"]:
-                message = (
-                    f"Collection {name!r} was built with model {recorded.get('model_name')!r} but the encoder is "
-                    f"{self.marker['model_name']!r}; scores of different models do not mix. Load "
-                    f"{recorded.get('model')!r}, use another collection, or pass allow_model_mismatch=True."
-                )
-                if not self.allow_model_mismatch:
-                    raise CollectionMismatchError(message)
-                logger.warning(message)
+        check_recorded(name, recorded, self.encoder, self.marker, self.allow_model_mismatch)
         existing = recorded_config(recorded)
         recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys")
         if config != CollectionConfig() and any(getattr(existing, f) != getattr(config, f) for f in recorded_fields):
@@ -203,61 +169,7 @@ class QdrantLateInteractionStore(_Writer):
         return existing
 
     def _create(self, config: CollectionConfig) -> None:
-        from qdrant_client import models
-
-        dim = self.encoder.dim
-        pooled_multi = (
-            models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-            if config.pooled_vectors > 1
-            else None
-        )
-        vectors = {
-            POOLED: models.VectorParams(
-                size=dim,
-                distance=models.Distance.DOT if pooled_multi else models.Distance.COSINE,
-                multivector_config=pooled_multi,
-                hnsw_config=models.HnswConfigDiff(m=config.hnsw_m, ef_construct=config.hnsw_ef_construct),
-                on_disk=config.pooled_on_disk,
-                quantization_config=config.pooled_quantization,
-            ),
-            TOKENS: models.VectorParams(
-                size=dim,
-                # Token vectors are unit-norm and stored at fp16 precision, so DOT is the cosine and
-                # Qdrant's MAX_SIM equals core.scoring.maxsim.
-                distance=models.Distance.DOT,
-                datatype=models.Datatype.FLOAT16,
-                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                hnsw_config=models.HnswConfigDiff(m=0),  # never searched by graph: only rescored
-                on_disk=config.tokens_on_disk,
-                quantization_config=config.tokens_quantization,
-            ),
-        }
-        self._call(
-            f"create collection {self.collection_name!r}",
-            self.client.create_collection,
-            self.collection_name,
-            vectors_config=vectors,
-            shard_number=config.shard_number,
-            replication_factor=config.replication_factor,
-            write_consistency_factor=config.write_consistency_factor,
-            on_disk_payload=config.on_disk_payload,
-            sparse_vectors_config=(
-                {LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)} if config.lexical else None
-            ),
-            metadata={_MARKER: self.marker},
-        )
-        user = [(_metadata_key(key.split("."), config.payload_keys.metadata), models.PayloadSchemaType(schema))
-                for key, schema in config.payload_indexes.items()]  # fmt: skip
-        for field_name, schema in (
-            ("doc_id", models.PayloadSchemaType.KEYWORD),
-            ("window", models.PayloadSchemaType.INTEGER),
-            ("write_id", models.PayloadSchemaType.KEYWORD),
-            *user,
-        ):
-            with warnings.catch_warnings():  # local mode warns that payload indexes do nothing there
-                warnings.simplefilter("ignore", UserWarning)
-                self._call("index payload", self.client.create_payload_index, self.collection_name, field_name, schema)
-        logger.info("Created Qdrant collection %r (%s)", self.collection_name, self.marker)
+        create_collection(self._call, self.client, self.collection_name, self.encoder.dim, config, self.marker)
 
     # ------------------------------------------------------------------ DocumentStore
     def __len__(self) -> int:
