@@ -337,7 +337,11 @@ class ColBERTEncoder:
         self.device = resolve_device(device)
         self.precision, self.dtype = resolve_precision(precision, dtype, self.device)
         """``precision``: what the model computes in (``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"``; ``"auto"``
-        resolved); ``dtype``: the float dtype of its weights and activations (float32 for int8)."""
+        resolved); ``dtype``: the float dtype its matrix products run in (float32 for int8)."""
+        # bf16 on a CPU: float32 weights under autocast, so matrix products run in bf16 while the
+        # residual stream and LayerNorm stay float32. On SciFact this ranks exactly as fp32 does (nDCG@10
+        # 0.7371 both) at bf16 speed; weights cast to bf16 drifted to 0.7407. dtype= keeps the cast.
+        self._autocast = self.precision == "bf16" and self.device.type == "cpu" and dtype is None
         self.max_tokens_per_batch = _check_optional_positive(max_tokens_per_batch, "max_tokens_per_batch")
         """Bound on padded tokens per forward pass (rows x longest row); None: ``batch_size`` alone."""
         self.num_threads = _check_optional_positive(num_threads, "num_threads")
@@ -352,8 +356,9 @@ class ColBERTEncoder:
         self._weights_sha256 = hash_weights([backbone, projection])
         self.revision: str | None = None
         """The Hub commit the model was loaded from (None for a folder outside the Hub cache)."""
-        self.backbone = backbone.to(self.device, self.dtype).eval()
-        self.projection = projection.to(self.device, self.dtype).eval()
+        weights = torch.float32 if self._autocast else self.dtype
+        self.backbone = backbone.to(self.device, weights).eval()
+        self.projection = projection.to(self.device, weights).eval()
         self._head, self._tail = _special_frame(tokenizer)
         self._query_prefix_ids = _marker_ids(tokenizer, self.config.query_prefix, "query_prefix", checkpoint_format)
         self._document_prefix_ids = _marker_ids(
@@ -887,8 +892,9 @@ class ColBERTEncoder:
         inputs = {"input_ids": ids, "attention_mask": attention}
         if self._token_type_ids:  # only for models whose tokenizer produces them (BERT-style)
             inputs["token_type_ids"] = torch.zeros_like(ids)
-        hidden = self.backbone(**inputs)
-        vectors = self.projection(hidden.last_hidden_state[keep])
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self._autocast):
+            hidden = self.backbone(**inputs)
+            vectors = self.projection(hidden.last_hidden_state[keep])
         if self.config.truncate_dim is not None:
             vectors = vectors[..., : self.config.truncate_dim]
         return F.normalize(vectors.float(), p=2, dim=-1).cpu()

@@ -130,6 +130,17 @@ def test_dtype_keyword_still_works(tiny_pylate_path: Path, fp32: ColBERTEncoder)
     assert token_cosines(bf16.encode_documents(TEXTS), fp32.encode_documents(TEXTS)).min() > 0.99
 
 
+def test_cpu_bf16_autocasts_over_fp32_weights(tiny_pylate_path: Path, fp32: ColBERTEncoder) -> None:
+    autocast = ColBERTEncoder.from_pretrained(tiny_pylate_path, device="cpu", precision="bf16")
+    cast = ColBERTEncoder.from_pretrained(tiny_pylate_path, device="cpu", dtype=torch.bfloat16)
+    assert autocast.precision == "bf16" and autocast.dtype == torch.bfloat16
+    assert next(autocast.backbone.parameters()).dtype == torch.float32  # residual stream and LayerNorm stay fp32
+    reference = fp32.encode_documents(TEXTS)
+    autocast_error = 1 - token_cosines(autocast.encode_documents(TEXTS), reference).mean()
+    cast_error = 1 - token_cosines(cast.encode_documents(TEXTS), reference).mean()
+    assert 0 < autocast_error < cast_error  # bf16 products (not fp32), yet closer to fp32 than bf16 weights
+
+
 def test_store_built_at_fp32_opens_with_bf16(tmp_path: Path, tiny_pylate_path: Path, fp32: ColBERTEncoder) -> None:
     store = LateInteractionStore(fp32)
     store.add_texts(TEXTS[:3], ids=["a", "b", "c"])
