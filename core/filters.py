@@ -209,9 +209,8 @@ def _parse_field(key: str, value: object, at: str) -> list[Filter]:
 
 
 def _parse_operator(key: str, path: tuple[str, ...], op: object, operand: object, at: str) -> Condition:
-    if op not in COMPARISONS:
+    if not isinstance(op, str) or op not in COMPARISONS:
         raise InvalidInputError(f"{at}: unknown operator {op!r}; use one of {list(COMPARISONS)}.")
-    assert isinstance(op, str)  # narrowing for mypy: guaranteed by the membership test
     if op in ("$eq", "$ne"):
         if not _is_scalar(operand):
             raise InvalidInputError(

@@ -100,6 +100,16 @@ def check_search_options(store: DocumentStore, options: Mapping[str, Any], where
         raise InvalidInputError(f"{type(store).__name__}: {exc} (from {where})") from None
 
 
+def save_store(store: DocumentStore, path: str | Path, holder: str, reopen: str) -> None:
+    """``store.save(path)`` (atomic) for a :class:`LateInteractionStore`; other stores keep their data themselves."""
+    if not isinstance(store, LateInteractionStore):
+        raise InvalidInputError(
+            f"save needs a LateInteractionStore, this {holder} holds a {type(store).__name__} "
+            f"(Qdrant keeps its collection itself{reopen})."
+        )
+    store.save(path)
+
+
 def init_model(parent: Any, data: dict[str, Any]) -> None:
     """``parent.__init__(**data)`` (pydantic), with its ValidationError turned into the typed error behind it."""
     try:

@@ -27,6 +27,7 @@ from ._common import (
     init_model,
     new_store,
     plain_metadatas,
+    save_store,
     to_document,
 )
 from ._scores import RelevanceScale
@@ -210,12 +211,7 @@ class LateInteractionRetriever(BaseRetriever):
 
         The retriever's own fields (``k``, ``filter``, ...) are not saved: pass them to :meth:`load`.
         """
-        if not isinstance(self.store, LateInteractionStore):
-            raise InvalidInputError(
-                f"save needs a LateInteractionStore, this retriever holds a {type(self.store).__name__} "
-                "(Qdrant keeps its collection itself)."
-            )
-        self.store.save(path)
+        save_store(self.store, path, "retriever", "")
 
     @classmethod
     def load(

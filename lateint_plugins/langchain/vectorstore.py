@@ -24,6 +24,7 @@ from ._common import (
     fill_ids,
     new_store,
     plain_metadatas,
+    save_store,
     to_document,
 )
 from ._scores import RelevanceScale
@@ -189,12 +190,7 @@ class LateInteractionVectorStore(VectorStore):
 
     def save(self, path: str | Path) -> None:
         """Write the store to the folder ``path`` atomically (:meth:`LateInteractionStore.save`)."""
-        if not isinstance(self.store, LateInteractionStore):
-            raise InvalidInputError(
-                f"save needs a LateInteractionStore, this vector store holds a {type(self.store).__name__} "
-                "(Qdrant keeps its collection itself: reopen it with from_existing_collection)."
-            )
-        self.store.save(path)
+        save_store(self.store, path, "vector store", ": reopen it with from_existing_collection")
 
     @classmethod
     def load(
