@@ -501,6 +501,12 @@ class GrowthBuffer:
             at += part.shape[0]
         self._used = at
 
+    def claim(self, n_rows: int) -> torch.Tensor:
+        """Append ``n_rows`` uninitialised rows and return them, a view to fill in place."""
+        self.reserve(self._used + n_rows)
+        self._used += n_rows
+        return self._data[self._used - n_rows : self._used]
+
     def truncate(self, n_rows: int) -> None:
         """Forget every row from ``n_rows`` on."""
         self._used = min(self._used, n_rows)

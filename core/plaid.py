@@ -26,6 +26,8 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,17 +37,22 @@ import torch
 
 from . import _io
 from ._checks import check_device, check_k, check_non_negative
-from .codec import ResidualCodec, default_n_centroids, pool_tokens, train_codec
+from .codec import QueryTables, ResidualCodec, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError
-from .index import Index, _default_device, ragged_rows
-from .scoring import maxsim_stored, segment_max
+from .index import GrowthBuffer, Index, _default_device, ragged_rows
+from .ivf import InvertedLists
+from .scoring import _chunks, maxsim_stored
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
 _ADD_CHUNK_TOKENS = 16_384  # tokens expanded to float32 at a time while adding (~6 MiB each)
-_IVF_BLOCK_DOCS = 4096  # documents per block while building the inverted lists
+_DELTA_FRACTION = 8  # lists over recent adds merge into the main lists at 1/8 of their postings
+_QUERY_BATCH = 16  # queries searched together on a GPU (fewer when the per-batch tables would be large)
+_TABLE_CELLS = 16_777_216  # cap on the dense (queries, q_len, slots) approximate-score table (64 MiB)
+_BATCH_POSTINGS = 4_194_304  # cap on the inverted-list postings one batch reads (estimated)
+_PAIR_TOKENS = 65_536  # tokens scored at a time when scoring query-document pairs
 
 
 @dataclass(frozen=True)
@@ -169,9 +176,16 @@ class PLAIDIndex(Index):
         self._alive = torch.zeros(0, dtype=torch.bool)
         self._lengths = torch.zeros(0, dtype=torch.long)
         self._pending = _PendingCodes()  # added since the last search, on disk until consolidated
-        self._codes = torch.zeros(0, dtype=torch.int16, device=self.device)
-        self._residuals = torch.zeros((0, 0), dtype=torch.uint8, device=self.device)
-        self._ivf: tuple[torch.Tensor, torch.Tensor] | None = None  # (offsets (K+1,), slots (P,) int32)
+        # Token rows grow in place (capacity doubling), so consolidating an add copies only its rows.
+        self._set_tokens(
+            torch.zeros(0, dtype=torch.int16, device=self.device),
+            torch.zeros((0, 0), dtype=torch.uint8, device=self.device),
+        )
+        # Inverted lists: the main ones, plus small ones over the documents added since they were
+        # built (merged in at 1/_DELTA_FRACTION of their size), covering slots [0, _ivf_covers).
+        self._ivf: InvertedLists | None = None
+        self._ivf_delta: InvertedLists | None = None
+        self._ivf_covers = 0
         self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
         self._starts_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (lengths, their starts), cached
         self._trained_error = 0.0
@@ -214,6 +228,7 @@ class PLAIDIndex(Index):
             "residuals": self._residuals.numel(),
             "ivf": offsets.numel() * 8 + slots.numel() * 4,
             "doc_lengths": self._lengths.numel() * 8,
+            "inverse_norms": self._inverse_norms().numel() * self._norm_rows.view.element_size(),
             # float32 centroids and their rotated copy in memory (half of that on disk, in fp16)
             "centroids": codec.centroids.numel() * 8,
         }
@@ -261,7 +276,7 @@ class PLAIDIndex(Index):
         self.train(sample, n_tokens=vectors.shape[0])
         codec = self._require_codec()
         codes, residuals = codec.compress(vectors.to(self.device))
-        self._codes, self._residuals = codes.to(torch.int16), residuals
+        self._set_tokens(codes.to(torch.int16), residuals)
         self._ivf = None
         self._added_error_sum, self._added_tokens = 0.0, 0
 
@@ -274,7 +289,9 @@ class PLAIDIndex(Index):
         rows = self._token_rows(alive_slots)
         if self._fp16 is not None:
             self._fp16 = self._fp16.select(rows.cpu())
-        self._codes, self._residuals = self._codes[rows.to(self.device)], self._residuals[rows.to(self.device)]
+        rows = rows.to(self.device)
+        norms = self._norm_rows.view if len(self._norm_rows) == self._codes.shape[0] else None
+        self._set_tokens(self._codes[rows], self._residuals[rows], norms[rows] if norms is not None else None)
         self._lengths = self._lengths[alive_slots]
         renumber = torch.full((self._alive.numel(),), -1, dtype=torch.long)
         renumber[alive_slots] = torch.arange(alive_slots.numel())
@@ -342,7 +359,7 @@ class PLAIDIndex(Index):
         new_lengths = torch.cat([self._lengths, lengths])
         new_alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
         new_slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
-        self._lengths, self._alive, self._slots, self._ivf = new_lengths, new_alive, new_slots, None
+        self._lengths, self._alive, self._slots = new_lengths, new_alive, new_slots
 
     def _remove_positions(self, drop: torch.Tensor) -> None:
         self._alive[self._slots[drop]] = False
@@ -353,102 +370,63 @@ class PLAIDIndex(Index):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self._consolidate()
         codec = self._require_codec()
-        offsets, ivf_slots = self._ivf_lists()
         allowed = self._alive.clone()
         if candidates is not None:
             allowed[:] = False
             allowed[self._slots[candidates]] = True
-        allowed_slots = allowed.nonzero().squeeze(1)
-        allowed_device = allowed.to(self.device)
         slot_to_position = torch.full((allowed.numel(),), -1, dtype=torch.long)
         slot_to_position[self._slots] = torch.arange(self._slots.numel())
         cfg = self.search_config
-        depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, allowed_slots.numel())
+        depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, int(allowed.sum()))
+        search = _Search(self, codec, allowed.to(self.device), depth)
 
-        all_scores, all_positions = [], []
-        for query in queries:
-            q = query.to(self.device, torch.float32)
-            if allowed_slots.numel() <= cfg.n_full_scores:
-                # Few documents allowed (a narrow filter or a small index): score them all exactly.
-                chosen = allowed_slots.to(self.device)
-            else:
-                chosen = self._probe(q, codec, offsets, ivf_slots, allowed_device, depth)
-            scores = self._decompressed_scores(q, codec, chosen)
-            top = torch.topk(scores, min(depth, scores.numel()))
-            chosen_slots, chosen_scores = chosen[top.indices].cpu(), top.values.cpu()
-            if self._fp16 is not None and cfg.rescore > 0:
-                head = chosen_slots[: cfg.rescore]
-                rows = torch.from_numpy(self._fp16.rows(self._token_rows(head).cpu()))
-                exact = maxsim_stored([q], rows, self._lengths[head], device=self.device)[0].cpu()
-                order = torch.argsort(exact, descending=True, stable=True)
-                chosen_slots = torch.cat([head[order], chosen_slots[cfg.rescore :]])
-                chosen_scores = torch.cat([exact[order], chosen_scores[cfg.rescore :]])
-            all_scores.append(chosen_scores[:k])
-            all_positions.append(slot_to_position[chosen_slots[:k]])
+        # On a GPU, queries of one length are searched together, a batch at a time (each stage one
+        # set of kernels for the whole batch). On a CPU a batch's arrays outgrow the caches and cost
+        # more than the operations they save, so queries go one at a time, spread over the cores.
+        batches: list[list[int]] = []
+        by_length: dict[int, list[int]] = {}
+        for i, query in enumerate(queries):
+            by_length.setdefault(query.shape[0], []).append(i)
+        for length, members in by_length.items():
+            step = search.batch_size(length)
+            batches += [members[first : first + step] for first in range(0, len(members), step)]
+
+        def run(batch: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            slots, scores = search.run(torch.stack([queries[i] for i in batch]).to(self.device, torch.float32))
+            out = []
+            for row, i in enumerate(batch):
+                found = slots[row] >= 0
+                chosen_slots, chosen_scores = slots[row][found].cpu(), scores[row][found].cpu()
+                if self._fp16 is not None and cfg.rescore > 0:
+                    chosen_slots, chosen_scores = self._rescore(self._fp16, queries[i], chosen_slots, chosen_scores)
+                out.append((chosen_scores[:k], slot_to_position[chosen_slots[:k]]))
+            return out
+
+        workers = min(len(batches), torch.get_num_threads()) if self.device.type == "cpu" else 1
+        if workers > 1:  # torch releases the GIL inside each operation
+            with ThreadPoolExecutor(workers, thread_name_prefix="lateint-plaid") as pool:
+                found = list(pool.map(run, batches))
+        else:
+            found = [run(batch) for batch in batches]
+        all_scores: list[torch.Tensor] = [torch.zeros(0)] * len(queries)
+        all_positions: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long)] * len(queries)
+        for batch, results in zip(batches, found, strict=True):
+            for i, (scores, positions) in zip(batch, results, strict=True):
+                all_scores[i], all_positions[i] = scores, positions
         width = max(s.numel() for s in all_scores)
         # Rows can be shorter than k (few candidates); pad for stacking, and trim in the caller.
         return _stack_ragged(all_scores, width, -math.inf), _stack_ragged(all_positions, width, -1)
 
-    def _probe(
-        self,
-        q: torch.Tensor,
-        codec: ResidualCodec,
-        offsets: torch.Tensor,
-        ivf_slots: torch.Tensor,
-        allowed: torch.Tensor,
-        depth: int,
-    ) -> torch.Tensor:
-        """Stages 1-3: candidate slots to decompress (at least ``depth`` when that many exist)."""
-        cfg = self.search_config
-        centroid_scores = q @ codec.centroids.T  # (q_len, n_centroids)
-        n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), codec.n_centroids)
-        kept = centroid_scores.topk(n_keep, dim=1)  # sorted, best first
-        # Per query token, no unkept centroid scores above its floor; with a threshold, every
-        # centroid at or above it is kept too. Pairs go rank by rank (every token's best centroid,
-        # then every token's second best, ...), so the probed pairs' postings come first.
-        floor = kept.values[:, -1]
-        pair_row = torch.arange(q.shape[0], device=q.device).repeat(n_keep)
-        pair_centroid, pair_score = kept.indices.T.reshape(-1), kept.values.T.reshape(-1)
-        if cfg.centroid_score_threshold is not None:
-            extra = ((centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[:, None])).nonzero()
-            pair_row = torch.cat([pair_row, extra[:, 0]])
-            pair_centroid = torch.cat([pair_centroid, extra[:, 1]])
-            pair_score = torch.cat([pair_score, centroid_scores[extra[:, 0], extra[:, 1]]])
-            floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=q.device))
-        # Stage 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
-        # dense (q_len, slots) table, so the work is the postings read, not q_len times them.
-        starts = offsets.index_select(0, pair_centroid)
-        list_lengths = offsets.index_select(0, pair_centroid + 1) - starts
-        pair_of = torch.repeat_interleave(torch.arange(list_lengths.numel(), device=q.device), list_lengths)
-        slots = ivf_slots.index_select(0, ragged_rows(starts, list_lengths, owner=pair_of)).long()
-        n_slots = allowed.numel()
-        candidate = torch.zeros(n_slots, dtype=torch.bool, device=q.device)
-        candidate[slots[: int(list_lengths[: q.shape[0] * min(cfg.n_ivf_probe, n_keep)].sum())]] = True
-        candidate &= allowed
-        best = floor[:, None].expand(q.shape[0], n_slots).contiguous()
-        flat = (pair_row * n_slots).index_select(0, pair_of) + slots
-        best.view(-1).scatter_reduce_(0, flat, pair_score.index_select(0, pair_of), reduce="amax")
-        # Ranked among the candidates only, so ties break by slot order whatever the tombstones.
-        candidates = candidate.nonzero().squeeze(1)
-        approx = best.sum(0)[candidates]
-        chosen = candidates[torch.topk(approx, min(cfg.n_full_scores, candidates.numel())).indices]
-        # Stage 3, full centroid interaction: every token of the chosen documents scored by its
-        # centroid; the best quarter go on to decompression.
-        n_decompress = max(depth, cfg.n_full_scores // 4)
-        if chosen.numel() <= n_decompress:
-            return chosen
-        token_codes = self._codes.index_select(0, self._token_rows(chosen).to(q.device)).long()
-        per_token = centroid_scores.index_select(1, token_codes)  # (q_len, tokens)
-        doc_best = segment_max(per_token, self._lengths[chosen.cpu()])
-        return chosen[torch.topk(doc_best.sum(0), n_decompress).indices]
-
-    def _decompressed_scores(self, q: torch.Tensor, codec: ResidualCodec, slots: torch.Tensor) -> torch.Tensor:
-        """Stage 3: MaxSim of ``q`` against the decompressed vectors of ``slots``."""
-        if slots.numel() == 0:
-            return torch.zeros(0, device=q.device)
-        rows = self._token_rows(slots).to(self.device)
-        similarities = codec.similarities(q, self._codes.index_select(0, rows), self._residuals.index_select(0, rows))
-        return segment_max(similarities, self._lengths[slots.cpu()], empty=0.0).sum(0)
+    def _rescore(
+        self, fp16: _Fp16Store, query: torch.Tensor, slots: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best ``rescore`` of ``slots`` scored again against their fp16 vectors, and re-ranked."""
+        n = self.search_config.rescore
+        head = slots[:n]
+        rows = torch.from_numpy(fp16.rows(self._token_rows(head).cpu()))
+        exact = maxsim_stored([query.float()], rows, self._lengths[head], device=self.device)[0].cpu()
+        order = torch.argsort(exact, descending=True, stable=True)
+        return torch.cat([head[order], slots[n:]]), torch.cat([exact[order], scores[n:]])
 
     # ------------------------------------------------------------------ persistence
     def _write(self, folder: Path) -> dict[str, Any]:
@@ -553,12 +531,16 @@ class PLAIDIndex(Index):
                     f"{folder / 'ivf_slots.npy'}: inverted lists must hold increasing document slots in "
                     f"[0, {n_docs}); the index is damaged."
                 )
-            self._ivf = (torch.from_numpy(offsets).to(self.device), torch.from_numpy(ivf_slots).to(self.device))
+            self._ivf = InvertedLists(
+                torch.from_numpy(offsets).to(self.device), torch.from_numpy(ivf_slots).to(self.device)
+            )
+            self._ivf_covers = n_docs
         elif n_docs:
             raise CorruptIndexError(f"{folder}: an untrained PLAID index cannot hold documents; the index is damaged.")
         # Codes and residuals are the compressed index itself (26 B/token at nbits=2): read them whole.
-        self._codes = torch.from_numpy(np.array(codes)).to(self.device)
-        self._residuals = torch.from_numpy(np.array(residuals)).to(self.device)
+        self._set_tokens(
+            torch.from_numpy(np.array(codes)).to(self.device), torch.from_numpy(np.array(residuals)).to(self.device)
+        )
         self._lengths = torch.from_numpy(lengths)
         self._alive = torch.ones(n_docs, dtype=torch.bool)
         self._slots = torch.arange(n_docs)
@@ -577,70 +559,104 @@ class PLAIDIndex(Index):
     def _consolidate(self) -> None:
         """Move the codes added since the last search from their scratch files into the index arrays.
 
-        The new arrays are filled straight from disk, so peak memory is the index once plus the
-        arrays it replaces, never the added chunks on top (a streamed build peaks at one index).
+        They are read straight from disk into the spare capacity of the token rows (which double
+        when full), so an add costs its own rows, and a streamed build peaks at one index.
         """
-        if not self._pending.n_rows:
+        n_new = self._pending.n_rows
+        if not n_new:
             return
         n_old = self._codes.shape[0]
-        n_total = n_old + self._pending.n_rows
-        codes = torch.empty(n_total, dtype=torch.int16, device=self.device)
-        residuals = torch.empty((n_total, self._pending.width), dtype=torch.uint8, device=self.device)
-        codes[:n_old], residuals[:n_old] = self._codes, self._residuals.reshape(n_old, self._pending.width)
-        self._codes, self._residuals = codes, residuals
-        self._pending.drain_into(codes[n_old:], residuals[n_old:])
+        if n_old == 0:  # the residual width is known from the first rows
+            self._residual_rows = GrowthBuffer(torch.uint8, (self._pending.width,), device=self.device)
+        try:
+            self._pending.drain_into(self._code_rows.claim(n_new), self._residual_rows.claim(n_new))
+        except BaseException:
+            self._code_rows.truncate(n_old)
+            self._residual_rows.truncate(n_old)
+            raise
 
-    def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
-        slots = slots.cpu()
+    @property
+    def _codes(self) -> torch.Tensor:
+        """Centroid id of every stored token ``(n_tokens,)`` int16 (a view of the growing rows)."""
+        return self._code_rows.view
+
+    @property
+    def _residuals(self) -> torch.Tensor:
+        """Packed residuals of every stored token ``(n_tokens, bytes_per_token)`` uint8."""
+        return self._residual_rows.view
+
+    def _set_tokens(
+        self, codes: torch.Tensor, residuals: torch.Tensor, inverse_norms: torch.Tensor | None = None
+    ) -> None:
+        """Replace the stored tokens (their inverse norms are recomputed lazily unless given)."""
+        self._code_rows = GrowthBuffer.of(codes)
+        self._residual_rows = GrowthBuffer.of(residuals)
+        self._norm_rows = (
+            GrowthBuffer.of(inverse_norms)
+            if inverse_norms is not None
+            else GrowthBuffer(torch.float32, device=self.device)
+        )
+
+    def _inverse_norms(self) -> torch.Tensor:
+        """``(n_tokens,)`` float32 inverse norms of the decompressed tokens, computed once per token."""
+        done, n_tokens = len(self._norm_rows), self._codes.shape[0]
+        if done < n_tokens:
+            codec = self._require_codec()
+            self._norm_rows.append(codec.inverse_norms(self._codes[done:], self._residuals[done:]))
+        return self._norm_rows.view
+
+    def _token_starts(self) -> torch.Tensor:
+        """Row of each slot's first token ``(n_slots,)`` (cached until the lengths change)."""
         cached = self._starts_of
         if cached is None or cached[0] is not self._lengths:  # lengths are replaced, never edited in place
             cached = (self._lengths, torch.cumsum(self._lengths, 0) - self._lengths)
             self._starts_of = cached
-        return ragged_rows(cached[1][slots], self._lengths[slots])
+        return cached[1]
+
+    def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
+        slots = slots.cpu()
+        return ragged_rows(self._token_starts()[slots], self._lengths[slots])
+
+    def _inverted_lists(self) -> list[InvertedLists]:
+        """The inverted lists covering every stored document: the main ones, and those of recent adds.
+
+        After adds, only the new documents' lists are built and merged into the recent ones; those
+        merge into the main lists once they reach ``1 / _DELTA_FRACTION`` of their postings, so a
+        one-document add never rebuilds (or copies) the lists of the whole corpus.
+        """
+        self._consolidate()
+        codec = self._require_codec()
+        n_slots = self._lengths.numel()
+        if self._ivf is None:
+            self._ivf = InvertedLists.build(self._codes, self._lengths, codec.n_centroids)
+            self._ivf_delta, self._ivf_covers = None, n_slots
+        elif self._ivf_covers < n_slots:
+            first = self._ivf_covers
+            new = InvertedLists.build(
+                self._codes[int(self._lengths[:first].sum()) :],
+                self._lengths[first:],
+                codec.n_centroids,
+                first_slot=first,
+            )
+            delta = new if self._ivf_delta is None else self._ivf_delta.merge(new)
+            if delta.n_postings * _DELTA_FRACTION >= self._ivf.n_postings:
+                self._ivf, self._ivf_delta = self._ivf.merge(delta), None
+            else:
+                self._ivf_delta = delta
+            self._ivf_covers = n_slots
+        return [self._ivf] if self._ivf_delta is None else [self._ivf, self._ivf_delta]
 
     def _ivf_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverted lists as CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
+        """All inverted lists as one CSR: ``offsets (n_centroids + 1,)`` into ``slots (pairs,)`` int32.
 
         Each (centroid, document) pair appears once however many of the document's tokens share
-        the centroid. Rebuilt lazily after adds.
+        the centroid.
         """
-        if self._ivf is None:
-            self._consolidate()
-            codec = self._require_codec()
-            n_slots = self._lengths.numel()
-            # Deduplicated (centroid, slot) pairs, a block of documents at a time so the int64 keys
-            # stay block-sized. A block's pairs come out sorted by centroid, then slot; blocks are
-            # in slot order. So after counting every list's length, each block's runs go straight
-            # to their place (after the earlier blocks' part of the list): sorted lists, no global sort.
-            starts = torch.cumsum(self._lengths, 0) - self._lengths
-            blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
-            counts = torch.zeros(codec.n_centroids, dtype=torch.long, device=self.device)
-            for first in range(0, n_slots, _IVF_BLOCK_DOCS):
-                last = min(first + _IVF_BLOCK_DOCS, n_slots)
-                lengths = self._lengths[first:last]
-                a = int(starts[first])
-                codes = self._codes[a : a + int(lengths.sum())].long()
-                slot = torch.repeat_interleave(torch.arange(first, last, device=self.device), lengths.to(self.device))
-                pairs = torch.unique(codes * n_slots + slot)
-                block_codes = pairs // n_slots
-                counts += torch.bincount(block_codes, minlength=codec.n_centroids)
-                blocks.append((block_codes.to(torch.int16), (pairs % n_slots).to(torch.int32)))
-            offsets = torch.zeros(codec.n_centroids + 1, dtype=torch.long, device=self.device)
-            torch.cumsum(counts, 0, out=offsets[1:])
-            ivf_slots = torch.empty(int(offsets[-1]), dtype=torch.int32, device=self.device)
-            cursor = offsets[:-1].clone()
-            blocks.reverse()
-            while blocks:
-                block_codes, block_slots = blocks.pop()
-                block_codes = block_codes.long()
-                block_counts = torch.bincount(block_codes, minlength=codec.n_centroids)
-                run_starts = torch.cumsum(block_counts, 0) - block_counts
-                shift = cursor - run_starts  # where each centroid's run of this block goes
-                positions = shift.index_select(0, block_codes) + torch.arange(block_codes.numel(), device=self.device)
-                ivf_slots[positions] = block_slots
-                cursor += block_counts
-            self._ivf = (offsets, ivf_slots)
-        return self._ivf
+        main, *recent = self._inverted_lists()
+        if recent:
+            main = main.merge(recent[0])
+            self._ivf, self._ivf_delta = main, None
+        return main.offsets, main.slots
 
     def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         if self._fp16 is not None:
@@ -648,6 +664,169 @@ class PLAIDIndex(Index):
         codec = self._require_codec()
         rows = rows.to(self.device)
         return codec.decompress(self._codes[rows], self._residuals[rows]).cpu()
+
+
+class _Search:
+    """One search call's stages, each run for a batch of equal-length queries at once.
+
+    Every stage yields, per query, a row of document slots (``-1`` where a query has fewer), so a
+    batch is a handful of tensor operations whatever its size; query-document pairs are scored
+    ``_PAIR_TOKENS`` tokens at a time, so memory stays bounded.
+    """
+
+    def __init__(self, index: PLAIDIndex, codec: ResidualCodec, allowed: torch.Tensor, depth: int) -> None:
+        self.index, self.codec, self.allowed, self.depth = index, codec, allowed, depth
+        self.config = index.search_config
+        self.n_slots = allowed.numel()
+        self.exhaustive = int(allowed.sum()) <= self.config.n_full_scores
+        # Every lazily built part is built now: batches may then run in several threads.
+        self.lists = [] if self.exhaustive else index._inverted_lists()
+        self.inverse_norms = index._inverse_norms()
+        self.token_starts = index._token_starts()
+
+    def batch_size(self, q_len: int) -> int:
+        """Queries per batch: 1 on a CPU; on a GPU as many as keep the dense ``(batch, q_len, slots)``
+        table and the postings read bounded."""
+        if self.allowed.device.type == "cpu":
+            return 1
+        if self.exhaustive:
+            return _QUERY_BATCH
+        cfg = self.config
+        n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), self.codec.n_centroids)
+        postings = q_len * n_keep * sum(ivf.n_postings for ivf in self.lists) / self.codec.n_centroids
+        return max(
+            1,
+            min(
+                _QUERY_BATCH,
+                int(_TABLE_CELLS / max(1, q_len * self.n_slots)),
+                int(_BATCH_POSTINGS / max(1.0, postings)),
+            ),
+        )
+
+    def run(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best ``depth`` slots and their scores per query of ``(n_queries, q_len, dim)``, best first."""
+        centroid_scores = queries @ self.codec.centroids.T  # (n_queries, q_len, n_centroids)
+        tables = self.codec.query_tables(queries, centroid_scores)
+        if self.exhaustive:  # few documents allowed (a narrow filter or a small index): score them all
+            chosen = self.allowed.nonzero().squeeze(1).expand(queries.shape[0], -1)
+        else:
+            chosen = self._probe(centroid_scores, tables)
+        codes, residuals, norms = self.index._codes, self.index._residuals, self.inverse_norms
+
+        def decompressed(rows: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+            return tables.token_scores(
+                codes.index_select(0, rows), residuals.index_select(0, rows), norms.index_select(0, rows), owners
+            )
+
+        scores = self._maxsim(chosen, decompressed)
+        top = torch.topk(scores, min(self.depth, scores.shape[1]), dim=1)
+        slots = chosen.gather(1, top.indices)
+        slots[top.values == -math.inf] = -1
+        return slots, top.values
+
+    def _probe(self, centroid_scores: torch.Tensor, tables: QueryTables) -> torch.Tensor:
+        """Stages 1-3: per query, the slots to decompress ``(n_queries, <=max(depth, n_full_scores // 4))``."""
+        cfg = self.config
+        n_queries, q_len, n_centroids = centroid_scores.shape
+        device = centroid_scores.device
+        n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), n_centroids)
+        kept = centroid_scores.topk(n_keep, dim=2)  # (n_queries, q_len, n_keep), best first
+        # Per query token, no unkept centroid scores above its floor; with a threshold, every
+        # centroid at or above it is kept too. Pair = (query token, kept centroid); a row is one
+        # query token of one query, and only the n_ivf_probe best ranks make documents candidates.
+        floor = kept.values[..., -1]
+        pair_row = torch.arange(n_queries * q_len, device=device).repeat_interleave(n_keep)
+        pair_centroid, pair_score = kept.indices.reshape(-1), kept.values.reshape(-1)
+        probing = (torch.arange(n_keep, device=device) < cfg.n_ivf_probe).repeat(n_queries * q_len)
+        if cfg.centroid_score_threshold is not None:
+            extra = (centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[..., None])
+            query, token, centroid = extra.nonzero(as_tuple=True)
+            pair_row = torch.cat([pair_row, query * q_len + token])
+            pair_centroid = torch.cat([pair_centroid, centroid])
+            pair_score = torch.cat([pair_score, centroid_scores[query, token, centroid]])
+            probing = torch.cat([probing, torch.zeros_like(centroid, dtype=torch.bool)])
+            floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=device))
+        # Stages 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
+        # dense (rows, slots) table, so the work is the postings read, not q_len times them.
+        postings = [ivf.postings(pair_centroid) for ivf in self.lists]
+        slots = torch.cat([slots for slots, _ in postings])
+        pair_of = torch.cat([owner for _, owner in postings])
+        cell = pair_row.index_select(0, pair_of) * self.n_slots + slots
+        candidate = torch.zeros(n_queries * self.n_slots, dtype=torch.bool, device=device)
+        probed = probing.index_select(0, pair_of)
+        candidate[cell[probed] // (q_len * self.n_slots) * self.n_slots + slots[probed]] = True
+        candidate = candidate.view(n_queries, self.n_slots) & self.allowed
+        best = floor[..., None].expand(n_queries, q_len, self.n_slots).contiguous()
+        best.view(-1).scatter_reduce_(0, cell, pair_score.index_select(0, pair_of), reduce="amax")
+        approx = best.sum(1).masked_fill_(~candidate, -math.inf)
+        chosen = _top_columns(approx, min(cfg.n_full_scores, self.n_slots))
+        # Stage 3, full centroid interaction: every token of the chosen documents scored by its
+        # centroid; the best quarter go on to decompression.
+        n_decompress = max(self.depth, cfg.n_full_scores // 4)
+        if chosen.shape[1] <= n_decompress:
+            return chosen
+        codes = self.index._codes
+        scores = self._maxsim(chosen, lambda rows, owners: tables.centroid_scores(codes.index_select(0, rows), owners))
+        columns = _top_columns(scores, n_decompress)
+        return torch.where(columns >= 0, chosen.gather(1, columns.clamp(min=0)), -1)
+
+    def _maxsim(
+        self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """MaxSim of each query with each of its ``chosen (n_queries, width)`` slots; ``-inf`` where the slot is -1.
+
+        ``token_scores(rows, owners)`` gives the ``(n, q_len)`` cosines of the tokens at ``rows``
+        with the query tokens of the queries ``owners``.
+
+        Pairs are scored query by query (its lookup tables stay in cache), shortest document first,
+        a run of at most about ``_PAIR_TOKENS`` tokens at a time, each run padded to its longest
+        document by repeating every document's first token (a maximum is unchanged by repeats):
+        one lookup and one reduction per run, little padding.
+        """
+        device = chosen.device
+        out = torch.full(chosen.shape, -math.inf, device=device)
+        owners, columns = (chosen >= 0).nonzero(as_tuple=True)
+        slots = chosen[owners, columns].cpu()
+        lengths = self.index._lengths[slots]
+        order = torch.argsort(owners.cpu() * (int(lengths.max()) + 1) + lengths)
+        owners, columns, slots, lengths = (
+            owners[order.to(device)],
+            columns[order.to(device)],
+            slots[order],
+            lengths[order],
+        )
+        starts = self.token_starts[slots]
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
+        first = 0
+        for n_pairs in torch.bincount(owners.cpu()).tolist():
+            runs = _chunks(offsets[first : first + n_pairs + 1] - offsets[first], _PAIR_TOKENS)
+            for a, b in ((first + a, first + b) for a, b in runs):
+                longest = int(lengths[b - 1])
+                steps = torch.arange(longest)
+                rows = starts[a:b, None] + torch.where(steps < lengths[a:b, None], steps, 0)  # (pairs, longest)
+                token_owners = owners[a:b, None].expand(-1, longest).reshape(-1)
+                scores = token_scores(rows.view(-1).to(device), token_owners)
+                out[owners[a:b], columns[a:b]] = scores.view(b - a, longest, -1).amax(1).sum(1)
+            first += n_pairs
+        return out
+
+
+def _top_columns(values: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row of ``values (rows, cols)``, the columns of its ``n`` largest finite values, in column order.
+
+    Ties at the cut go to the lower columns (so the choice does not depend on anything between
+    them, such as tombstoned slots); ``-1`` pads rows with fewer than ``n`` finite values.
+    """
+    kth = values.topk(n, dim=1).values[:, -1:]
+    take = values > kth
+    tied = values == kth
+    take |= tied & (tied.cumsum(1) <= n - take.sum(1, keepdim=True))
+    take &= values > -math.inf
+    row, column = take.nonzero(as_tuple=True)
+    counts = take.sum(1)
+    out = torch.full((values.shape[0], n), -1, dtype=torch.long, device=values.device)
+    out[row, torch.arange(row.numel(), device=values.device) - (torch.cumsum(counts, 0) - counts)[row]] = column
+    return out
 
 
 def _reconstruction_error(

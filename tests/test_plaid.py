@@ -18,6 +18,7 @@ from lateint_plugins.core.codec import (
 )
 from lateint_plugins.core.errors import CorruptIndexError, DimensionMismatchError, InvalidInputError
 from lateint_plugins.core.index import ExactIndex, load_index
+from lateint_plugins.core.ivf import InvertedLists
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
 
 DIM = 32
@@ -131,6 +132,30 @@ def test_similarities_equal_dot_products_with_the_decompressed_vectors(corpus, m
     torch.testing.assert_close(codec.similarities(queries[0], codes, packed), want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_token_scores_equal_dot_products_with_the_decompressed_vectors(corpus, nbits: int) -> None:
+    _, docs, _, queries = corpus
+    x = torch.cat(docs[:40])
+    codec = train_codec(torch.cat(docs), n_centroids=32, nbits=nbits)
+    codes, packed = codec.compress(x)
+
+    def want_for(query: torch.Tensor) -> torch.Tensor:
+        return codec.decompress(codes, packed) @ query.T
+
+    want = want_for(queries[0])
+    inverse_norms = codec.inverse_norms(codes, packed)
+    tables = codec.query_tables(queries[0])
+    torch.testing.assert_close(tables.token_scores(codes, packed, inverse_norms), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tables.centroid_scores(codes), codec.centroids[codes] @ queries[0].T)
+    # A batch of queries: each token scored against the query its owner names.
+    batch = torch.stack([queries[1], queries[0], queries[2]])
+    owners = torch.arange(codes.numel()) % 3
+    scores = codec.query_tables(batch).token_scores(codes, packed, inverse_norms, owners)
+    for i in range(3):
+        mine = owners == i
+        torch.testing.assert_close(scores[mine], want_for(batch[i])[mine], atol=1e-5, rtol=1e-5)
+
+
 def test_grouped_assignment_finds_the_nearest_centroid_almost_always() -> None:
     g = torch.Generator().manual_seed(0)
     centroids = torch.nn.functional.normalize(torch.randn(1024, 32, generator=g), dim=1)
@@ -240,6 +265,49 @@ def test_any_adds_and_removes_equal_a_rebuild_from_the_survivors(seed: int) -> N
     ix.compact()
     assert ix.n_tokens == rebuilt.n_tokens
     assert [h.id for h in ix.search(queries[0], k=10)] == [h.id for h in rebuilt.search(queries[0], k=10)]
+
+
+def test_one_document_adds_extend_the_inverted_lists_without_rebuilding_them() -> None:
+    ids, docs, meta, queries = clustered_corpus(260, seed=4)
+    ix = PLAIDIndex(device="cpu", search_config=SearchConfig(n_ivf_probe=2, n_full_scores=32))
+    ix.add(ids[:200], docs[:200], meta[:200])
+    ix.search(queries[0], k=5)
+    main = ix._ivf
+    for i in range(200, 260):
+        ix.add([ids[i]], [docs[i]], [meta[i]])
+        if i % 3 == 0:
+            ix.remove([ids[i - 100]])
+        hits = ix.search(queries[i % len(queries)], k=10)
+        assert all(h.id in ix for h in hits)
+        if i < 205:  # a few small adds go to the recent lists; the main ones are kept as they are
+            assert ix._ivf is main and ix._ivf_delta is not None
+    assert ix._ivf is not main  # ... until the recent lists grew to an eighth of them and merged
+    # Whatever the history, the lists are exactly the ones a build from the tokens gives.
+    merged = ix._ivf_lists()
+    built = InvertedLists.build(ix._codes, ix._lengths, ix.codec.n_centroids)
+    assert torch.equal(merged[0], built.offsets) and torch.equal(merged[1], built.slots)
+    # And the searches equal those of an index built at once from the survivors (compacted: with
+    # tombstones the candidate arrays differ in length, and topk may break exact ties otherwise).
+    ix.compact()
+    position = {d: i for i, d in enumerate(ids)}
+    rebuilt = PLAIDIndex(codec=ix.codec, device="cpu", search_config=ix.search_config)
+    rebuilt.add(ix.ids, [docs[position[i]] for i in ix.ids])
+    for a, b in zip(ix.search(queries, k=10), rebuilt.search(queries, k=10), strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+
+
+def test_inverted_lists_merge_equals_a_build_over_both() -> None:
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 20, (50,), generator=g)
+    codes = torch.randint(0, 16, (int(lengths.sum()),), generator=g)
+    split = int(lengths[:30].sum())
+    first = InvertedLists.build(codes[:split], lengths[:30], 16)
+    later = InvertedLists.build(codes[split:], lengths[30:], 16, first_slot=30)
+    whole = InvertedLists.build(codes, lengths, 16)
+    merged = first.merge(later)
+    assert torch.equal(merged.offsets, whole.offsets) and torch.equal(merged.slots, whole.slots)
+    slots, owner = whole.postings(torch.tensor([3, 3, 7]))
+    assert torch.equal(slots[owner == 2], whole.slots[whole.offsets[7] : whole.offsets[8]].long())
 
 
 # ---------------------------------------------------------------------- persistence
@@ -372,8 +440,13 @@ def _hits(results):
 
 
 @pytest.mark.parametrize("rescore", [0, 8])
-def test_search_batch_equals_single_searches(corpus, rescore: int) -> None:
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_search_batch_equals_single_searches(
+    corpus, rescore: int, vectorised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids, docs, meta, queries = corpus
+    if vectorised:  # the GPU's path (batches of equal-length queries through every stage at once), run on the CPU
+        monkeypatch.setattr("lateint_plugins.core.plaid._Search.batch_size", lambda self, q_len: 3)
     index = PLAIDIndex(
         config=PLAIDConfig(nbits=2, n_centroids=32, kmeans_niters=2, keep_fp16=bool(rescore)),
         search_config=SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64, rescore=rescore),
