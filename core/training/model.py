@@ -114,6 +114,7 @@ class TrainableColBERT(nn.Module):
         embedding_dim: int = 128,
         matryoshka_dims: Sequence[int] = (),
         local_files_only: bool = True,
+        seed: int = 0,
         **config_overrides: Any,
     ) -> TrainableColBERT:
         """Start from a ColBERT checkpoint (PyLate, sentence-transformers 6 or Stanford) or a plain encoder.
@@ -126,6 +127,7 @@ class TrainableColBERT(nn.Module):
                 the main one starts as its first rows (plain truncation), so training starts where
                 truncation stands; a wider one starts at random.
             local_files_only: never reach the Hub.
+            seed: seeds the initialisation of new heads (the same call builds the same model).
             **config_overrides: :class:`EncoderConfig` fields (``query_length``, ``document_length``, ...).
 
         Raises:
@@ -140,7 +142,9 @@ class TrainableColBERT(nn.Module):
         backbone, tokenizer, config = encoder.backbone, encoder.tokenizer, encoder.config
         hidden = int(getattr(backbone, "config").hidden_size)  # noqa: B009
         if encoder.checkpoint_format == "plain":
-            main = nn.Linear(hidden, embedding_dim, bias=False)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                main = nn.Linear(hidden, embedding_dim, bias=False)
             config = _add_markers(backbone, tokenizer, config)
             logger.info("%s is a plain encoder: added a %d -> %d projection", name_or_path, hidden, embedding_dim)
         else:
@@ -152,7 +156,9 @@ class TrainableColBERT(nn.Module):
         for d in dims:
             if d == default_dim:
                 continue
-            head = nn.Linear(hidden, d, bias=main.bias is not None)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + d)
+                head = nn.Linear(hidden, d, bias=main.bias is not None)
             if d < default_dim:
                 with torch.no_grad():
                     head.weight.copy_(main.weight[:d])
