@@ -51,8 +51,7 @@ def pylate_side(model: str, texts_file: Path, out: Path) -> None:
 def compare(model: Path, pylate_python: Path) -> dict[str, object]:
     """Encode with both libraries and return the comparison (counts, min cosine)."""
     sys.path.insert(0, str(ROOT / "benchmarks" / "compat"))
-    import texts as T  # noqa: N812 (the compat texts module)
-
+    import texts as T
     from lateint_plugins.core import ColBERTEncoder
 
     texts = {"queries": list(T.ENGLISH_QUERIES), "documents": list(T.ENGLISH_DOCUMENTS)}

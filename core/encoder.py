@@ -1572,9 +1572,8 @@ def _matryoshka_head(folder: Path, st_config: dict[str, Any], denses: list[_Dens
     module_dir = (folder / path).resolve()
     if folder.resolve() not in module_dir.parents:
         raise ModelLoadError(f"{folder}: matryoshka_heads[{dim!r}] = {path!r} points outside the model folder.")
-    head = _dense(
-        _read_json(module_dir / "config.json"), _load_state(module_dir / "model"), module_dir, "torch.nn.modules.linear.Identity"
-    )
+    config, state = _read_json(module_dir / "config.json"), _load_state(module_dir / "model")
+    head = _dense(config, state, module_dir, "torch.nn.modules.linear.Identity")
     if head.out_features != dim or head.in_features != denses[-1].in_features:
         raise ModelLoadError(
             f"{module_dir}: the head listed for dim={dim} maps {head.in_features} -> {head.out_features} features."

@@ -38,12 +38,20 @@ from .model import TokenBatch, TrainableColBERT
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingConfig", "TrainingResult", "Trainer", "latest_checkpoint"]
+__all__ = ["Trainer", "TrainingConfig", "TrainingResult", "latest_checkpoint"]
 
 _CHECKPOINT_FORMAT = 1
 _STATE = "trainer_state.json"
 # Settings that fix which examples land in which step: a resumed run must share them.
-_RESUME_KEYS = ("loss", "batch_size", "gradient_accumulation_steps", "negatives_per_query", "seed", "epochs", "max_steps")
+_RESUME_KEYS = (
+    "loss",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "negatives_per_query",
+    "seed",
+    "epochs",
+    "max_steps",
+)
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,8 @@ class _Batch:
     queries: TokenBatch
     documents: TokenBatch
     targets: torch.Tensor  # contrastive: (n_queries,) column of each positive
-    ignore: torch.Tensor | None  # contrastive: (n_queries, n_documents) other positives of the same query
-    teacher: torch.Tensor | None  # distillation: (n_queries, n_way)
+    ignore: torch.Tensor  # contrastive: (n_queries, n_documents) other positives of the same query
+    teacher: torch.Tensor  # distillation: (n_queries, n_way) teacher scores
 
 
 class Trainer:
@@ -257,7 +265,11 @@ class Trainer:
         result = TrainingResult(steps=self.step)
         self.model.train()
         with tqdm(
-            total=self.total_steps, initial=self.step, desc="Training", unit="step", disable=not self.config.show_progress_bar
+            total=self.total_steps,
+            initial=self.step,
+            desc="Training",
+            unit="step",
+            disable=not self.config.show_progress_bar,
         ) as bar:
             while self.step < self.total_steps:
                 epoch, within = divmod(self.step, self.steps_per_epoch)
@@ -296,7 +308,9 @@ class Trainer:
         cfg = self.config
         order = torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
         n_micro = math.ceil(len(order) / cfg.batch_size)
-        micro = range(within * cfg.gradient_accumulation_steps, min((within + 1) * cfg.gradient_accumulation_steps, n_micro))
+        micro = range(
+            within * cfg.gradient_accumulation_steps, min((within + 1) * cfg.gradient_accumulation_steps, n_micro)
+        )
         total = 0.0
         for m in micro:
             positions = order[m * cfg.batch_size : (m + 1) * cfg.batch_size]
@@ -322,8 +336,8 @@ class Trainer:
             return _Batch(
                 self.model.tokenize_queries(queries),
                 self.model.tokenize_documents(documents),
-                torch.zeros(0),
-                None,
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.bool),
                 teacher,
             )
         documents, targets = [], []
@@ -342,7 +356,7 @@ class Trainer:
             self.model.tokenize_documents(documents),
             torch.tensor(targets, dtype=torch.long),
             ignore,
-            None,
+            torch.zeros(0),
         )
 
     def _autocast(self) -> AbstractContextManager[Any]:
@@ -364,7 +378,6 @@ class Trainer:
                 continue
             q, d = queries[dim], documents[dim]
             if cfg.loss == "contrastive":
-                assert batch.ignore is not None  # noqa: S101 (set by _collate for this loss)
                 scores = colbert_scores(q, q_mask, d, d_mask)
                 loss = contrastive_loss(
                     scores,
@@ -373,7 +386,6 @@ class Trainer:
                     ignore=batch.ignore.to(self.device),
                 )
             else:
-                assert batch.teacher is not None  # noqa: S101 (set by _collate for this loss)
                 n_way = batch.teacher.shape[1]
                 scores = grouped_scores(
                     q, q_mask, d.view(len(q), n_way, *d.shape[1:]), d_mask.view(len(q), n_way, d_mask.shape[1])
