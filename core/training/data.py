@@ -223,7 +223,7 @@ def beir_examples(
         n_negatives: hard negatives kept per query (the top of the ranking minus the judged positives).
         encoder: the model mining with ``negatives="index"``.
         query_ids: only these queries (e.g. the training part of :func:`split_queries`).
-        mined: precomputed query id -> ranked negative document ids (skips mining).
+        mined: precomputed query id -> ranked document ids (skips mining; judged positives are dropped).
     """
     dataset = data if isinstance(data, BeirDataset) else load_beir(data, split=split)
     if negatives not in ("bm25", "index", "none"):
@@ -238,7 +238,8 @@ def beir_examples(
         mined = mine_hard_negatives(dataset, method=negatives, depth=n_negatives, encoder=encoder, query_ids=ids)
     examples = []
     for q in ids:
-        pool = [_doc_text(dataset.corpus[d]) for d in (mined or {}).get(q, [])[:n_negatives] if d in dataset.corpus]
+        ranked = [d for d in (mined or {}).get(q, []) if d in dataset.corpus and dataset.qrels[q].get(d, 0) <= 0]
+        pool = [_doc_text(dataset.corpus[d]) for d in ranked[:n_negatives]]
         for doc_id, score in dataset.qrels[q].items():
             if score > 0 and doc_id in dataset.corpus:
                 examples.append(TrainingExample(dataset.queries[q], (_doc_text(dataset.corpus[doc_id]), *pool)))
