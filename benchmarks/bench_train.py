@@ -136,7 +136,7 @@ class HiddenStates:
         return {q: [h.id for h in row] for q, row in zip(self.query_ids, hits, strict=True)}
 
 
-def run_pylate(args: argparse.Namespace, triplets: Path, out: Path, steps: int) -> dict[str, Any]:
+def run_pylate(args: argparse.Namespace, triplets: Path, out: Path, steps: int, bf16: bool) -> dict[str, Any]:
     """PyLate's trainer in its own venv on the same triplets; returns its timing or {"error": ...}."""
     if not args.pylate_python.is_file():
         return {"error": f"no PyLate python at {args.pylate_python}"}
@@ -151,7 +151,7 @@ def run_pylate(args: argparse.Namespace, triplets: Path, out: Path, steps: int) 
         "warmup_steps": args.warmup_steps,
         "seed": args.seed,
         "threads": args.threads,
-        "bf16": args.precision == "bf16",
+        "bf16": bf16,
     }
     result = subprocess.run(
         [str(args.pylate_python), str(ROOT / "benchmarks" / "peers" / "train_pylate.py"), json.dumps(settings)],
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 negative = random.Random(f"{args.seed}:0:{i}").choice(pool) if pool else None
                 if negative is not None:
                     f.write(json.dumps({"query": e.query, "positive": e.documents[0], "negative": negative}) + "\n")
-        peer = run_pylate(args, triplets, workdir / "pylate", trainer.total_steps)
+        peer = run_pylate(args, triplets, workdir / "pylate", trainer.total_steps, trainer.bf16)
         if "error" not in peer:
             pylate_model = TrainableColBERT.from_pretrained(workdir / "pylate", seed=args.seed)
             hidden = HiddenStates(pylate_model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size)

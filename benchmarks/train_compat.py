@@ -5,7 +5,8 @@ Run it in the project venv; it starts PyLate in its own venv (never install PyLa
     python benchmarks/train_compat.py MODEL_DIR [--pylate-python ../venvs/pylate/bin/python]
 
 It encodes the compatibility texts (``benchmarks/compat/texts.py``) with ``ColBERTEncoder`` (fp32) and with
-``pylate.models.ColBERT`` (fp32, CPU), then prints the token counts that differ and the smallest per-token
+``pylate.models.ColBERT`` (fp32, CPU), and with sentence-transformers 6 ``MultiVectorEncoder`` when the
+project venv has it, then prints the token counts that differ and the smallest per-token
 cosine over every query and document (the issue asks for >= 0.9999). Vectors cross between the processes as
 ``.npy`` files (no pickle).
 """
@@ -70,22 +71,39 @@ def compare(model: Path, pylate_python: Path) -> dict[str, object]:
             env=env,
         )
         theirs = {kind: _load(work, kind) for kind in ("queries", "documents")}
-    result: dict[str, object] = {"model": str(model), "checkpoint_format": encoder.checkpoint_format}
-    cosines = []
-    mismatched = []
+    result: dict[str, object] = {
+        "model": str(model),
+        "checkpoint_format": encoder.checkpoint_format,
+        "texts": sum(len(v) for v in texts.values()),
+        "pylate": _agreement(ours, theirs),
+    }
+    try:
+        from sentence_transformers import MultiVectorEncoder  # sentence-transformers >= 6
+
+        st = MultiVectorEncoder(str(model), device="cpu", local_files_only=True)
+        result["sentence_transformers_6"] = _agreement(
+            ours,
+            {
+                "queries": [np.asarray(v, dtype=np.float32) for v in st.encode_query(texts["queries"])],
+                "documents": [np.asarray(v, dtype=np.float32) for v in st.encode_document(texts["documents"])],
+            },
+        )
+    except ImportError:
+        result["sentence_transformers_6"] = "not installed"
+    return result
+
+
+def _agreement(ours: dict[str, list[np.ndarray]], theirs: dict[str, list[np.ndarray]]) -> dict[str, object]:
+    """Token-count mismatches and the smallest per-token cosine between two encodings of the same texts."""
+    cosines, mismatched = [], []
     for kind in ("queries", "documents"):
         for i, (a, b) in enumerate(zip(ours[kind], theirs[kind], strict=True)):
             if a.shape != b.shape:
-                mismatched.append(f"{kind}[{i}]: ours {a.shape}, PyLate {b.shape}")
+                mismatched.append(f"{kind}[{i}]: ours {a.shape}, theirs {b.shape}")
                 continue
             b = b / np.linalg.norm(b, axis=1, keepdims=True)
             cosines.append(float((a * b).sum(1).min()))
-    result.update(
-        texts=sum(len(v) for v in texts.values()),
-        shape_mismatches=mismatched,
-        cosine_min=min(cosines) if cosines else None,
-    )
-    return result
+    return {"shape_mismatches": mismatched, "cosine_min": min(cosines) if cosines else None}
 
 
 def main() -> None:
