@@ -5,8 +5,8 @@ know what fine-tuning on your own judged queries buys. One run:
 
 1. the model (default ``../shared/models/answerai-colbert-small-v1``, main head 96) and SciFact (``train``:
    809 queries, ``test``: 300) are loaded; hard negatives for the train queries are mined with the
-   original model's own exact index over the corpus (``--negatives index``, the corpus encoded once and
-   reused for the "before" numbers) or BM25;
+   original model's own exact index over the evaluation corpus (``--negatives index``: the "before" pass
+   is reused, so the corpus is encoded once; SciFact's train and test share the corpus) or BM25;
 2. the model trains (``lateint_plugins.core.training.Trainer``: in-batch contrastive with hard negatives,
    every head of ``--matryoshka-dims`` trained jointly) for ``--epochs`` / ``--max-steps``;
 3. test nDCG@10 and Recall@100 with the exact index (MaxSim over every document), before and after, for
@@ -18,7 +18,9 @@ know what fine-tuning on your own judged queries buys. One run:
 
 The corpus is encoded once per backbone: the encoder runs with an identity projection (L2-normalised
 hidden states) and every head is applied afterwards (``normalize(W h / |h|) == normalize(W h)``), so one
-pass scores all widths. Wall time and peak RSS are this process's (PyLate's are its own process's).
+pass scores all widths, at the training precision (bf16 autocast where the CPU has native BF16). Wall time
+and peak RSS are this process's (PyLate's are its own process's). Timings on a shared machine are noisy and
+not interleaved: rerun quietly before quoting them.
 
 Run from the repository root (``nice -n 10`` on a shared machine)::
 
@@ -91,7 +93,15 @@ def peak_rss_mib() -> float:
 class HiddenStates:
     """L2-normalised hidden states of a corpus and queries under one backbone; heads are applied afterwards."""
 
-    def __init__(self, model: Any, doc_ids: list[str], doc_texts: list[str], queries: dict[str, str], batch: int):
+    def __init__(
+        self,
+        model: Any,
+        doc_ids: list[str],
+        doc_texts: list[str],
+        queries: dict[str, str],
+        batch: int,
+        precision: str,
+    ) -> None:
         import torch
         from lateint_plugins.core.encoder import ColBERTEncoder
 
@@ -101,12 +111,16 @@ class HiddenStates:
             torch.nn.Identity(),
             model.config,
             device=model.device,
-            precision="fp32",
+            precision=precision,
             checkpoint_format="pylate",
         )
         start = time.perf_counter()
         self.doc_ids = doc_ids
-        self.documents = [d.half() for d in encoder.encode_documents(doc_texts, batch_size=batch, show_progress_bar=True)]
+        self.documents = (
+            [d.half() for d in encoder.encode_documents(doc_texts, batch_size=batch, show_progress_bar=True)]
+            if doc_texts
+            else []
+        )
         self.query_ids = list(queries)
         self.queries = encoder.encode_queries(list(queries.values()), batch_size=batch)
         self.seconds = time.perf_counter() - start
@@ -180,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         beir_examples,
         mine_hard_negatives,
     )
+    from lateint_plugins.core.training.trainer import _use_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,10 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_set = EvaluationSet.from_beir(
         test_data, query_ids=query_ids, max_documents=args.eval_max_documents, seed=args.seed
     )
-    full_corpus = len(eval_set.corpus) == len(test_data.corpus)
     logger.info("eval: %d test queries over %d documents", len(eval_set.queries), len(eval_set.corpus))
 
     model = TrainableColBERT.from_pretrained(args.model, matryoshka_dims=dims, seed=args.seed).to(args.device)
+    # Evaluation encodes at the training precision (bf16 autocast ranks SciFact as fp32 does: 0.7371 both).
+    precision = "bf16" if _use_bf16(args.precision, torch.device(args.device)) else "fp32"
     original = {d: model.heads[str(model.default_dim)].weight.detach().clone()[:d] for d in model.dims}
     report: dict[str, Any] = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     report["machine"] = machine
@@ -202,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 1. before: the original model (main head) and plain truncation of it.
     doc_ids, doc_texts = list(eval_set.corpus), list(eval_set.corpus.values())
-    before = HiddenStates(model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size)
+    before = HiddenStates(model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size, precision)
     report["before"] = {str(d): before.evaluate(w, eval_set.qrels) for d, w in original.items()}
     report["before_encode_s"] = round(before.seconds, 1)
     logger.info("before: %s (corpus encoded in %.0fs)", report["before"], before.seconds)
@@ -210,18 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2. mine and train.
     start = time.perf_counter()
     mined = None
-    if args.negatives == "index" and full_corpus:
-        # Same corpus and backbone as the "before" pass: reuse it rather than encode the corpus again.
-        train_queries = HiddenStates(model, [], [], train_data.queries, args.eval_batch_size)
+    if args.negatives == "index":
+        # The original model's own ranking over the evaluation corpus (all of SciFact unless
+        # --eval-max-documents cut it), reusing the "before" pass rather than encoding the corpus again.
+        train_queries = HiddenStates(model, [], [], train_data.queries, args.eval_batch_size, precision)
         before.query_ids, before.queries = train_queries.query_ids, train_queries.queries
         depth = args.mining_depth + max(len(j) for j in train_data.qrels.values())
         ranked = before.ranking(original[model.default_dim], depth)
         mined = {q: [d for d in ranked[q] if train_data.qrels[q].get(d, 0) <= 0] for q in ranked}
-    elif args.negatives != "none":
-        method = args.negatives
-        encoder = model.as_encoder() if method == "index" else None
-        mined = mine_hard_negatives(train_data, method=method, depth=args.mining_depth, encoder=encoder)
-        model.train()
+    elif args.negatives == "bm25":
+        mined = mine_hard_negatives(train_data, method="bm25", depth=args.mining_depth)
     examples = beir_examples(train_data, negatives="none", n_negatives=args.mining_depth, mined=mined)
     report["mining_s"] = round(time.perf_counter() - start, 1)
     report["examples"] = len(examples)
@@ -257,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("trained %d steps in %.0fs", result.steps, result.wall_s)
 
     # 3. after: every trained head.
-    after = HiddenStates(model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size)
+    after = HiddenStates(model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size, precision)
     report["after"] = {str(d): after.evaluate(model.heads[str(d)].weight, eval_set.qrels) for d in model.dims}
     logger.info("after: %s", report["after"])
 
@@ -273,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peer = run_pylate(args, triplets, workdir / "pylate", trainer.total_steps, trainer.bf16)
         if "error" not in peer:
             pylate_model = TrainableColBERT.from_pretrained(workdir / "pylate", seed=args.seed)
-            hidden = HiddenStates(pylate_model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size)
+            hidden = HiddenStates(pylate_model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size, precision)
             peer["after"] = hidden.evaluate(pylate_model.heads[str(pylate_model.default_dim)].weight, eval_set.qrels)
         report["pylate"] = peer
     report["load_average_end"] = load_average()
@@ -306,7 +320,10 @@ def print_table(report: dict[str, Any]) -> None:
     )
     if "pylate" in report:
         p = report["pylate"]
-        print("PyLate: " + (p["error"][-300:] if "error" in p else f"{p['wall_s']}s, peak RSS {p['peak_rss_mib']:.0f} MiB"))
+        print(
+            "PyLate: "
+            + (p["error"][-300:] if "error" in p else f"{p['wall_s']}s, peak RSS {p['peak_rss_mib']:.0f} MiB")
+        )
 
 
 if __name__ == "__main__":

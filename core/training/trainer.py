@@ -229,7 +229,11 @@ class Trainer:
                 raise InvalidInputError(
                     "gradient_checkpointing=True, but this transformer does not support it; set it to False."
                 )
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers >= 5.x names it activation checkpointing (the old name warns); 4.x has only the old one.
+            if hasattr(backbone, "activation_checkpointing_enable"):
+                backbone.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(self.device)
         n_micro = math.ceil(len(self.examples) / self.config.batch_size)
         self.steps_per_epoch = math.ceil(n_micro / self.config.gradient_accumulation_steps)
