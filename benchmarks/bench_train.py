@@ -210,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = TrainableColBERT.from_pretrained(args.model, matryoshka_dims=dims, seed=args.seed).to(args.device)
     # Evaluation encodes at the training precision (bf16 autocast ranks SciFact as fp32 does: 0.7371 both).
-    precision = "bf16" if _use_bf16(args.precision, torch.device(args.device)) else "fp32"
+    # (CPU only: on CUDA the encoder's bf16 would cast the shared training weights.)
+    bf16_eval = args.device == "cpu" and _use_bf16(args.precision, torch.device(args.device))
+    precision = "bf16" if bf16_eval else "fp32"
     original = {d: model.heads[str(model.default_dim)].weight.detach().clone()[:d] for d in model.dims}
     report: dict[str, Any] = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     report["machine"] = machine

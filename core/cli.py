@@ -636,6 +636,9 @@ def train(
             )
     click.echo(f"Loading model {model} ...", err=True)
     colbert = TrainableColBERT.from_pretrained(model, embedding_dim=embedding_dim, matryoshka_dims=dims, seed=seed)
+    from .encoder import resolve_device
+
+    colbert.to(resolve_device(device))  # before mining, which runs on the model's device
     examples = file_examples
     if dataset is not None:
         click.echo(f"Mining {mining_depth} hard negatives per query ({negatives}) ...", err=True)

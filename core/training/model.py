@@ -221,15 +221,17 @@ class TrainableColBERT(nn.Module):
         hidden = self.backbone(**inputs).last_hidden_state
         return {d: F.normalize(self.heads[str(d)](hidden).float(), p=2, dim=-1) for d in (dims or self.dims)}
 
-    def as_encoder(self, dim: int | None = None, **options: Any) -> ColBERTEncoder:
+    def as_encoder(self, dim: int | None = None, *, bf16: bool = False, **options: Any) -> ColBERTEncoder:
         """A :class:`ColBERTEncoder` sharing these weights (no copy), for mining and evaluation.
 
-        It puts the model in eval mode; call ``model.train()`` before training again.
+        ``bf16``: bf16 autocast on a CPU. Elsewhere the encoder computes in float32: its bf16 on CUDA casts
+        the weights, which here are the training weights. It puts the model in eval mode; call
+        ``model.train()`` before training again.
         """
         dim = self.default_dim if dim is None else dim
         if str(dim) not in self.heads:
             raise InvalidInputError(f"dim={dim} is not one of this model's heads {self.dims}.")
-        options.setdefault("precision", "fp32")
+        options["precision"] = "bf16" if bf16 and self.device.type == "cpu" else "fp32"
         return ColBERTEncoder(
             self.backbone,
             self.tokenizer,

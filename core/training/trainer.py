@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -303,7 +303,7 @@ class Trainer:
         if self.eval_set is None:
             raise InvalidInputError("evaluate() needs an eval_set; pass eval_set= to the Trainer.")
         try:
-            encoder = self.model.as_encoder(dim, precision="bf16" if self.bf16 else "fp32")
+            encoder = self.model.as_encoder(dim, bf16=self.bf16)
             return self.eval_set.evaluate(encoder, batch_size=self.config.eval_batch_size)
         finally:
             self.model.train()
@@ -407,9 +407,14 @@ class Trainer:
         return float(loss.detach()) / n_micro
 
     def _cached_backward(self, batch: _Batch, n_micro: int, chunk: int) -> float:
-        """GradCache (Gao et al., 2021): the same gradient as :meth:`_plain_backward` in memory bounded by ``chunk``."""
-        cached: list[tuple[TokenBatch, int, int, Any, dict[int, torch.Tensor]]] = []
-        full: dict[str, dict[int, torch.Tensor]] = {}
+        """GradCache (Gao et al., 2021): the gradient of :meth:`_plain_backward` with activations for ``chunk`` texts.
+
+        1. embed queries and documents chunk by chunk without a graph (each chunk's RNG state kept);
+        2. the loss over all the cached embeddings, backward to the embeddings only;
+        3. replay each chunk with its RNG state (same dropout) and backpropagate the cached embedding gradient.
+        """
+        chunks: list[tuple[str, TokenBatch, int, dict[str, torch.Tensor]]] = []
+        cached: dict[str, dict[int, torch.Tensor]] = {}
         for name, tokens in (("queries", batch.queries), ("documents", batch.documents)):
             pieces: dict[int, list[torch.Tensor]] = {d: [] for d in self.model.dims}
             width = tokens.input_ids.shape[1]
@@ -419,22 +424,18 @@ class Trainer:
                 with torch.no_grad(), self._autocast():
                     out = self.model(part)
                 for d, x in out.items():
-                    pieces[d].append(F.pad(x, (0, 0, 0, width - x.shape[1])))
-                cached.append((part, start, width, state, {}))
-            full[name] = {d: torch.cat(p).requires_grad_() for d, p in pieces.items()}
-        loss = self._loss(full["queries"], full["documents"], batch)
+                    pieces[d].append(F.pad(x, (0, 0, 0, width - x.shape[1])))  # back to the batch's width
+                chunks.append((name, part, start, state))
+            cached[name] = {d: torch.cat(p).requires_grad_() for d, p in pieces.items()}
+        loss = self._loss(cached["queries"], cached["documents"], batch)
         (loss / n_micro).backward()
-        n_query_chunks = math.ceil(len(batch.queries) / chunk)
-        for i, (part, start, _width, state, _) in enumerate(cached):
-            leaves = full["queries" if i < n_query_chunks else "documents"]
+        for name, part, start, state in chunks:
             _set_rng_state(state, self.device)
             with self._autocast():
                 out = self.model(part)
-            surrogate = sum(
-                (x * leaves[d].grad[start : start + len(part), : x.shape[1]]).sum()  # type: ignore[index]
-                for d, x in out.items()
-            )
-            torch.autograd.backward(surrogate)  # type: ignore[arg-type]
+            grads = {d: cast(torch.Tensor, cached[name][d].grad) for d in out}
+            surrogate = sum((x * grads[d][start : start + len(part), : x.shape[1]]).sum() for d, x in out.items())
+            cast(torch.Tensor, surrogate).backward()
         return float(loss.detach()) / n_micro
 
     # ------------------------------------------------------------------ checkpoints
