@@ -303,7 +303,26 @@ def test_cli_train(tiny_pylate_path: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "nDCG@10" in result.output and (out / "model" / "1_Dense_8").is_dir()
     assert (out / "checkpoints" / "step-0000002" / "trainer_state.json").is_file()
+    triplets = tmp_path / "triplets.jsonl"
+    rows = [{"query": q, "positive": t, "negatives": TOPICS[:2]} for q, t in zip(QUERIES, TOPICS, strict=True)]
+    triplets.write_text("\n".join(json.dumps(r) for r in rows))
+    args = ["train", str(triplets), str(tmp_path / "run2"), "--model", str(tiny_pylate_path), "--max-steps", "1"]
+    result = CliRunner().invoke(main, [*args, "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert ColBERTEncoder.from_pretrained(tmp_path / "run2" / "model", device="cpu").dim == 16
     bad = CliRunner().invoke(main, ["train", str(folder), str(out), "--matryoshka-dims", "8,x"])
     assert bad.exit_code == 1 and "--matryoshka-dims" in bad.output
     bad = CliRunner().invoke(main, ["train", str(folder), str(out), "--split", "dev"])
     assert bad.exit_code == 1 and "split" in bad.output
+
+
+def test_sentence_transformers_6_loads_a_trained_model(model: TrainableColBERT, tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers", reason="pip install 'sentence-transformers>=6.2' (in [test])")
+    if int(st.__version__.split(".")[0]) < 6:
+        pytest.skip(f"sentence-transformers >= 6 provides MultiVectorEncoder; found {st.__version__}")
+    path = model.save(tmp_path / "model")
+    reference = st.MultiVectorEncoder(str(path), device="cpu", local_files_only=True)
+    ours = model.as_encoder()
+    for a, b in zip(ours.encode_documents(TOPICS[:3]), reference.encode_document(TOPICS[:3]), strict=True):
+        b = torch.nn.functional.normalize(torch.as_tensor(b).float(), dim=-1)
+        assert a.shape == b.shape and float((a * b).sum(-1).min()) >= 0.9999
