@@ -32,6 +32,16 @@ import torch.nn.functional as F
 
 from ..encoder import cpu_has_native_bf16, resolve_device
 from ..errors import CorruptIndexError, InvalidInputError
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    STATE_FILE,
+    jsonable,
+    latest_checkpoint,
+    optimizer_from_files,
+    optimizer_to_files,
+    rng_state,
+    set_rng_state,
+)
 from .data import EvaluationSet, TrainingExample
 from .losses import colbert_scores, contrastive_loss, distillation_loss, grouped_scores
 from .model import TokenBatch, TrainableColBERT
@@ -40,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "TrainingConfig", "TrainingResult", "latest_checkpoint"]
 
-_CHECKPOINT_FORMAT = 1
-_STATE = "trainer_state.json"
 # Settings that fix which examples land in which step: a resumed run must share them.
 _RESUME_KEYS = (
     "loss",
@@ -420,7 +428,7 @@ class Trainer:
             width = tokens.input_ids.shape[1]
             for start in range(0, len(tokens), chunk):
                 part = tokens.slice(start, min(start + chunk, len(tokens)))
-                state = _rng_state(self.device)
+                state = rng_state(self.device)
                 with torch.no_grad(), self._autocast():
                     out = self.model(part)
                 for d, x in out.items():
@@ -430,7 +438,7 @@ class Trainer:
         loss = self._loss(cached["queries"], cached["documents"], batch)
         (loss / n_micro).backward()
         for name, part, start, state in chunks:
-            _set_rng_state(state, self.device)
+            set_rng_state(state, self.device)
             with self._autocast():
                 out = self.model(part)
             grads = {d: cast(torch.Tensor, cached[name][d].grad) for d in out}
@@ -452,21 +460,21 @@ class Trainer:
                 {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
                 str(tmp / "model.safetensors"),
             )
-            tensors, meta = _optimizer_to_files(self.optimizer.state_dict())
+            tensors, meta = optimizer_to_files(self.optimizer.state_dict())
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
-            save_file(_rng_state(self.device), str(tmp / "rng.safetensors"))
+            save_file(rng_state(self.device), str(tmp / "rng.safetensors"))
             state = {
-                "format": _CHECKPOINT_FORMAT,
+                "format": CHECKPOINT_FORMAT,
                 "step": self.step,
                 "total_steps": self.total_steps,
                 "n_examples": len(self.examples),
                 "heads": self.model.dims,
-                "config": _jsonable(asdict(self.config)),
-                "scheduler": _jsonable(self.scheduler.state_dict()),
+                "config": jsonable(asdict(self.config)),
+                "scheduler": jsonable(self.scheduler.state_dict()),
                 "history": self.history,
             }
-            (tmp / _STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -483,15 +491,15 @@ class Trainer:
     def _load_checkpoint(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
-        state_file = folder / _STATE
+        state_file = folder / STATE_FILE
         if not state_file.is_file():
-            raise CorruptIndexError(f"resume_from: {folder} is not a training checkpoint (no {_STATE}).")
+            raise CorruptIndexError(f"resume_from: {folder} is not a training checkpoint (no {STATE_FILE}).")
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
             saved = state["config"]
-            if state.get("format") != _CHECKPOINT_FORMAT:
+            if state.get("format") != CHECKPOINT_FORMAT:
                 raise CorruptIndexError(f"{state_file}: unknown checkpoint format {state.get('format')!r}.")
-            mine = _jsonable(asdict(self.config))
+            mine = jsonable(asdict(self.config))
             for key in _RESUME_KEYS:
                 if saved.get(key) != mine[key]:
                     raise InvalidInputError(
@@ -506,10 +514,10 @@ class Trainer:
             self.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.device)))
             meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
             self.optimizer.load_state_dict(
-                _optimizer_from_files(load_file(str(folder / "optimizer.safetensors"), device=str(self.device)), meta)
+                optimizer_from_files(load_file(str(folder / "optimizer.safetensors"), device=str(self.device)), meta)
             )
             self.scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(load_file(str(folder / "rng.safetensors")), self.device)
+            set_rng_state(load_file(str(folder / "rng.safetensors")), self.device)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             if isinstance(exc, InvalidInputError):
                 raise
@@ -517,13 +525,6 @@ class Trainer:
         self.step = int(state["step"])
         self.history = state["history"]
         logger.info("Resumed from %s at step %d", folder, self.step)
-
-
-def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint under ``output_dir/checkpoints`` (None: none)."""
-    root = Path(output_dir) / "checkpoints"
-    found = sorted(p for p in root.glob("step-*") if (p / _STATE).is_file()) if root.is_dir() else []
-    return found[-1] if found else None
 
 
 # ---------------------------------------------------------------------- helpers
@@ -556,54 +557,3 @@ def _linear_schedule(trainer: Trainer) -> Callable[[int], float]:
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
-
-
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return None  # callables (LambdaLR keeps None for plain functions anyway)
-
-
-def _optimizer_to_files(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """An optimizer ``state_dict`` as safetensors tensors plus JSON (no pickle)."""
-    tensors: dict[str, torch.Tensor] = {}
-    plain: dict[str, dict[str, Any]] = {}
-    for pid, entries in state["state"].items():
-        for name, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                plain.setdefault(str(pid), {})[name] = value
-    ids = [int(pid) for pid in state["state"]]
-    return tensors, {"param_groups": _jsonable(state["param_groups"]), "state": plain, "ids": ids}
-
-
-def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(pid): dict(meta["state"].get(str(pid), {})) for pid in meta["ids"]}
-    for key, value in tensors.items():
-        pid, name = key.split(".", 1)
-        state[int(pid)][name] = value
-    groups = meta["param_groups"]
-    for group in groups:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-    return {"state": state, "param_groups": groups}
