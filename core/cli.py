@@ -1,4 +1,4 @@
-"""The ``lateint`` command line: ``index``, ``search``, ``check``, ``eval`` and ``demo``.
+"""The ``lateint`` command line: ``index``, ``search``, ``check``, ``eval``, ``train`` and ``demo``.
 
 The model comes from ``--model`` or the ``LATEINT_MODEL`` environment variable (a local checkpoint
 folder or a Hugging Face Hub id; default ``answerdotai/answerai-colbert-small-v1``).
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -457,6 +457,220 @@ def evaluate_cmd(
 
 
 @main.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@_model_option
+@_device_option
+@click.option("--split", default="train", show_default=True, help="BEIR DATA: the qrels split to train on.")
+@click.option(
+    "--negatives",
+    type=click.Choice(["bm25", "index", "none"]),
+    default="bm25",
+    show_default=True,
+    help="BEIR DATA: mine hard negatives with BM25, the model's own exact index, or none (in-batch only).",
+)
+@click.option(
+    "--mining-depth", type=click.IntRange(min=0), default=16, show_default=True, help="Hard negatives kept per query."
+)
+@click.option(
+    "--negatives-per-query",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Hard negatives drawn from that pool per example and step (contrastive).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["auto", "contrastive", "distillation"]),
+    default="auto",
+    show_default=True,
+    help="auto: distillation when DATA has teacher scores, else contrastive.",
+)
+@click.option(
+    "--holdout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="BEIR DATA: fraction of training queries held back and scored (nDCG@10, exact index) after each epoch.",
+)
+@click.option("--eval-split", default=None, help="BEIR DATA: a qrels split scored after each epoch instead (e.g. dev).")
+@click.option(
+    "--eval-max-documents",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score the evaluation queries over their judged documents plus a sample of others, this many in all.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), default=None, help="Optimizer steps in all (overrides --epochs)."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Queries per forward pass."
+)
+@click.option("--gradient-accumulation-steps", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--learning-rate", type=float, default=3e-6, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Contrastive logits = MaxSim / T.")
+@click.option(
+    "--matryoshka-dims",
+    default=None,
+    metavar="D1,D2,...",
+    help="Extra projection heads trained jointly (e.g. 64,32); "
+    "load one with ColBERTEncoder.from_pretrained(OUT/model, dim=64).",
+)
+@click.option(
+    "--embedding-dim",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Width of the new projection when --model is a plain encoder (ColBERT checkpoints keep theirs).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="bf16 autocast (weights stay fp32); auto: bf16 on CUDA and on CPUs with native BF16.",
+)
+@click.option(
+    "--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass (less memory)."
+)
+@click.option(
+    "--cache-chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cached contrastive loss (GradCache): embed in chunks of N texts, so large batches fit in small memory.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True)
+@click.option(
+    "--save-every", type=click.IntRange(min=1), default=None, help="Write a resumable checkpoint every N steps."
+)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in OUT/checkpoints.")
+@_friendly_errors
+def train(
+    data: Path,
+    out: Path,
+    model: str,
+    device: str | None,
+    split: str,
+    negatives: str,
+    mining_depth: int,
+    negatives_per_query: int,
+    loss: str,
+    holdout: float,
+    eval_split: str | None,
+    eval_max_documents: int | None,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+    gradient_accumulation_steps: int,
+    learning_rate: float,
+    warmup_steps: int,
+    temperature: float,
+    matryoshka_dims: str | None,
+    embedding_dim: int,
+    precision: str,
+    gradient_checkpointing: bool,
+    cache_chunk_size: int | None,
+    seed: int,
+    save_every: int | None,
+    resume: bool,
+) -> None:
+    """Fine-tune --model on DATA and save a PyLate-layout ColBERT to OUT/model.
+
+    DATA is a BEIR folder (trained on qrels/<split>.tsv with mined hard negatives), a triplets JSONL
+    ({"query", "positive", "negative" | "negatives"}) or a distillation JSONL ({"query", "documents",
+    "scores"}). Checkpoints go to OUT/checkpoints (--save-every); --resume continues the newest one.
+    """
+    dims = _parse_dims(matryoshka_dims)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"OUT: {out} is a file; pass a folder for the model and checkpoints.")
+    if not 0 <= holdout < 1:
+        raise InvalidInputError(f"--holdout must be a fraction in [0, 1), got {holdout}.")
+    beir = data.is_dir()
+    if not beir and (holdout or eval_split):
+        raise InvalidInputError("--holdout and --eval-split need a BEIR folder as DATA, not a JSONL file.")
+    if holdout and eval_split:
+        raise InvalidInputError("Pass --holdout or --eval-split, not both.")
+    from .evaluation import load_beir
+    from .training import (
+        EvaluationSet,
+        TrainableColBERT,
+        Trainer,
+        TrainingConfig,
+        beir_examples,
+        read_examples,
+        split_queries,
+    )
+
+    # Everything cheap (files, splits, settings) is read and checked before the model loads.
+    dataset = load_beir(data, split=split) if beir else None
+    file_examples = read_examples(data) if dataset is None else []
+    if loss == "auto":
+        loss = "distillation" if file_examples and file_examples[0].scores is not None else "contrastive"
+    config = TrainingConfig(
+        loss=cast(Any, loss),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        negatives_per_query=negatives_per_query,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        temperature=temperature,
+        precision=cast(Any, precision),
+        gradient_checkpointing=gradient_checkpointing,
+        cache_chunk_size=cache_chunk_size,
+        seed=seed,
+        save_every=save_every,
+    )
+    eval_set = None
+    train_ids: list[str] = []
+    if dataset is not None:
+        train_ids, held = split_queries(list(dataset.qrels), holdout, seed=seed)
+        if held:
+            eval_set = EvaluationSet.from_beir(dataset, query_ids=held, max_documents=eval_max_documents, seed=seed)
+        elif eval_split:
+            eval_set = EvaluationSet.from_beir(
+                load_beir(data, split=eval_split), max_documents=eval_max_documents, seed=seed
+            )
+    click.echo(f"Loading model {model} ...", err=True)
+    colbert = TrainableColBERT.from_pretrained(model, embedding_dim=embedding_dim, matryoshka_dims=dims, seed=seed)
+    from .encoder import resolve_device
+
+    colbert.to(resolve_device(device))  # before mining, which runs on the model's device
+    examples = file_examples
+    if dataset is not None:
+        click.echo(f"Mining {mining_depth} hard negatives per query ({negatives}) ...", err=True)
+        examples = beir_examples(
+            dataset,
+            negatives=cast(Any, negatives),
+            n_negatives=mining_depth,
+            encoder=colbert.as_encoder() if negatives == "index" else None,
+            query_ids=train_ids,
+        )
+    trainer = Trainer(colbert, examples, config, output_dir=out, eval_set=eval_set, device=device)
+    click.echo(
+        f"Training on {len(examples)} examples: {trainer.total_steps} steps of "
+        f"{batch_size}x{gradient_accumulation_steps}, "
+        f"loss {loss}, heads {colbert.dims}, {'bf16' if trainer.bf16 else 'fp32'} on {trainer.device}",
+        err=True,
+    )
+    result = trainer.train(resume_from="latest" if resume else None)
+    tail = result.losses[-10:]
+    click.echo(
+        f"Trained {result.steps} steps in {result.wall_s:.0f}s; mean loss of the last {len(tail)} steps "
+        f"{sum(tail) / max(len(tail), 1):.4f}"
+    )
+    for record in result.evaluations:
+        click.echo(
+            f"epoch {record['epoch']:.0f} step {record['step']:.0f}: nDCG@10 {record['ndcg@10']:.4f}, "
+            f"Recall@100 {record['recall@100']:.4f}"
+        )
+    click.echo(f"Saved the model to {result.model_path}")
+
+
+@main.command()
 @_model_option
 @_device_option
 @_precision_option
@@ -495,6 +709,21 @@ def _encoder(model: str, device: str | None, **overrides: Any) -> Any:
     from .encoder import ColBERTEncoder
 
     return ColBERTEncoder.from_pretrained(model, device=device, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse_dims(text: str | None) -> tuple[int, ...]:
+    """``--matryoshka-dims 64,32`` -> ``(64, 32)``."""
+    if not text:
+        return ()
+    try:
+        dims = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"--matryoshka-dims: expected comma-separated widths such as 64,32, got {text!r}."
+        ) from None
+    if not dims or any(d < 1 for d in dims):
+        raise InvalidInputError(f"--matryoshka-dims: expected positive widths such as 64,32, got {text!r}.")
+    return dims
 
 
 def _check_index_options(index_kind: str, nbits: str | None) -> None:

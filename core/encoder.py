@@ -1542,15 +1542,43 @@ def _read_modules(folder: Path) -> list[dict[str, Any]]:
     return modules
 
 
-def _projection(denses: list[_Dense], dim: int | None, where: Path) -> nn.Module | None:
+def _projection(
+    denses: list[_Dense], dim: int | None, where: Path, st_config: dict[str, Any] | None = None
+) -> nn.Module | None:
     if dim is not None:
         width = denses[-1].out_features if denses else None
         if width != dim:
+            heads = sorted(int(d) for d in _matryoshka_heads(st_config or {}))
+            others = f"its other heads are {heads}" if heads else "it has no other heads"
             raise InvalidInputError(
-                f"dim={dim} does not match this checkpoint's projection ({width or 'none'}) in {where}, and it has "
-                "no other heads. Pass truncate_dim= to keep the first dimensions of its vectors instead."
+                f"dim={dim} does not match this checkpoint's projection ({width or 'none'}) in {where}, and "
+                f"{others}. Pass truncate_dim= to keep the first dimensions of its vectors instead."
             )
     return nn.Sequential(*denses) if denses else None
+
+
+def _matryoshka_heads(st_config: dict[str, Any]) -> dict[str, str]:
+    """``matryoshka_heads`` of a PyLate config (written by ``lateint train``): width -> Dense folder."""
+    heads = st_config.get("matryoshka_heads")
+    return {str(k): str(v) for k, v in heads.items()} if isinstance(heads, dict) else {}
+
+
+def _matryoshka_head(folder: Path, st_config: dict[str, Any], denses: list[_Dense], dim: int | None) -> list[_Dense]:
+    """The Dense layers with the last one swapped for the extra head of width ``dim``, when the folder has one
+    (``matryoshka_heads``: separately trained projections, Jina-ColBERT-v2 style; PyLate loads only the main one)."""
+    path = _matryoshka_heads(st_config).get(str(dim))
+    if dim is None or path is None or not denses or denses[-1].out_features == dim:
+        return denses
+    module_dir = (folder / path).resolve()
+    if folder.resolve() not in module_dir.parents:
+        raise ModelLoadError(f"{folder}: matryoshka_heads[{dim!r}] = {path!r} points outside the model folder.")
+    config, state = _read_json(module_dir / "config.json"), _load_state(module_dir / "model")
+    head = _dense(config, state, module_dir, "torch.nn.modules.linear.Identity")
+    if head.out_features != dim or head.in_features != denses[-1].in_features:
+        raise ModelLoadError(
+            f"{module_dir}: the head listed for dim={dim} maps {head.in_features} -> {head.out_features} features."
+        )
+    return [*denses[:-1], head]
 
 
 def _transformer_and_denses(
@@ -1609,7 +1637,8 @@ def _load_pylate(folder: Path, st_config: dict[str, Any], options: _LoadOptions)
         "document_prompt": prompt,
         "lowercase": bool(_read_json(backbone_dir / "sentence_bert_config.json").get("do_lower_case", False)),
     }
-    return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder), settings, "pylate")
+    denses = _matryoshka_head(folder, st_config, denses, options.dim)
+    return _Loaded(backbone, tokenizer, _projection(denses, options.dim, folder, st_config), settings, "pylate")
 
 
 def _load_sentence_transformers(folder: Path, st_config: dict[str, Any], options: _LoadOptions) -> _Loaded:
