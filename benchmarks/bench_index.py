@@ -186,6 +186,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers to run (with --peer-venvs)")
     parser.add_argument("--peer-timeout", type=float, default=3600, help="seconds before a peer driver is stopped")
     parser.add_argument(
+        "--peer-workdir",
+        type=Path,
+        help="keep the peers' indexes in this folder; a driver that supports it (colbert-ai) reuses the index it "
+        "built there from the same export, so only its searches run (the build figures are the earlier build's)",
+    )
+    parser.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -678,7 +684,8 @@ def run_peer(
         if name in PEER_NOTES:
             status["note"] = PEER_NOTES[name]
         return status, None
-    out, scratch = workdir / f"peer-{name}.json", workdir / f"peer-{name}"
+    scratch = (args.peer_workdir or workdir) / f"peer-{name}"
+    out = workdir / f"peer-{name}.json"
     command = [
         str(python),
         str(PEERS_DIR / peer["driver"]),
@@ -731,7 +738,7 @@ def run_peer(
         status.update(ran=False, status=f"failed: {reason}")
         return status, None
     status.update(ran=True, status=f"measured ({result['index']}, {result.get('version')})")
-    for extra in ("fast_plaid_backend", "shard_info", "extension_load_seconds"):
+    for extra in ("fast_plaid_backend", "shard_info", "extension_load_seconds", "reused_build"):
         if extra in result:
             status[extra] = result[extra]
     build = {
