@@ -229,6 +229,11 @@ def _rest_point(point: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+_METERED = ("rest", "rest_pydantic", "grpc", "request_rest", "calls", "query_points")
+"""What a meter adds up: response bytes (REST as the server prints it, REST as ``model_dump_json``, gRPC),
+request bytes (REST), client calls, points in query responses (the candidates and their windows)."""
+
+
 class WireMeter:
     """Adds up the REST and gRPC size of every response a store's client calls return.
 
@@ -237,7 +242,7 @@ class WireMeter:
     """
 
     def __init__(self) -> None:
-        self.totals: dict[str, int] = {"rest": 0, "rest_pydantic": 0, "grpc": 0, "request_rest": 0, "calls": 0}
+        self.totals: dict[str, int] = dict.fromkeys(_METERED, 0)
         self.unmetered: set[str] = set()
 
     @contextmanager
@@ -270,10 +275,12 @@ class WireMeter:
                 time=1.23e-4,
             )
             self.totals["request_rest"] += sum(len(r.model_dump_json(exclude_none=True)) for r in kwargs["requests"])
+            self.totals["query_points"] += sum(len(r.points) for r in responses)
         elif name == "query_points":
             rest = '{"points":[' + ",".join(map(_rest_point, result.points)) + "]}"
             pydantic = result.model_dump_json(exclude_none=True)
             proto = grpc.QueryResponse(result=[RestToGrpc.convert_scored_point(p) for p in result.points], time=1.23e-4)
+            self.totals["query_points"] += len(result.points)
         elif name in ("retrieve", "scroll"):
             points, offset = (result, None) if name == "retrieve" else result
             body = "[" + ",".join(map(_rest_point, points)) + "]"
@@ -303,7 +310,7 @@ def wire_run(
     store: Any, search: Any, queries: list[Any], query_ids: list[str], timed: dict[str, Any]
 ) -> dict[str, Any]:
     """Rerun ``queries`` through the public client API with every response metered; bytes per query."""
-    per_query: dict[str, list[int]] = {k: [] for k in ("rest", "rest_pydantic", "grpc", "request_rest", "calls")}
+    per_query: dict[str, list[int]] = {k: [] for k in _METERED}
     same = []
     store._read_arrays = False  # what a server answers: local mode's array reads bypass the responses
     try:
@@ -321,7 +328,7 @@ def wire_run(
     return {
         "n_queries": len(queries),
         **{
-            f"{key}_bytes_per_query" if key != "calls" else "calls_per_query": statistics.fmean(v)
+            f"{key}_per_query" if key in ("calls", "query_points") else f"{key}_bytes_per_query": statistics.fmean(v)
             for key, v in per_query.items()
         },
         "per_query": per_query,
@@ -434,7 +441,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"kB/q: response bytes per query (every client call of one search), mean over the first "
         f"{cfg['wire_queries']} queries rerun through the public API: REST = the server's JSON, gRPC = protobuf.",
         *[
-            f"  {r['config']}: {r['wire']['calls_per_query']:.1f} calls/query, request bodies "
+            f"  {r['config']}: {r['wire']['calls_per_query']:.1f} calls/query, "
+            f"{r['wire']['query_points_per_query']:.0f} points in query responses, request bodies "
             f"{r['wire']['request_rest_bytes_per_query'] / 1e3:,.1f} kB (REST), model_dump_json (float64 text) "
             f"{r['wire']['rest_pydantic_bytes_per_query'] / 1e3:,.0f} kB; same ranking as the timed run: "
             f"{r['wire']['same_ranking_as_timed_run']:.0%} of queries"
@@ -594,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bytes_per_doc_disk=info["local_mode_disk_bytes"] / len(doc_ids),
                 )
             client.close()
+            del store, client, search  # local mode holds the collection in memory: one layout at a time
     finally:
         if args.qdrant_path is None:
             shutil.rmtree(workdir, ignore_errors=True)
