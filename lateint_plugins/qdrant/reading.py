@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lateint_plugins.core.encoder import ColBERTEncoder
 from lateint_plugins.core.scoring import maxsim
 from lateint_plugins.core.store import SearchResult
+from lateint_plugins.qdrant import _local
 from lateint_plugins.qdrant.errors import (
     _is_transport_error,
     _unavailable,
@@ -59,6 +60,8 @@ class _Reader:
     write_batch_size: int
     retries: int
     _lock: threading.RLock
+    _read_arrays: bool = True
+    """Read local mode's arrays directly when the client allows it (see :mod:`._local`); False: public API only."""
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one client call; a transport failure becomes :class:`QdrantUnavailableError`."""
@@ -69,10 +72,24 @@ class _Reader:
                 raise _unavailable(exc, what) from exc
             raise
 
+    def _local(self) -> Any | None:
+        """The embedded local-mode collection to read arrays from, or None (a server, or arrays turned off)."""
+        return _local.local_collection(self.client, self.collection_name) if self._read_arrays else None
+
+    def _local_failed(self, exc: Exception) -> None:
+        # Internals that moved in a way the version check did not catch: the public API from now on.
+        logger.warning("Reading Qdrant local mode's arrays failed (%r); using the public API for this store", exc)
+        self._read_arrays = False
+
     # ------------------------------------------------------------------ reading
     def _retrieve(self, pids: Sequence[str], *, payload: Any, vectors: bool) -> list[Any]:
         if not pids:
             return []
+        if vectors and isinstance(payload, list) and (local := self._local()) is not None:
+            try:
+                return _local.read_points(local, pids, payload, TOKENS)
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                self._local_failed(exc)
         return list(
             self._call(
                 "retrieve points",
@@ -239,9 +256,39 @@ class _Reader:
         depth: int,
         qfilter: models.Filter | None,
     ) -> list[list[SearchResult]]:
+        fields = _HEAD
+        local = self._local()
+        candidates = self._local_candidates(local, queries, lexical, depth) if qfilter is None else None
+        if candidates is None:
+            candidates = self._query_candidates(local, queries, lexical, depth, qfilter)
+        ranked: list[list[tuple[str, float]]] = []
+        for q, points in zip(queries, candidates, strict=True):
+            matrices, heads, vouched = self._committed(points, head_payload=fields)
+            # In id order: scores and ties then do not depend on the order candidates arrived in.
+            doc_ids = self._admitted(sorted(matrices), heads, vouched, qfilter)
+            if not doc_ids:
+                ranked.append([])
+                continue
+            scores = maxsim([q], [matrices[d] for d in doc_ids], device=self.device)[0].cpu()
+            top = torch.topk(scores, min(k, len(doc_ids)))
+            ranked.append([(doc_ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
+        return self._results(ranked)
+
+    def _query_candidates(
+        self,
+        local: Any | None,
+        queries: list[torch.Tensor],
+        lexical: list[list[int]],
+        depth: int,
+        qfilter: models.Filter | None,
+    ) -> list[list[Any]]:
+        """Each query's candidate points (window-0 bookkeeping payload and token vectors) through the Query API.
+
+        One batch request; in local mode the token vectors are then read as arrays rather than sent along.
+        """
         from qdrant_client import models
 
-        fields = _HEAD
+        with_vector: Any = [TOKENS] if local is None else False
         requests = []
         for q, terms in zip(queries, lexical, strict=True):
             sources = self._prefetches(q, terms, depth, qfilter)
@@ -252,8 +299,8 @@ class _Reader:
                     query=models.FusionQuery(fusion=models.Fusion.RRF),
                     filter=qfilter,
                     limit=depth * len(sources),
-                    with_payload=fields,
-                    with_vector=[TOKENS],
+                    with_payload=_HEAD,
+                    with_vector=with_vector,
                 )
                 if len(sources) > 1
                 else models.QueryRequest(
@@ -261,22 +308,42 @@ class _Reader:
                     using=POOLED,
                     filter=qfilter,
                     limit=depth,
-                    with_payload=fields,
-                    with_vector=[TOKENS],
+                    with_payload=_HEAD,
+                    with_vector=with_vector,
                 )
             )
         responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
-        ranked: list[list[tuple[str, float]]] = []
-        for q, response in zip(queries, responses, strict=True):
-            matrices, heads, vouched = self._committed(list(response.points), head_payload=fields)
-            doc_ids = self._admitted(list(matrices), heads, vouched, qfilter)
-            if not doc_ids:
-                ranked.append([])
-                continue
-            scores = maxsim([q], [matrices[d] for d in doc_ids], device=self.device)[0].cpu()
-            top = torch.topk(scores, min(k, len(doc_ids)))
-            ranked.append([(doc_ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
-        return self._results(ranked)
+        if local is not None:
+            try:
+                return [_local.read_points(local, [str(p.id) for p in r.points], _HEAD, TOKENS) for r in responses]
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                self._local_failed(exc)
+                return self._query_candidates(None, queries, lexical, depth, qfilter)
+        return [list(r.points) for r in responses]
+
+    def _local_candidates(
+        self, local: Any | None, queries: list[torch.Tensor], lexical: list[list[int]], depth: int
+    ) -> list[list[Any]] | None:
+        """The candidates of :meth:`_query_candidates` (unfiltered) computed on local mode's arrays; None if unable.
+
+        The same points local mode's prefetches select (same scores, same order at the cut): the
+        ``depth`` best by the pooled vector and, with terms, the ``depth`` best by BM25, from an
+        inverted index instead of local mode's per-document Python merge.
+        """
+        if local is None or self.config.pooled_vectors != 1:
+            return None
+        try:
+            out = []
+            for q, terms in zip(queries, lexical, strict=True):
+                internal = _local.top_pooled(local, POOLED, self._pooled_query(q), depth)  # type: ignore[arg-type]
+                if self.config.lexical and terms:
+                    internal += _local.top_sparse(local, LEXICAL, sorted(set(terms)), depth)
+                pids = _local.point_ids(local, list(dict.fromkeys(internal)))
+                out.append(_local.read_points(local, pids, _HEAD, TOKENS))
+            return out
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            self._local_failed(exc)
+            return None
 
     def _search_native(
         self,
