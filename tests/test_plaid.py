@@ -442,11 +442,14 @@ def _hits(results):
 @pytest.mark.parametrize("rescore", [0, 8])
 @pytest.mark.parametrize("vectorised", [False, True])
 def test_search_batch_equals_single_searches(
-    corpus, rescore: int, vectorised: bool, monkeypatch: pytest.MonkeyPatch
+    corpus, rescore: int, vectorised: bool, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     ids, docs, meta, queries = corpus
     if vectorised:  # the GPU's path (batches of equal-length queries through every stage at once), run on the CPU
         monkeypatch.setattr("lateint_plugins.core.plaid._Search.batch_size", lambda self, q_len: 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a CPU batch is spread over as many worker threads
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     index = PLAIDIndex(
         config=PLAIDConfig(nbits=2, n_centroids=32, kmeans_niters=2, keep_fp16=bool(rescore)),
         search_config=SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64, rescore=rescore),
