@@ -718,7 +718,7 @@ class _Search:
             chosen = self._probe(centroid_scores, tables)
         codes, residuals, norms = self.index._codes, self.index._residuals, self.norm_offsets
 
-        def decompressed(rows: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        def decompressed(rows: torch.Tensor, owners: torch.Tensor | None) -> torch.Tensor:
             return tables.token_scores(
                 codes.index_select(0, rows),
                 residuals.index_select(0, rows),
@@ -740,32 +740,33 @@ class _Search:
         n_keep = min(max(cfg.n_centroid_interaction, cfg.n_ivf_probe), n_centroids)
         kept = centroid_scores.topk(n_keep, dim=2)  # (n_queries, q_len, n_keep), best first
         # Per query token, no unkept centroid scores above its floor; with a threshold, every
-        # centroid at or above it is kept too. Pair = (query token, kept centroid); a row is one
-        # query token of one query, and only the n_ivf_probe best ranks make documents candidates.
+        # centroid at or above it is kept too. Pair = (row, kept centroid), a row being one query
+        # token of one query; pairs go rank by rank (every row's best centroid, then every row's
+        # second best, ...), so the n_ivf_probe best ranks, which make documents candidates, come first.
         floor = kept.values[..., -1]
-        pair_row = torch.arange(n_queries * q_len, device=device).repeat_interleave(n_keep)
-        pair_centroid, pair_score = kept.indices.reshape(-1), kept.values.reshape(-1)
-        probing = (torch.arange(n_keep, device=device) < cfg.n_ivf_probe).repeat(n_queries * q_len)
+        pair_row = torch.arange(n_queries * q_len, device=device).repeat(n_keep)
+        pair_centroid = kept.indices.permute(2, 0, 1).reshape(-1)
+        pair_score = kept.values.permute(2, 0, 1).reshape(-1)
+        n_probed = n_queries * q_len * min(cfg.n_ivf_probe, n_keep)
         if cfg.centroid_score_threshold is not None:
             extra = (centroid_scores >= cfg.centroid_score_threshold) & (centroid_scores < floor[..., None])
             query, token, centroid = extra.nonzero(as_tuple=True)
             pair_row = torch.cat([pair_row, query * q_len + token])
             pair_centroid = torch.cat([pair_centroid, centroid])
             pair_score = torch.cat([pair_score, centroid_scores[query, token, centroid]])
-            probing = torch.cat([probing, torch.zeros_like(centroid, dtype=torch.bool)])
             floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=device))
         # Stages 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
         # dense (rows, slots) table, so the work is the postings read, not q_len times them.
-        postings = [ivf.postings(pair_centroid) for ivf in self.lists]
-        slots = torch.cat([slots for slots, _ in postings])
-        pair_of = torch.cat([owner for _, owner in postings])
-        cell = pair_row.index_select(0, pair_of) * self.n_slots + slots
         candidate = torch.zeros(n_queries * self.n_slots, dtype=torch.bool, device=device)
-        probed = probing.index_select(0, pair_of)
-        candidate[cell[probed] // (q_len * self.n_slots) * self.n_slots + slots[probed]] = True
-        candidate = candidate.view(n_queries, self.n_slots) & self.allowed
         best = floor[..., None].expand(n_queries, q_len, self.n_slots).contiguous()
-        best.view(-1).scatter_reduce_(0, cell, pair_score.index_select(0, pair_of), reduce="amax")
+        pair_cell = pair_row * self.n_slots
+        for ivf in self.lists:
+            slots, owner = ivf.postings(pair_centroid)
+            cell = pair_cell.index_select(0, owner) + slots
+            head = int(torch.searchsorted(owner, n_probed))  # the probed pairs' postings
+            candidate[cell[:head] // (q_len * self.n_slots) * self.n_slots + slots[:head]] = True
+            best.view(-1).scatter_reduce_(0, cell, pair_score.index_select(0, owner), reduce="amax")
+        candidate = candidate.view(n_queries, self.n_slots) & self.allowed
         approx = best.sum(1).masked_fill_(~candidate, -math.inf)
         chosen = _top_columns(approx, min(cfg.n_full_scores, self.n_slots))
         # Stage 3, full centroid interaction: every token of the chosen documents scored by its
@@ -779,12 +780,12 @@ class _Search:
         return torch.where(columns >= 0, chosen.gather(1, columns.clamp(min=0)), -1)
 
     def _maxsim(
-        self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+        self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
     ) -> torch.Tensor:
         """MaxSim of each query with each of its ``chosen (n_queries, width)`` slots; ``-inf`` where the slot is -1.
 
         ``token_scores(rows, owners)`` gives the ``(n, q_len)`` cosines of the tokens at ``rows``
-        with the query tokens of the queries ``owners``.
+        with the query tokens of the queries ``owners`` (None for a batch of one query).
 
         Pairs are scored query by query (its lookup tables stay in cache), shortest document first,
         a run of at most about ``_PAIR_TOKENS`` tokens at a time, each run padded to its longest
@@ -812,7 +813,7 @@ class _Search:
                 longest = int(lengths[b - 1])
                 steps = torch.arange(longest)
                 rows = starts[a:b, None] + torch.where(steps < lengths[a:b, None], steps, 0)  # (pairs, longest)
-                token_owners = owners[a:b, None].expand(-1, longest).reshape(-1)
+                token_owners = owners[a:b, None].expand(-1, longest).reshape(-1) if chosen.shape[0] > 1 else None
                 scores = token_scores(rows.view(-1).to(device), token_owners)
                 out[owners[a:b], columns[a:b]] = scores.view(b - a, longest, -1).amax(1).sum(1)
             first += n_pairs
