@@ -23,19 +23,36 @@ from lateint_plugins.core.scoring import maxsim
 pytest.importorskip("qdrant_client", reason="needs the qdrant extra")
 pytest.importorskip("faiss", reason="codec training needs the faiss extra")
 
-from qdrant_client import QdrantClient  # noqa: E402
+from qdrant_client import QdrantClient
 
-from lateint_plugins.qdrant import (  # noqa: E402
+from lateint_plugins.qdrant import (
     CollectionConfig,
     CollectionMismatchError,
     QdrantLateInteractionStore,
     sync_from_qdrant,
     sync_to_qdrant,
 )
-from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points  # noqa: E402
-from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, RESIDUALS, TOKENS  # noqa: E402
+from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points
+from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, RESIDUALS, TOKENS
 
-WORDS = "protein cell gene cancer virus immune brain heart blood drug dose trial mouse human risk therapy".split()
+WORDS = [
+    "protein",
+    "cell",
+    "gene",
+    "cancer",
+    "virus",
+    "immune",
+    "brain",
+    "heart",
+    "blood",
+    "drug",
+    "dose",
+    "trial",
+    "mouse",
+    "human",
+    "risk",
+    "therapy",
+]
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
 PLAID = CollectionConfig(token_layout="plaid", nbits=4)
 
@@ -241,7 +258,7 @@ def test_plaid_to_qdrant_to_plaid_returns_the_same_results(
     assert remote.config.token_layout == "plaid"
     assert codec_points(remote.codec)[0]["id"] == codec_points(plaid_store.index.codec)[0]["id"]
     # The codes travelled as they are.
-    for (doc, coded), (codes, residuals) in zip(
+    for (_doc, coded), (codes, residuals) in zip(
         sorted(remote.iter_codes(), key=lambda x: x[0].id),
         plaid_store.index.document_codes(sorted(plaid_store.ids())),
         strict=True,

@@ -98,7 +98,7 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
 
 def marker_version(config: CollectionConfig) -> int:
     """The layout version a collection in ``config`` records: the oldest that reads it."""
-    return 3 if config.token_layout == "plaid" else 2
+    return LAYOUT_VERSION if config.token_layout == "plaid" else min(LAYOUT_VERSION, 2)
 
 
 def recorded_marker(info: Any) -> dict[str, Any]:
