@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from lateint_plugins.core._checks import check_k
 from lateint_plugins.core.codec import ResidualCodec
 from lateint_plugins.core.errors import InvalidInputError
 from lateint_plugins.core.index import Metadata
@@ -74,6 +75,19 @@ class _Coded(_Writer):
     n_full_scores: int
     _codec: ResidualCodec | None
     _given_codec: ResidualCodec | None
+
+    def _init_codes(self, codec: ResidualCodec | None, n_full_scores: int) -> None:
+        if codec is not None and not isinstance(codec, ResidualCodec):
+            raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
+        self._given_codec, self._codec = codec, None
+        self.n_full_scores = check_k(n_full_scores, "n_full_scores")
+
+    def _refuse_native(self) -> None:
+        if self._plaid:
+            raise InvalidInputError(
+                f"mode='native' rescores token vectors inside Qdrant; collection {self.collection_name!r} stores "
+                "PLAID codes (token_layout='plaid'): use mode='local', or a token_layout='fp16' collection."
+            )
 
     @property
     def _plaid(self) -> bool:

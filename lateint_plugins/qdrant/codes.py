@@ -108,11 +108,17 @@ def train(samples: Sequence[torch.Tensor], nbits: int, n_centroids: int | None, 
     Samples up to :data:`MAX_TRAINING_TOKENS` tokens; the number of centroids defaults from all
     the tokens given, at most a quarter of the sample (as ``PLAIDIndex.train``).
     """
-    tokens = torch.cat([s.detach().to("cpu", torch.float32) for s in samples])
-    n_tokens = tokens.shape[0]
+    lengths = torch.tensor([s.shape[0] for s in samples])
+    n_tokens = int(lengths.sum())
     if n_tokens > MAX_TRAINING_TOKENS:
+        # A uniform token sample, gathered document by document: the corpus is never concatenated.
         picked = torch.randperm(n_tokens, generator=torch.Generator().manual_seed(seed))[:MAX_TRAINING_TOKENS]
-        tokens = tokens[picked]
+        owner = torch.searchsorted(torch.cumsum(lengths, 0), picked, right=True)
+        rows = picked - (torch.cumsum(lengths, 0) - lengths)[owner]
+        tokens = torch.cat([samples[int(d)][rows[owner == d]].detach().to("cpu", torch.float32)
+                            for d in torch.unique(owner)])  # fmt: skip
+    else:
+        tokens = torch.cat([s.detach().to("cpu", torch.float32) for s in samples])
     wanted = n_centroids or default_n_centroids(n_tokens, nbits)
     return train_codec(tokens, n_centroids=min(wanted, max(1, tokens.shape[0] // 4)), nbits=nbits, seed=seed)
 

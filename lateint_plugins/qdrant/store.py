@@ -128,10 +128,7 @@ class QdrantLateInteractionStore(_Coded):
         n_full_scores: int = N_FULL_SCORES,
     ) -> None:
         require("qdrant_client", _EXTRA)
-        if codec is not None and not isinstance(codec, ResidualCodec):
-            raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
-        self._given_codec, self._codec = codec, None
-        self.n_full_scores = check_k(n_full_scores, "n_full_scores")
+        self._init_codes(codec, n_full_scores)
         _check_client(client)
         self.client = client
         self.collection_name = _check_collection_name(collection_name)
@@ -369,11 +366,7 @@ class QdrantLateInteractionStore(_Coded):
         depth = max(depth, k)
         lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
-            if self._plaid:
-                raise InvalidInputError(
-                    f"mode='native' rescores token vectors inside Qdrant; collection {self.collection_name!r} stores "
-                    "PLAID codes (token_layout='plaid'): use mode='local', or a token_layout='fp16' collection."
-                )
+            self._refuse_native()
             return self._search_native(queries, lexical, k, depth, qfilter)
         if self._plaid:
             return self._search_codes(queries, lexical, k, depth, qfilter, self.n_full_scores)
