@@ -78,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=128, help="candidate_depth (points per prefetch)")
     parser.add_argument("--nbits", default="2,4", help="nbits of the plaid layouts to build")
     parser.add_argument("--full-scores", default="16,32,64", help="n_full_scores values to sweep")
+    parser.add_argument("--n-centroids", type=int, default=None, help="CollectionConfig.n_centroids (default: auto)")
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 layout (slow to build)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -149,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append({"layout": "exact index", "n_queries": n, "recall@10_vs_exact": 1.0,
                  **evaluate(exact, qrels, metrics=("ndcg@10",))})  # fmt: skip
     layouts = [] if args.no_fp16 else [("fp16", CollectionConfig())]
-    layouts += [(f"plaid nbits={b}", CollectionConfig(token_layout="plaid", nbits=int(b))) for b in args.nbits.split(",")]
+    layouts += [
+        (f"plaid nbits={b}", CollectionConfig(token_layout="plaid", nbits=int(b), n_centroids=args.n_centroids))
+        for b in args.nbits.split(",")
+    ]
     build: dict[str, float] = {}
     for label, cfg in layouts:
         client = QdrantClient(":memory:")
@@ -172,16 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "bench_qdrant_layouts",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
-        "config": {"cache": str(cache), "n_queries": n, "k": args.k, "candidate_depth": args.depth,
-                   "qdrant": "embedded local mode, QdrantClient(':memory:')",
-                   "bytes": "gRPC: RestToGrpc.convert_*(point).ByteSize() summed over the points every client call "
-                            "of a search returns; REST: their JSON (model_dump, no nulls)"},  # fmt: skip
+        "config": {
+            "cache": str(cache),
+            "n_queries": n,
+            "k": args.k,
+            "candidate_depth": args.depth,
+            "qdrant": "embedded local mode, QdrantClient(':memory:')",
+            "bytes": "gRPC: RestToGrpc.convert_*(point).ByteSize() summed over the points every client call "
+            "of a search returns; REST: their JSON (model_dump, no nulls)",
+        },
         "machine": {**machine, "load_average_end": load_average()},
         "build_seconds": build,
         "results": rows,
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    header = f"{'layout':<16} {'n_full':>6} {'gRPC KB/q':>10} {'REST KB/q':>10} {'calls':>5} {'nDCG@10':>8} {'R@10 vs exact':>13}"
+    header = f"{'layout':<16} {'n_full':>6} {'gRPC KB/q':>10} {'REST KB/q':>10} {'calls':>5} {'nDCG@10':>8} R@10/exact"
     print(f"SciFact, {n} test queries, k={args.k}, candidate_depth={args.depth}, Qdrant local mode")
     print(header)
     for r in rows:

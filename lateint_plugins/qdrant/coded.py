@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-N_FULL_SCORES = 32
+N_FULL_SCORES = 64
 """Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
 
 

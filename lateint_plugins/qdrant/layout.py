@@ -182,7 +182,7 @@ class CollectionConfig:
             payload, a centroid id (int16) and ``dim * nbits / 8`` residual bytes per token, the
             codec in the collection (:mod:`lateint_plugins.qdrant.codes`); a query reads the
             candidates' centroid ids, then the residuals of the best few dozen only
-            (``n_full_scores``), so it moves ~1/40 of the bytes (local mode only). Recorded in
+            (``n_full_scores``): ~1/30 of the bytes on SciFact (local mode only). Recorded in
             the collection's metadata and read back on open.
         nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4).
         n_centroids: centroids of a codec trained by the first write (default from the number of
