@@ -145,6 +145,10 @@ class Index(ABC):
         except BaseException:
             self.dim = previous_dim
             raise
+        self._register(ids, metas, replaced)
+
+    def _register(self, ids: list[str], metas: list[Metadata], replaced: list[int]) -> None:
+        """Record the documents whose vectors were just stored, then drop the ``replaced`` positions."""
         first = len(self._ids)
         self._ids.extend(ids)
         self._metadata.extend(metas)

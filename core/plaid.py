@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +38,8 @@ import torch
 from . import _io
 from ._checks import check_device, check_k, check_non_negative
 from .codec import QueryTables, ResidualCodec, default_n_centroids, pool_tokens, train_codec
-from .errors import CorruptIndexError, InvalidInputError
-from .index import GrowthBuffer, Index, _default_device, ragged_rows
+from .errors import CorruptIndexError, InvalidInputError, UnknownIdError
+from .index import GrowthBuffer, Index, Metadata, _default_device, ragged_rows
 from .ivf import InvertedLists
 from .scoring import _chunks, maxsim_stored
 
@@ -299,6 +299,61 @@ class PLAIDIndex(Index):
         self._alive = torch.ones(alive_slots.numel(), dtype=torch.bool)
         self._ivf = None
 
+    def document_codes(self, ids: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The stored codes of ``ids``: ``(centroid ids (n,) int16, residuals (n, dim * nbits / 8) uint8)`` on CPU.
+
+        What a sync moves as is (:func:`lateint_plugins.qdrant.sync_to_qdrant`); unknown ids raise
+        :class:`~lateint_plugins.core.errors.UnknownIdError`.
+        """
+        unknown = [i for i in ids if i not in self._positions]
+        if unknown:
+            raise UnknownIdError(f"ids not in the index: {unknown[:5]}; pass ids from index.ids.")
+        self._consolidate()
+        out = []
+        for doc_id in ids:
+            rows = self._token_rows(self._slots[self._positions[doc_id]].reshape(1)).to(self.device)
+            out.append((self._codes[rows].cpu(), self._residuals[rows].cpu()))
+        return out
+
+    def add_codes(
+        self,
+        ids: Sequence[str],
+        codes: Sequence[torch.Tensor],
+        residuals: Sequence[torch.Tensor],
+        metadata: Sequence[Metadata | None] | None = None,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Add documents compressed by this index's codec as they are (no decompress and recompress).
+
+        ``codes[i]`` are ``(n,)`` centroid ids and ``residuals[i]`` ``(n, dim * nbits / 8)`` uint8, as
+        :meth:`document_codes` returns them (e.g. read back from Qdrant). Otherwise as :meth:`add`.
+        An index keeping fp16 vectors (``keep_fp16``) refuses: there are none to keep.
+        """
+        codec = self._require_codec()
+        if self._fp16 is not None:
+            raise InvalidInputError(
+                "add_codes: this index keeps fp16 vectors (keep_fp16=True); add embeddings instead."
+            )
+        ids, metas = self.check_new(ids, metadata, replace=replace)
+        if not len(codes) == len(residuals) == len(ids):
+            raise InvalidInputError(f"Got {len(ids)} ids, {len(codes)} codes and {len(residuals)} residuals.")
+        for i, (c, r) in enumerate(zip(codes, residuals, strict=True)):
+            if c.ndim != 1 or not 0 < c.shape[0] == r.shape[0] or c.dtype.is_floating_point:
+                raise InvalidInputError(f"codes[{i}] must be (n >= 1,) integer ids with residuals[{i}] of n rows.")
+            if int(c.min()) < 0 or int(c.max()) >= codec.n_centroids or r.dtype != torch.uint8:
+                raise InvalidInputError(
+                    f"codes[{i}] / residuals[{i}] do not fit this index's codec (ids, uint8 bytes)."
+                )
+            if r.ndim != 2 or r.shape[1] != codec.bytes_per_token:
+                raise InvalidInputError(f"residuals[{i}] must have {codec.bytes_per_token} bytes per token.")
+        if not ids:
+            return
+        replaced = [self._positions[i] for i in ids if i in self._positions]
+        self._pending.append(torch.cat(list(codes)).to(torch.int16), torch.cat(list(residuals)))
+        self._append_slots(torch.tensor([c.shape[0] for c in codes], dtype=torch.long))
+        self._register(ids, metas, replaced)
+
     # ------------------------------------------------------------------ Index hooks
     def _add_vectors(self, vectors: list[torch.Tensor]) -> None:
         # All or nothing: compression appends to scratch files chunk by chunk, so a failure (or
@@ -355,10 +410,14 @@ class PLAIDIndex(Index):
             self._pending.append(codes.to(torch.int16), residuals)
             if self._fp16 is not None:
                 self._fp16.append(flat.half().cpu().numpy())
+        self._append_slots(lengths)
+
+    def _append_slots(self, lengths: torch.Tensor) -> None:
+        """Storage slots for documents of ``lengths (n,)`` tokens whose codes were just appended."""
         first_slot = self._alive.numel()
         new_lengths = torch.cat([self._lengths, lengths])
-        new_alive = torch.cat([self._alive, torch.ones(len(vectors), dtype=torch.bool)])
-        new_slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + len(vectors))])
+        new_alive = torch.cat([self._alive, torch.ones(lengths.numel(), dtype=torch.bool)])
+        new_slots = torch.cat([self._slots, torch.arange(first_slot, first_slot + lengths.numel())])
         self._lengths, self._alive, self._slots = new_lengths, new_alive, new_slots
 
     def _remove_positions(self, drop: torch.Tensor) -> None:

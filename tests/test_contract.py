@@ -46,6 +46,7 @@ class TestPLAIDStore(DocumentStoreTests):
 
 class _QdrantStoreTests(DocumentStoreTests):
     supports_itext = False  # Qdrant has no case-insensitive substring match
+    token_layout = "fp16"
 
     @pytest.fixture
     def client(self, tmp_path: Path) -> Iterator[Any]:
@@ -55,7 +56,9 @@ class _QdrantStoreTests(DocumentStoreTests):
     def store(self, client: Any, tiny_encoder: Any) -> Any:
         from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore
 
-        config = CollectionConfig(payload_indexes={"lang": "keyword", "year": "float", "kind": "keyword"})
+        config = CollectionConfig(
+            payload_indexes={"lang": "keyword", "year": "float", "kind": "keyword"}, token_layout=self.token_layout
+        )
         return QdrantLateInteractionStore(client, f"contract_{uuid.uuid4().hex[:12]}", tiny_encoder, config=config)
 
 
@@ -91,3 +94,17 @@ class TestQdrantServerStore(_QdrantStoreTests):
             if c.name.startswith("contract_") and c.name not in before:
                 client.delete_collection(c.name)
         client.close()
+
+
+class TestQdrantPlaidMemoryStore(TestQdrantMemoryStore):
+    """The PLAID-codes layout (codec trained by the first write) under the same contract."""
+
+    token_layout = "plaid"
+
+
+class TestQdrantPlaidPathStore(TestQdrantPathStore):
+    token_layout = "plaid"
+
+
+class TestQdrantPlaidServerStore(TestQdrantServerStore):
+    token_layout = "plaid"

@@ -84,7 +84,9 @@ def create_collection(
             on_disk=config.pooled_on_disk,
             quantization_config=config.pooled_quantization,
         ),
-        TOKENS: models.VectorParams(
+    }
+    if config.token_layout == "fp16":  # the "plaid" layout keeps its codes in the payload
+        vectors[TOKENS] = models.VectorParams(
             size=dim,
             # Token vectors are unit-norm and stored at fp16 precision, so DOT is the cosine and
             # Qdrant's MAX_SIM equals core.scoring.maxsim.
@@ -94,8 +96,7 @@ def create_collection(
             hnsw_config=models.HnswConfigDiff(m=0),  # never searched by graph: only rescored
             on_disk=config.tokens_on_disk,
             quantization_config=config.tokens_quantization,
-        ),
-    }
+        )
     call(
         f"create collection {name!r}",
         client.create_collection,

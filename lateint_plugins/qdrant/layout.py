@@ -35,16 +35,19 @@ from lateint_plugins.core.errors import (
 if TYPE_CHECKING:
     from qdrant_client import models
 
-LAYOUT_VERSION = 2
-"""Version of the collection layout written in the collection metadata; newer layouts are refused.
+LAYOUT_VERSION = 3
+"""Newest collection layout this version reads (recorded in the collection metadata; newer ones are refused).
 
 1: windows 1.. at ``uuid5(doc_id, window)`` (read, never written any more); 2: windows 1.. under fresh
-point ids per write, window 0 the commit point.
+point ids per write, window 0 the commit point; 3: ``token_layout="plaid"`` (PLAID codes in the
+payload, the codec in codec points). An fp16 collection records 2, so older readers still open it.
 """
 MAX_MULTIVECTOR_FLOATS = 1_048_576
 """Qdrant's cap on the floats of one multivector (tokens x dim) in one point."""
 
 TOKENS = "tokens"
+CENTROID_IDS = "centroid_ids"
+RESIDUALS = "residuals"
 POOLED = "pooled"
 LEXICAL = "lexical"
 BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
@@ -87,7 +90,15 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
         lexical=bool(recorded.get("lexical")),
         payload_indexes=dict(recorded.get("payload_indexes") or {}),
         payload_keys=PayloadKeys(**dict(recorded.get("payload_keys") or {})),
+        # Collections written before token_layout existed hold fp16 multivectors.
+        token_layout=recorded.get("token_layout", "fp16"),
+        nbits=int(recorded.get("nbits") or 2),
     )
+
+
+def marker_version(config: CollectionConfig) -> int:
+    """The layout version a collection in ``config`` records: the oldest that reads it."""
+    return LAYOUT_VERSION if config.token_layout == "plaid" else min(LAYOUT_VERSION, 2)
 
 
 def recorded_marker(info: Any) -> dict[str, Any]:
@@ -96,7 +107,10 @@ def recorded_marker(info: Any) -> dict[str, Any]:
 
 
 # Payload fields of the layout's own bookkeeping (the commit protocol and sync); not renameable.
-_RESERVED_KEYS = frozenset({"doc_id", "window", "n_windows", "n_tokens", "write_id", "layout", "content_hash"})
+_RESERVED_KEYS = frozenset(
+    {"doc_id", "window", "n_windows", "n_tokens", "write_id", "layout", "content_hash", CENTROID_IDS, RESIDUALS}
+)
+TokenLayout = Literal["fp16", "plaid"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,16 @@ class CollectionConfig:
             Recorded in the collection's metadata and read back on open.
         payload_keys: where each point's text and metadata live in the payload (:class:`PayloadKeys`);
             recorded in the collection's metadata and read back on open.
+        token_layout: how token vectors are stored. ``"fp16"``: a float16 ``MAX_SIM`` multivector
+            per point (exact local MaxSim; ``mode="native"`` works). ``"plaid"``: PLAID codes in the
+            payload, a centroid id (int16) and ``dim * nbits / 8`` residual bytes per token, the
+            codec in the collection (:mod:`lateint_plugins.qdrant.codes`); a query reads the
+            candidates' centroid ids, then the residuals of the best few dozen only
+            (``n_full_scores``): ~1/30 of the bytes on SciFact (local mode only). Recorded in
+            the collection's metadata and read back on open.
+        nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4).
+        n_centroids: centroids of a codec trained by the first write (default from the number of
+            tokens written, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
     """
 
     pooled_vectors: int = 1
@@ -179,8 +203,17 @@ class CollectionConfig:
     hnsw_ef_construct: int = 100
     payload_indexes: Mapping[str, str] = field(default_factory=dict)
     payload_keys: PayloadKeys = field(default_factory=PayloadKeys)
+    token_layout: TokenLayout = "fp16"
+    nbits: int = 2
+    n_centroids: int | None = None
 
     def __post_init__(self) -> None:
+        if self.token_layout not in ("fp16", "plaid"):
+            raise InvalidInputError(f"token_layout must be 'fp16' or 'plaid', got {self.token_layout!r}.")
+        if isinstance(self.nbits, bool) or self.nbits not in (1, 2, 4):
+            raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
+        if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
+            raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         if not isinstance(self.payload_keys, PayloadKeys):
             raise InvalidInputError(
                 "payload_keys must be a PayloadKeys (e.g. PayloadKeys(text='text')), got "
@@ -272,7 +305,7 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
     encoder_config = asdict(encoder.config)
     encoder_config["skiplist_words"] = list(encoder_config.get("skiplist_words") or [])
     return {
-        "layout_version": LAYOUT_VERSION,
+        "layout_version": marker_version(config),
         "model": str(path.resolve()) if path.is_dir() else str(encoder.name_or_path),
         "model_name": path.name if path.is_dir() else str(encoder.name_or_path),
         "dim": encoder.dim,
@@ -280,7 +313,9 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         "lexical": {"tokenizer": "encoder", "k1": BM25_K1, "b": BM25_B, "avg_len": BM25_AVG_LEN}
         if config.lexical
         else None,
-        "token_dtype": "float16",
+        "token_dtype": "float16" if config.token_layout == "fp16" else None,
+        "token_layout": config.token_layout,
+        "nbits": config.nbits if config.token_layout == "plaid" else None,
         "payload_keys": asdict(config.payload_keys),
         "payload_indexes": dict(config.payload_indexes),
         "encoder_config": encoder_config,

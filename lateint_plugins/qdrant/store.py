@@ -24,6 +24,7 @@ from lateint_plugins.core._checks import (
     check_texts,
     is_utf8,
 )
+from lateint_plugins.core.codec import ResidualCodec
 from lateint_plugins.core.encoder import ColBERTEncoder, resolve_device
 from lateint_plugins.core.errors import (
     InvalidInputError,
@@ -31,6 +32,7 @@ from lateint_plugins.core.errors import (
 )
 from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.store import SearchResult, check_search_options
+from lateint_plugins.qdrant.coded import N_FULL_SCORES, _Coded
 from lateint_plugins.qdrant.collection import check_recorded, create_collection
 from lateint_plugins.qdrant.errors import (
     CollectionMismatchError,
@@ -55,7 +57,7 @@ from lateint_plugins.qdrant.layout import (
     recorded_config,
     recorded_marker,
 )
-from lateint_plugins.qdrant.writing import _progress, _Writer
+from lateint_plugins.qdrant.writing import _progress
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -67,7 +69,7 @@ _LOCKS: weakref.WeakKeyDictionary[Any, dict[str, threading.RLock]] = weakref.Wea
 _LOCKS_GUARD = threading.Lock()
 
 
-class QdrantLateInteractionStore(_Writer):
+class QdrantLateInteractionStore(_Coded):
     """A :class:`~lateint_plugins.core.store.DocumentStore` whose documents live in a Qdrant collection.
 
     Args:
@@ -89,6 +91,11 @@ class QdrantLateInteractionStore(_Writer):
         allow_model_mismatch: open a collection whose recorded model fingerprint differs from the
             encoder's with a warning instead of :class:`~lateint_plugins.core.errors.ModelMismatchError`
             (scores then mix two vector spaces; the width must still match).
+        codec: a trained :class:`~lateint_plugins.core.codec.ResidualCodec` (e.g. a
+            ``PLAIDIndex``'s ``codec``) that a ``token_layout="plaid"`` collection without one
+            records on its first write, instead of training one on the documents of that write.
+        n_full_scores: candidates per query scored exactly in a ``token_layout="plaid"``
+            collection (their residuals read); the rest are ranked by their centroids only.
 
     Writes to one collection are serialised by a lock shared by every store object on the same
     client in this process; reads need no lock (see "crash-safe" in the module docstring).
@@ -117,8 +124,11 @@ class QdrantLateInteractionStore(_Writer):
         max_tokens_per_point: int | None = None,
         retries: int = 3,
         allow_model_mismatch: bool = False,
+        codec: ResidualCodec | None = None,
+        n_full_scores: int = N_FULL_SCORES,
     ) -> None:
         require("qdrant_client", _EXTRA)
+        self._init_codes(codec, n_full_scores)
         _check_client(client)
         self.client = client
         self.collection_name = _check_collection_name(collection_name)
@@ -162,7 +172,7 @@ class QdrantLateInteractionStore(_Writer):
             )
         check_recorded(name, recorded, self.encoder, self.marker, self.allow_model_mismatch)
         existing = recorded_config(recorded)
-        recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys")
+        recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys", "token_layout", "nbits")
         if config != CollectionConfig() and any(getattr(existing, f) != getattr(config, f) for f in recorded_fields):
             logger.warning("Collection %r exists with %s; the config passed is ignored", name, existing)
         self.marker = recorded
@@ -267,6 +277,8 @@ class QdrantLateInteractionStore(_Writer):
         with self._lock:
             if not replace:
                 self._refuse_existing(ids)
+            if self._plaid:
+                self._codec_for_write(matrices)  # a codec trained on all of them, not on the first batch
             progress = _progress(len(ids), show_progress_bar, "Writing to Qdrant")
             written: list[str] = []
             try:
@@ -354,7 +366,10 @@ class QdrantLateInteractionStore(_Writer):
         depth = max(depth, k)
         lexical = self._lexical_ids(query_texts) if query_texts is not None else [[] for _ in queries]
         if mode == "native":
+            self._refuse_native()
             return self._search_native(queries, lexical, k, depth, qfilter)
+        if self._plaid:
+            return self._search_codes(queries, lexical, k, depth, qfilter, self.n_full_scores)
         return self._search_local(queries, lexical, k, depth, qfilter)
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:
@@ -364,7 +379,7 @@ class QdrantLateInteractionStore(_Writer):
         return [self._result(i, 0.0, payloads[i]) for i in ids if i in payloads]
 
     def get_embeddings(self, ids: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The stored ``(n_tokens, dim)`` float32 token matrices of ``ids`` (windows re-assembled); unknown skipped."""
+        """The stored ``(n_tokens, dim)`` float32 token matrices of ``ids`` (windows joined, codes decompressed)."""
         heads = self._retrieve([point_id(i) for i in check_ids(ids, "ids", unique=False)], payload=_HEAD, vectors=True)
         return self._assemble(heads)
 

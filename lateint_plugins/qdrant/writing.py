@@ -40,6 +40,7 @@ from lateint_plugins.qdrant.layout import (
     _windows,
     bm25_vector,
     content_hash,
+    marker_version,
     point_id,
     pool,
 )
@@ -201,13 +202,14 @@ class _Writer(_Reader):
 
     def _upgrade_layout(self) -> None:
         """Record the current layout before writing into an older collection, so older readers refuse it."""
-        if int(self.marker.get("layout_version", 1)) >= LAYOUT_VERSION:
+        target = marker_version(self.config)
+        if int(self.marker.get("layout_version", 1)) >= target:
             return
-        marker = {**self.marker, "layout_version": LAYOUT_VERSION}
+        marker = {**self.marker, "layout_version": target}
         self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
                    self.collection_name, metadata={_MARKER: marker})  # fmt: skip
         logger.info("Collection %r: layout version %s -> %s", self.collection_name, self.marker.get("layout_version"),
-                    LAYOUT_VERSION)  # fmt: skip
+                    target)  # fmt: skip
         self.marker = marker
 
     def _retrying(self, fn: Any, what: str, written: list[str], all_ids: list[str], batch_ids: list[str]) -> None:

@@ -1,0 +1,206 @@
+"""Token layouts of the Qdrant store on SciFact: fp16 multivectors vs PLAID codes, bytes on the wire per query.
+
+Use this to choose a collection's ``token_layout`` (and ``nbits`` / ``n_full_scores`` of the
+``"plaid"`` one): for each layout it reports the bytes Qdrant sends back per query, nDCG@10 and
+Recall@10 against the exact index, on the same queries.
+
+Method: the cached exact store's vectors are upserted into Qdrant **embedded local mode**
+(``QdrantClient(":memory:")``: pure Python, so latencies are not a server's and are not reported).
+Every client call a search makes is wrapped, and its response measured two ways: **gRPC**, the
+protobuf size of the returned points through qdrant-client's own REST->gRPC conversions
+(``RestToGrpc.convert_scored_point`` / ``convert_record``, ``.ByteSize()``: what a server sends
+over gRPC, framing aside), and **REST**, the length of the points' JSON. Local mode is slow
+(about a second per query for fp16), so a subset of the test queries runs (``--queries``).
+
+Run from the repository root::
+
+    python benchmarks/bench_qdrant_layouts.py --cache /work/cache/scifact-store --queries 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, add_data_arguments, load_average, machine_info, prepare_process
+
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "bench_qdrant_layouts.json"
+logger = logging.getLogger("bench_qdrant_layouts")
+
+
+class WireMeter:
+    """Wraps a client's read calls and adds up the size of what they return (gRPC protobuf and REST JSON)."""
+
+    def __init__(self, client: Any) -> None:
+        from qdrant_client.conversions.conversion import RestToGrpc
+
+        self.grpc = self.rest = self.calls = 0
+        retrieve, query_batch = client.retrieve, client.query_batch_points
+
+        def measure(points: Sequence[Any], convert: Any) -> None:
+            self.calls += 1
+            for p in points:
+                self.grpc += convert(p).ByteSize()
+                self.rest += len(json.dumps(p.model_dump(mode="json", exclude_none=True), separators=(",", ":")))
+
+        def metered_retrieve(*args: Any, **kwargs: Any) -> Any:
+            out = retrieve(*args, **kwargs)
+            measure(out, RestToGrpc.convert_record)
+            return out
+
+        def metered_query_batch(*args: Any, **kwargs: Any) -> Any:
+            out = query_batch(*args, **kwargs)
+            for response in out:
+                measure(response.points, RestToGrpc.convert_scored_point)
+            return out
+
+        client.retrieve, client.query_batch_points = metered_retrieve, metered_query_batch
+
+    def reset(self) -> tuple[int, int, int]:
+        out = (self.grpc, self.rest, self.calls)
+        self.grpc = self.rest = self.calls = 0
+        return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_arguments(parser, cache_help="the exact store (index/, texts.jsonl, queries-*.pt) to read")
+    parser.add_argument("--queries", type=int, default=100, help="first N test queries")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--depth", type=int, default=128, help="candidate_depth (points per prefetch)")
+    parser.add_argument("--nbits", default="2,4", help="nbits of the plaid layouts to build")
+    parser.add_argument("--full-scores", default="16,32,64", help="n_full_scores values to sweep")
+    parser.add_argument("--n-centroids", type=int, default=None, help="CollectionConfig.n_centroids (default: auto)")
+    parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 layout (slow to build)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prepare_process()
+    args = parse_args(argv)
+    logger.setLevel(logging.INFO)
+    import torch
+    from lateint_plugins.core import ColBERTEncoder, evaluate, load_beir
+    from lateint_plugins.core.index import load_index
+    from qdrant_client import QdrantClient
+
+    from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore
+
+    torch.set_num_threads(args.threads)
+    machine = machine_info(torch, "cpu", ("torch", "qdrant-client"))
+    cache = args.cache.resolve()
+    data = load_beir(args.data.resolve(), split=args.split)
+    manifest = json.loads((cache / "manifest.json").read_text(encoding="utf-8"))
+    index = load_index(cache / "index", device="cpu")
+    doc_ids, docs = index.ids, index.embeddings()
+    texts = {}
+    with (cache / "texts.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            texts[row["id"]] = row["text"]
+    saved = torch.load(next(cache.glob(f"queries-{args.split}-*.pt")), weights_only=True)
+    n = min(args.queries, len(saved["ids"]))
+    query_ids = saved["ids"][:n]
+    queries = [q.float() for q in saved["embeddings"][:n]]
+    query_texts = [data.queries[i] for i in query_ids]
+    config = dict(manifest.get("encoder_config") or {})
+    config["skiplist_words"] = tuple(config.get("skiplist_words") or ())
+    encoder = ColBERTEncoder.from_pretrained(args.model.resolve(), device="cpu", local_files_only=True, **config)
+    qrels = {q: data.qrels[q] for q in query_ids}
+
+    exact = {qid: [h.id for h in index.search(q, k=args.k)] for qid, q in zip(query_ids, queries, strict=True)}
+    rows: list[dict[str, Any]] = []
+
+    def run(label: str, store: Any, meter: WireMeter, **extra: Any) -> None:
+        got, grpc, rest, calls = {}, [], [], []
+        start = time.perf_counter()
+        for qid, q, text in zip(query_ids, queries, query_texts, strict=True):
+            meter.reset()
+            hits = store.search_embeddings([q], k=args.k, candidate_depth=args.depth, query_texts=[text])[0]
+            g, r, c = meter.reset()
+            grpc.append(g)
+            rest.append(r)
+            calls.append(c)
+            got[qid] = [h.id for h in hits]
+        row = {
+            "layout": label,
+            **extra,
+            "n_queries": n,
+            "grpc_bytes_per_query": statistics.fmean(grpc),
+            "grpc_bytes_p95": sorted(grpc)[int(0.95 * (len(grpc) - 1))],
+            "rest_bytes_per_query": statistics.fmean(rest),
+            "calls_per_query": statistics.fmean(calls),
+            "recall@10_vs_exact": statistics.fmean(len(set(got[q][:10]) & set(exact[q][:10])) / 10 for q in got),
+            **evaluate(got, qrels, metrics=("ndcg@10",)),
+            "seconds_local_mode": time.perf_counter() - start,
+        }
+        rows.append(row)
+        logger.info("%s", row)
+
+    rows.append({"layout": "exact index", "n_queries": n, "recall@10_vs_exact": 1.0,
+                 **evaluate(exact, qrels, metrics=("ndcg@10",))})  # fmt: skip
+    layouts = [] if args.no_fp16 else [("fp16", CollectionConfig())]
+    layouts += [
+        (f"plaid nbits={b}", CollectionConfig(token_layout="plaid", nbits=int(b), n_centroids=args.n_centroids))
+        for b in args.nbits.split(",")
+    ]
+    build: dict[str, float] = {}
+    for label, cfg in layouts:
+        client = QdrantClient(":memory:")
+        store = QdrantLateInteractionStore(client, "scifact", encoder, config=cfg, device="cpu", write_batch_size=256)
+        start = time.perf_counter()
+        logger.info("%s: upserting %d documents", label, len(doc_ids))
+        store.add_embeddings([texts[i] for i in doc_ids], docs, ids=doc_ids)
+        build[label] = time.perf_counter() - start
+        meter = WireMeter(client)
+        if cfg.token_layout == "fp16":
+            run(label, store, meter)
+        else:
+            codec = store.codec
+            for full in [int(x) for x in args.full_scores.split(",")]:
+                store.n_full_scores = full
+                run(label, store, meter, n_full_scores=full, n_centroids=codec.n_centroids if codec else None)
+        client.close()
+
+    report = {
+        "benchmark": "bench_qdrant_layouts",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "config": {
+            "cache": str(cache),
+            "n_queries": n,
+            "k": args.k,
+            "candidate_depth": args.depth,
+            "qdrant": "embedded local mode, QdrantClient(':memory:')",
+            "bytes": "gRPC: RestToGrpc.convert_*(point).ByteSize() summed over the points every client call "
+            "of a search returns; REST: their JSON (model_dump, no nulls)",
+        },
+        "machine": {**machine, "load_average_end": load_average()},
+        "build_seconds": build,
+        "results": rows,
+    }
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    header = f"{'layout':<16} {'n_full':>6} {'gRPC KB/q':>10} {'REST KB/q':>10} {'calls':>5} {'nDCG@10':>8} R@10/exact"
+    print(f"SciFact, {n} test queries, k={args.k}, candidate_depth={args.depth}, Qdrant local mode")
+    print(header)
+    for r in rows:
+        print(
+            f"{r['layout']:<16} {r.get('n_full_scores', '-')!s:>6} "
+            f"{r.get('grpc_bytes_per_query', 0) / 1e3:>10.1f} {r.get('rest_bytes_per_query', 0) / 1e3:>10.1f} "
+            f"{r.get('calls_per_query', 0):>5.1f} {r['ndcg@10']:>8.4f} {r['recall@10_vs_exact']:>13.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

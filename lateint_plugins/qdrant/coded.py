@@ -1,0 +1,429 @@
+"""How the Qdrant store reads and writes a ``token_layout="plaid"`` collection (PLAID codes in the payload).
+
+Part of :class:`~lateint_plugins.qdrant.QdrantLateInteractionStore` (its base class); the layout
+is described in :mod:`lateint_plugins.qdrant.codes`. Every method here falls through to the fp16
+layout's (:mod:`.reading`, :mod:`.writing`) on an fp16 collection.
+
+A query runs in two stages, as PLAID does. **Stage A**: Qdrant returns the candidates (pooled
+prefetch ∪ BM25 prefetch, filter applied) with their centroid ids only; each is scored by centroid
+interaction (MaxSim against its tokens' centroids) here. **Stage B**: the residuals of the best
+``n_full_scores`` (at least ``k``) are retrieved, decompressed and scored by MaxSim: the score a
+PLAID index gives the same codes. Reading vectors (``get_embeddings``, ``iter_documents``, sync)
+returns decompressed vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+
+from lateint_plugins.core._checks import check_k
+from lateint_plugins.core.codec import ResidualCodec
+from lateint_plugins.core.errors import InvalidInputError
+from lateint_plugins.core.index import Metadata
+from lateint_plugins.core.scoring import segment_max
+from lateint_plugins.core.store import SearchResult
+from lateint_plugins.qdrant.codes import (
+    CodedTokens,
+    check_codes,
+    codec_from_parts,
+    codec_point_id,
+    codec_points,
+    decode_ids,
+    decode_residuals,
+    encode_ids,
+    encode_residuals,
+    train,
+)
+from lateint_plugins.qdrant.errors import CollectionMismatchError
+from lateint_plugins.qdrant.layout import (
+    _HEAD,
+    _MARKER,
+    _SCROLL_PAGE,
+    CENTROID_IDS,
+    POOLED,
+    RESIDUALS,
+    TOKENS,
+    StoredDocument,
+    _in_commit,
+    _n_windows,
+    _window_of,
+    _window_point_id,
+    point_id,
+    recorded_marker,
+)
+from lateint_plugins.qdrant.writing import _progress, _Writer
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+logger = logging.getLogger(__name__)
+
+N_FULL_SCORES = 64
+"""Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
+
+
+class _Coded(_Writer):
+    """The ``token_layout="plaid"`` read and write paths; the fp16 ones otherwise."""
+
+    # Set by QdrantLateInteractionStore.__init__.
+    n_full_scores: int
+    _codec: ResidualCodec | None
+    _given_codec: ResidualCodec | None
+
+    def _init_codes(self, codec: ResidualCodec | None, n_full_scores: int) -> None:
+        if codec is not None and not isinstance(codec, ResidualCodec):
+            raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
+        self._given_codec, self._codec = codec, None
+        self.n_full_scores = check_k(n_full_scores, "n_full_scores")
+
+    def _refuse_native(self) -> None:
+        if self._plaid:
+            raise InvalidInputError(
+                f"mode='native' rescores token vectors inside Qdrant; collection {self.collection_name!r} stores "
+                "PLAID codes (token_layout='plaid'): use mode='local', or a token_layout='fp16' collection."
+            )
+
+    @property
+    def _plaid(self) -> bool:
+        return self.config.token_layout == "plaid"
+
+    @property
+    def codec(self) -> ResidualCodec | None:
+        """The collection's codec (``token_layout="plaid"``); None before the first write, or in an fp16 collection."""
+        return self._current_codec()
+
+    # ------------------------------------------------------------------ the codec
+    def _current_codec(self) -> ResidualCodec | None:
+        """The recorded codec (read once from its codec points), re-reading the marker while there is none."""
+        if self._codec is not None or not self._plaid:
+            return self._codec
+        entry = self.marker.get("codec")
+        if entry is None:  # another store object (or process) may have written the first documents since
+            info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection,
+                              self.collection_name)  # fmt: skip
+            self.marker = recorded_marker(info) or self.marker
+            entry = self.marker.get("codec")
+        if entry is None:
+            return None
+        ids = [codec_point_id(entry["id"], i) for i in range(int(entry["n_parts"]))]
+        parts = {int(p.payload["part"]): p.payload for p in self._retrieve(ids, payload=True, vectors=False)}
+        self._codec = codec_from_parts(entry, parts).to(self.device)
+        if self._given_codec is not None and codec_points(self._given_codec)[0]["id"] != entry["id"]:
+            logger.warning("Collection %r has its own codec; the codec passed is ignored", self.collection_name)
+        return self._codec
+
+    def _codec_for_write(self, samples: Sequence[Any]) -> ResidualCodec:
+        """The collection's codec; the first write records the one given to the store or trains one on ``samples``."""
+        codec = self._current_codec()
+        if codec is not None:
+            return codec
+        matrices = [s for s in samples if isinstance(s, torch.Tensor)]
+        if self._given_codec is None and not matrices:
+            raise InvalidInputError(
+                f"Collection {self.collection_name!r} has no codec yet: pass codec= to the store, or add "
+                "embeddings (a codec is trained on the first documents written)."
+            )
+        codec = self._given_codec or train(matrices, self.config.nbits, self.config.n_centroids)
+        return self._record_codec(codec)
+
+    def _record_codec(self, codec: ResidualCodec) -> ResidualCodec:
+        """Write ``codec``'s points, then name it in the marker (the commit); a codec recorded meanwhile wins."""
+        from qdrant_client import models
+
+        if codec.dim != self.encoder.dim or codec.nbits != self.config.nbits:
+            raise CollectionMismatchError(
+                f"codec has {codec.dim}-d vectors and nbits={codec.nbits}, collection {self.collection_name!r} holds "
+                f"{self.encoder.dim}-d vectors at nbits={self.config.nbits}; train or pass a matching codec."
+            )
+        entry, parts = codec_points(codec)
+        points = [models.PointStruct(id=pid, vector={}, payload=payload) for pid, payload in parts]
+        for point in points:  # one per request: each holds up to a megabyte
+            self._call("upsert codec", self.client.upsert, self.collection_name, points=[point], wait=True)
+        info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection, self.collection_name)
+        recorded = recorded_marker(info)
+        if recorded.get("codec") is None:
+            recorded = {**recorded, "codec": entry}
+            self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
+                       self.collection_name, metadata={_MARKER: recorded})  # fmt: skip
+            logger.info("Collection %r: codec %s recorded (%d centroids, nbits=%d)", self.collection_name,
+                        entry["id"], codec.n_centroids, codec.nbits)  # fmt: skip
+        self.marker = recorded
+        self._codec = None
+        return cast(ResidualCodec, self._current_codec())
+
+    # ------------------------------------------------------------------ writing
+    def add_codes(
+        self,
+        texts: Sequence[str],
+        codes: Sequence[Any],
+        residuals: Sequence[Any],
+        metadatas: Sequence[Metadata | None] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        codec: ResidualCodec | None = None,
+        replace: bool = False,
+        show_progress_bar: bool = False,
+    ) -> list[str]:
+        """Write documents already compressed by ``codec``: ``codes[i] (n,)`` ids, ``residuals[i] (n, bytes)`` uint8.
+
+        ``token_layout="plaid"`` collections only. The codes are stored as they are (no
+        decompress and recompress); ``codec`` must be the collection's (checked by content hash),
+        or becomes it when the collection has none yet. What :func:`~lateint_plugins.qdrant.sync_to_qdrant`
+        uses to push a :class:`~lateint_plugins.core.plaid.PLAIDIndex`. Otherwise as ``add_embeddings``.
+        """
+        if not self._plaid:
+            raise InvalidInputError(
+                f"add_codes needs a token_layout='plaid' collection; {self.collection_name!r} stores fp16 vectors."
+            )
+        texts, ids, metas = self._check_new(texts, metadatas, ids)
+        codes, residuals = list(codes), list(residuals)
+        if not len(codes) == len(residuals) == len(texts):
+            raise InvalidInputError(
+                f"Got {len(texts)} texts, {len(codes)} codes and {len(residuals)} residuals; pass one of each per text."
+            )
+        with self._lock:
+            current = self._current_codec()
+            if current is None and codec is None:
+                raise InvalidInputError(f"Collection {self.collection_name!r} has no codec yet: pass codec=.")
+            if current is not None and codec is not None and codec_points(codec)[0]["id"] != self.marker["codec"]["id"]:
+                raise CollectionMismatchError(
+                    f"Collection {self.collection_name!r} holds codes of another codec ({self.marker['codec']['id']}); "
+                    "sync into a new collection, or add embeddings (they are compressed with the collection's codec)."
+                )
+            current = current or self._record_codec(cast(ResidualCodec, codec))
+            coded = [
+                check_codes(c, r, current, f"codes[{i}]") for i, (c, r) in enumerate(zip(codes, residuals, strict=True))
+            ]
+            if not ids:
+                return []
+            if not replace:
+                self._refuse_existing(ids)
+            progress = _progress(len(ids), show_progress_bar, "Writing to Qdrant")
+            written: list[str] = []
+            try:
+                for start in range(0, len(ids), self.write_batch_size):
+                    stop = start + self.write_batch_size
+                    self._write(ids[start:stop], coded[start:stop], texts[start:stop], metas[start:stop],
+                                written, ids, insert_only=not replace)  # fmt: skip
+                    progress.update(len(ids[start:stop]))
+            finally:
+                progress.close()
+        return ids
+
+    def _write(self, ids: list[str], vectors: Sequence[Any], *args: Any, **kwargs: Any) -> None:
+        if self._plaid:
+            self._codec_for_write(vectors)  # the first write trains (or records) the codec
+        super()._write(ids, vectors, *args, **kwargs)
+
+    def _points(
+        self, doc_id: str, tokens: Any, text: str, meta: Metadata, write_id: str, lexical: list[int]
+    ) -> list[models.PointStruct]:
+        if not self._plaid:
+            return super()._points(doc_id, tokens, text, meta, write_id, lexical)
+        codec = self._codec_for_write([tokens])
+        if isinstance(tokens, CodedTokens):
+            codes, residuals = tokens.codes, tokens.residuals
+            dense = codec.decompress(codes.to(codec.centroids.device).long(), residuals.to(codec.centroids.device))
+        else:
+            dense = tokens.detach().to(codec.centroids.device).half().float()
+            codes, residuals = codec.compress(dense)
+        # The fp16 layout's points (windows, pooled and lexical vectors, payload), their token
+        # multivector swapped for the codes of the same tokens.
+        points = super()._points(doc_id, dense.cpu(), text, meta, write_id, lexical)
+        step = self.max_tokens_per_point
+        for w, point in enumerate(points):
+            cast(dict, point.vector).pop(TOKENS)
+            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(codes[w * step : (w + 1) * step])}
+            point.payload[RESIDUALS] = encode_residuals(residuals[w * step : (w + 1) * step])
+        return points
+
+    # ------------------------------------------------------------------ reading vectors: decompressed
+    def _retrieve(self, pids: Sequence[str], *, payload: Any, vectors: bool) -> list[Any]:
+        if not (vectors and self._plaid):
+            return super()._retrieve(pids, payload=payload, vectors=vectors)
+        return self._decompressed(super()._retrieve(pids, payload=_with_codes(payload), vectors=False))
+
+    def _scroll_points(self, payload: Any, *, vectors: bool = False, first_windows_only: bool = True) -> Iterator[Any]:
+        if not (vectors and self._plaid):
+            yield from super()._scroll_points(payload, vectors=vectors, first_windows_only=first_windows_only)
+            return
+        page: list[Any] = []
+        for p in super()._scroll_points(_with_codes(payload), first_windows_only=first_windows_only):
+            page.append(p)
+            if len(page) >= _SCROLL_PAGE:
+                yield from self._decompressed(page)
+                page = []
+        yield from self._decompressed(page)
+
+    def _decompressed(self, points: list[Any]) -> list[Any]:
+        """``points`` with ``vector = {"tokens": (n, dim) float32 array}`` decompressed from their payload codes."""
+        codec = self._current_codec()
+        coded = [p for p in points if p.payload and CENTROID_IDS in p.payload and RESIDUALS in p.payload]
+        for p in points:
+            p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no codes: an incomplete window
+        if codec is None or not coded:
+            return points
+        device = codec.centroids.device
+        ids = [decode_ids(p.payload[CENTROID_IDS]) for p in coded]
+        residuals = torch.cat([decode_residuals(p.payload[RESIDUALS], codec.bytes_per_token) for p in coded])
+        dense = codec.decompress(torch.cat(ids).to(device).long(), residuals.to(device)).cpu().numpy()
+        for p, part in zip(coded, np.split(dense, np.cumsum([len(i) for i in ids])[:-1]), strict=True):
+            p.vector = {TOKENS: part}
+        return points
+
+    def _coded_windows(
+        self, points: list[Any], fields: Sequence[str], head_payload: Sequence[str] = ()
+    ) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], set[str]]:
+        """The committed windows of the documents ``points`` belong to, with payload ``fields``.
+
+        As :meth:`_committed` without vectors: window 0 of each document names the committed write;
+        returns ``(doc id -> its window points in order, doc id -> window-0 payload, ids found through
+        a point of their committed write)``; documents with a missing window are left out.
+        """
+        head_fields = list(dict.fromkeys([*_HEAD, *fields, *head_payload]))
+        heads: dict[str, Any] = {}
+        found: dict[str, Any] = {}
+        for p in points:
+            doc_id = (p.payload or {}).get("doc_id")
+            if isinstance(doc_id, str):
+                (heads.__setitem__(doc_id, p) if _window_of(p.payload) == 0 else found.__setitem__(str(p.id), p))
+        docs = {q.payload["doc_id"] for q in found.values()}
+        given = set(heads)
+        for p in self._retrieve([point_id(d) for d in docs - given], payload=head_fields, vectors=False):
+            heads[p.payload["doc_id"]] = p
+        vouched = given | {
+            d
+            for pid, q in found.items()
+            if (d := q.payload["doc_id"]) in heads and _in_commit(pid, d, q.payload, heads[d].payload)
+        }
+        wanted = [_window_point_id(d, w, h.payload) for d, h in heads.items() for w in range(1, _n_windows(h.payload))]
+        need = [pid for pid in wanted if pid not in found]
+        for p in self._retrieve(need, payload=["doc_id", "window", "write_id", *fields], vectors=False):
+            found[str(p.id)] = p
+        out: dict[str, list[Any]] = {}
+        for d, head in heads.items():
+            parts = [head]
+            for w in range(1, _n_windows(head.payload)):
+                pid = _window_point_id(d, w, head.payload)
+                if pid not in found or not _in_commit(pid, d, found[pid].payload, head.payload):
+                    logger.warning("Document %r misses windows of its committed write; skipped (re-add it)", d)
+                    break
+                parts.append(found[pid])
+            else:
+                out[d] = parts
+        return out, {d: dict(heads[d].payload) for d in out}, vouched & set(out)
+
+    def iter_codes(self, *, with_text: bool = True) -> Iterator[tuple[StoredDocument, CodedTokens]]:
+        """Every committed document with its codes as stored (``token_layout="plaid"``), page by page."""
+        codec = self._current_codec()
+        if codec is None:
+            return
+        keys = self.config.payload_keys
+        fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
+        page: list[Any] = []
+        pages = super()._scroll_points([*fields, CENTROID_IDS, RESIDUALS])
+        for p in itertools.chain(pages, [None]):
+            if p is not None:
+                page.append(p)
+            if page and (p is None or len(page) >= _SCROLL_PAGE):
+                windows, heads, _ = self._coded_windows(page, [CENTROID_IDS, RESIDUALS], fields)
+                for d, parts in windows.items():
+                    doc = self._result(d, 0.0, heads[d])
+                    codes = torch.cat([decode_ids(q.payload[CENTROID_IDS]) for q in parts])
+                    res = torch.cat([decode_residuals(q.payload[RESIDUALS], codec.bytes_per_token) for q in parts])
+                    yield (StoredDocument(d, doc.text, doc.metadata, heads[d].get("content_hash")),
+                           CodedTokens(codes, res, codec.dim))  # fmt: skip
+                page = []
+
+    # ------------------------------------------------------------------ search
+    def _search_codes(
+        self,
+        queries: list[torch.Tensor],
+        lexical: list[list[int]],
+        k: int,
+        depth: int,
+        qfilter: models.Filter | None,
+        n_full_scores: int,
+    ) -> list[list[SearchResult]]:
+        """Stage A (centroid ids of every candidate) then stage B (residuals of the best ``n_full_scores``)."""
+        codec = self._current_codec()
+        if codec is None:
+            return [[] for _ in queries]
+        requests = [self._code_request(q, terms, depth, qfilter) for q, terms in zip(queries, lexical, strict=True)]
+        responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
+        ranked: list[list[tuple[str, float]]] = []
+        for q, response in zip(queries, responses, strict=True):
+            windows, heads, vouched = self._coded_windows(list(response.points), [CENTROID_IDS])
+            doc_ids = self._admitted(list(windows), heads, vouched, qfilter)
+            if not doc_ids:
+                ranked.append([])
+                continue
+            qd = q.to(codec.centroids.device, torch.float32)
+            ids = [torch.cat([decode_ids(p.payload[CENTROID_IDS]) for p in windows[d]]) for d in doc_ids]
+            approx = segment_max((qd @ codec.centroids.T).index_select(1, torch.cat(ids).to(qd.device).long()),
+                                 torch.tensor([len(i) for i in ids])).sum(0)  # fmt: skip
+            best = torch.topk(approx, min(len(doc_ids), max(k, n_full_scores))).indices.tolist()
+            ranked.append(self._full_scores(qd, codec, [doc_ids[i] for i in best], windows, [ids[i] for i in best], k))
+        return self._results(ranked)
+
+    def _full_scores(
+        self,
+        q: torch.Tensor,
+        codec: ResidualCodec,
+        doc_ids: list[str],
+        windows: dict[str, list[Any]],
+        ids: list[torch.Tensor],
+        k: int,
+    ) -> list[tuple[str, float]]:
+        """Stage B: MaxSim of ``q`` on the decompressed tokens of ``doc_ids`` (their residuals retrieved now)."""
+        pids = [str(p.id) for d in doc_ids for p in windows[d]]
+        got = {str(p.id): p for p in self._retrieve(pids, payload=["write_id", RESIDUALS], vectors=False)}
+        kept, codes, residuals = [], [], []
+        for d, doc_codes in zip(doc_ids, ids, strict=True):
+            parts = [got.get(str(p.id)) for p in windows[d]]
+            # A document rewritten between the stages has other residuals now: leave it out.
+            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or RESIDUALS not in r.payload
+                   for r, p in zip(parts, windows[d], strict=True)):  # fmt: skip
+                logger.debug("Document %r changed while it was searched; left out", d)
+                continue
+            res = torch.cat([decode_residuals(r.payload[RESIDUALS], codec.bytes_per_token) for r in parts])  # type: ignore[union-attr]
+            if res.shape[0] != doc_codes.shape[0]:
+                continue
+            kept.append(d)
+            codes.append(doc_codes)
+            residuals.append(res)
+        if not kept:
+            return []
+        device = q.device
+        sims = codec.similarities(q, torch.cat(codes).to(device).long(), torch.cat(residuals).to(device))
+        scores = segment_max(sims, torch.tensor([len(c) for c in codes]), empty=0.0).sum(0).cpu()
+        top = torch.topk(scores, min(k, len(kept)))
+        return [(kept[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+
+    def _code_request(
+        self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
+    ) -> models.QueryRequest:
+        """The candidate request of stage A: the prefetches' union with window bookkeeping and centroid ids only."""
+        from qdrant_client import models
+
+        sources = self._prefetches(q, terms, depth, qfilter)
+        fields = [*_HEAD, CENTROID_IDS]
+        if len(sources) == 1:
+            return models.QueryRequest(query=sources[0].query, using=POOLED, filter=qfilter, limit=depth,
+                                       with_payload=fields, with_vector=False)  # fmt: skip
+        # Several sources: their union (RRF only orders it; every candidate is scored here).
+        return models.QueryRequest(prefetch=sources, query=models.FusionQuery(fusion=models.Fusion.RRF), filter=qfilter,
+                                   limit=depth * len(sources), with_payload=fields, with_vector=False)  # fmt: skip
+
+
+def _with_codes(payload: Any) -> Any:
+    """A ``with_payload`` selector that also returns the codes."""
+    if payload is True:
+        return True
+    return [*(payload or []), CENTROID_IDS, RESIDUALS]

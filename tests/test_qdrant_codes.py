@@ -1,0 +1,298 @@
+"""The ``token_layout="plaid"`` Qdrant layout (PLAID codes in the payload) and PLAID <-> Qdrant sync.
+
+Runs against ``QdrantClient(":memory:")`` and ``QdrantClient(path=...)`` always, and against a real
+server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+from lateint_plugins.core.codec import ResidualCodec
+from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
+from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
+from lateint_plugins.core.scoring import maxsim
+
+pytest.importorskip("qdrant_client", reason="needs the qdrant extra")
+pytest.importorskip("faiss", reason="codec training needs the faiss extra")
+
+from qdrant_client import QdrantClient
+
+from lateint_plugins.qdrant import (
+    CollectionConfig,
+    CollectionMismatchError,
+    QdrantLateInteractionStore,
+    sync_from_qdrant,
+    sync_to_qdrant,
+)
+from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points
+from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, RESIDUALS, TOKENS
+
+WORDS = [
+    "protein",
+    "cell",
+    "gene",
+    "cancer",
+    "virus",
+    "immune",
+    "brain",
+    "heart",
+    "blood",
+    "drug",
+    "dose",
+    "trial",
+    "mouse",
+    "human",
+    "risk",
+    "therapy",
+]
+QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
+PLAID = CollectionConfig(token_layout="plaid", nbits=4)
+
+
+def corpus(n: int = 40, seed: int = 0) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 24))) for _ in range(n)]
+    return [f"doc-{i}" for i in range(n)], texts, [{"topic": rng.choice("abc"), "i": i} for i in range(n)]
+
+
+@pytest.fixture(params=["memory", "path", "url"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "memory":
+        c = QdrantClient(":memory:")
+    elif request.param == "path":
+        c = QdrantClient(path=str(tmp_path / "qdrant"))
+    else:
+        url = os.environ.get("QDRANT_URL")
+        if not url:
+            pytest.skip("set QDRANT_URL to run against a Qdrant server (none runs on the CI machines)")
+        c = QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
+    yield c
+    c.close()
+
+
+def name() -> str:
+    return f"codes-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def plaid_store(tiny_encoder: ColBERTEncoder) -> LateInteractionStore:
+    ids, texts, metas = corpus()
+    index = PLAIDIndex(
+        config=PLAIDConfig(nbits=4, n_centroids=16), device="cpu", search_config=SearchConfig(n_ivf_probe=16)
+    )
+    store = LateInteractionStore(tiny_encoder, index)
+    store.add_texts(texts, metas, ids)
+    return store
+
+
+def decompressed_maxsim(codec: ResidualCodec, query: torch.Tensor, doc: torch.Tensor) -> float:
+    codes, residuals = codec.compress(doc.half().float())
+    return float(maxsim([query], [codec.decompress(codes, residuals)])[0, 0])
+
+
+def test_scores_are_maxsim_over_the_decompressed_codes(client: Any, tiny_encoder: ColBERTEncoder, plaid_store) -> None:
+    codec = plaid_store.index.codec
+    ids, texts, metas = corpus()
+    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=PLAID, codec=codec, device="cpu",
+                                       candidate_depth=1000, n_full_scores=1000)  # fmt: skip
+    store.add_texts(texts, metas, ids)
+    docs = dict(zip(ids, tiny_encoder.encode_documents(texts), strict=True))
+    for query in QUERIES:
+        q = tiny_encoder.encode_queries(query)
+        want = sorted(((decompressed_maxsim(codec, q, d), i) for i, d in docs.items()), reverse=True)[:5]
+        got = store.search(query, k=5)
+        assert [h.id for h in got] == [i for _, i in want]
+        assert [h.score for h in got] == pytest.approx([s for s, _ in want], abs=1e-4)
+        assert all((h.text, h.metadata) == (texts[ids.index(h.id)], metas[ids.index(h.id)]) for h in got)
+    # Vectors read back are the decompressed ones.
+    got = store.get_embeddings(["doc-3"])["doc-3"]
+    torch.testing.assert_close(got, codec.decompress(*codec.compress(docs["doc-3"].half().float())), atol=1e-6, rtol=0)
+
+
+def test_only_the_best_candidates_residuals_are_read(tiny_encoder: ColBERTEncoder) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=PLAID, device="cpu", n_full_scores=4,
+                                       candidate_depth=1000)  # fmt: skip
+    store.add_texts(texts, metas, ids)
+    asked: list[tuple[int, Any]] = []
+    retrieve = client.retrieve
+    client.retrieve = lambda *a, **kw: asked.append((len(kw["ids"]), kw["with_payload"])) or retrieve(*a, **kw)  # type: ignore[method-assign]
+    query_batch = client.query_batch_points
+    responses: list[Any] = []
+    client.query_batch_points = lambda *a, **kw: responses.append(query_batch(*a, **kw)) or responses[-1]  # type: ignore[method-assign]
+    hits = store.search("protein cell", k=3)
+    assert len(hits) == 3
+    candidates = responses[0][0].points
+    assert len(candidates) == len(ids)  # every document is a candidate, with its centroid ids ...
+    assert all(CENTROID_IDS in p.payload and RESIDUALS not in p.payload and not p.vector for p in candidates)
+    residual_reads = [n for n, fields in asked if isinstance(fields, list) and RESIDUALS in fields]
+    assert residual_reads == [4]  # ... but only the best n_full_scores have their residuals read
+
+
+def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, tiny_encoder: ColBERTEncoder) -> None:
+    path = str(tmp_path / "q")
+    client = QdrantClient(path=path)
+    ids, texts, metas = corpus(12)
+    store = QdrantLateInteractionStore(client, "coded", tiny_encoder, config=PLAID, device="cpu")
+    store.add_texts(texts, metas, ids)
+    fp16 = QdrantLateInteractionStore(client, "plain", tiny_encoder, device="cpu")
+    fp16.add_texts(texts[:2], ids=ids[:2])
+    info = client.get_collection("coded")
+    marker = info.config.metadata[_MARKER]
+    assert (marker["token_layout"], marker["nbits"], marker["layout_version"]) == ("plaid", 4, 3)
+    assert TOKENS not in info.config.params.vectors and "codec" in marker
+    plain = client.get_collection("plain").config
+    assert (plain.metadata[_MARKER]["token_layout"], plain.metadata[_MARKER]["layout_version"]) == ("fp16", 2)
+    assert TOKENS in plain.params.vectors
+    want = store.search_batch(QUERIES, k=4)
+    client.close()
+    client = QdrantClient(path=path)
+    # Opened with the default (fp16) config, each collection keeps its recorded layout and codec.
+    again = QdrantLateInteractionStore(client, "coded", tiny_encoder, device="cpu")
+    assert again.config.token_layout == "plaid" and again.config.nbits == 4
+    assert codec_points(again.codec)[0]["id"] == marker["codec"]["id"]
+    assert [[(h.id, round(h.score, 5)) for h in row] for row in again.search_batch(QUERIES, k=4)] == [
+        [(h.id, round(h.score, 5)) for h in row] for row in want
+    ]
+    assert QdrantLateInteractionStore(client, "plain", tiny_encoder, config=PLAID).config.token_layout == "fp16"
+    # Codec points are not documents.
+    assert len(again) == len(ids) and sorted(again.ids()) == sorted(ids)
+    assert {d.id for d in again.iter_documents()} == set(ids)
+    assert again.repair() == 0 and again.codec is not None
+    with pytest.raises(InvalidInputError, match="native"):
+        again.search("protein", mode="native")
+    client.close()
+
+
+def test_first_write_trains_the_codec_and_later_writes_reuse_it(tiny_encoder: ColBERTEncoder) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    collection = name()
+    store = QdrantLateInteractionStore(client, collection, tiny_encoder, config=PLAID, device="cpu")
+    assert store.codec is None and store.search("protein") == []
+    store.add_embeddings(texts[:30], tiny_encoder.encode_documents(texts[:30]), metas[:30], ids[:30])
+    codec = store.codec
+    assert codec is not None and codec.nbits == 4
+    # Another store object on the collection reads the same codec; its writes use it.
+    other = QdrantLateInteractionStore(client, collection, tiny_encoder, device="cpu")
+    other.add_texts(texts[30:], metas[30:], ids[30:])
+    assert codec_points(other.codec)[0]["id"] == codec_points(codec)[0]["id"]
+    assert len(store) == len(ids) and store.search("protein cell", k=1)
+
+
+def test_long_documents_split_into_windows_score_as_one(tiny_encoder: ColBERTEncoder, plaid_store) -> None:
+    codec = plaid_store.index.codec
+    ids, texts, metas = corpus()
+    kwargs: dict[str, Any] = {"config": PLAID, "codec": codec, "device": "cpu", "candidate_depth": 1000}
+    whole = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, **kwargs)
+    split = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, max_tokens_per_point=4, **kwargs)
+    for store in (whole, split):
+        store.add_texts(texts, metas, ids)
+    for replaced in (False, True):
+        if replaced:  # fewer windows than before: the old write's are not read
+            for store in (whole, split):
+                store.add_texts(["protein cell " * 3], ids=[max(ids, key=len)], replace=True)
+        for got, want in zip(split.search_batch(QUERIES, k=5), whole.search_batch(QUERIES, k=5), strict=True):
+            assert [h.id for h in got] == [h.id for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+    assert split.repair() == 0
+
+
+def test_add_codes_checks_the_codec(tiny_encoder: ColBERTEncoder, plaid_store) -> None:
+    codec = plaid_store.index.codec
+    codes, residuals = plaid_store.index.document_codes(["doc-0"])[0]
+    fp16 = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder)
+    with pytest.raises(InvalidInputError, match="token_layout='plaid'"):
+        fp16.add_codes(["t"], [codes], [residuals], codec=codec)
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, config=PLAID)
+    with pytest.raises(InvalidInputError, match="codec"):
+        store.add_codes(["t"], [codes], [residuals])  # no codec anywhere yet
+    store.add_codes(["t"], [codes], [residuals], ids=["a"], codec=codec)
+    with pytest.raises(InvalidInputError, match="centroid ids"):
+        store.add_codes(["t"], [codes + 1000], [residuals], ids=["b"])
+    with pytest.raises(InvalidInputError, match="residuals"):
+        store.add_codes(["t"], [codes], [residuals[:, :2]], ids=["b"])
+    other = PLAIDIndex(config=PLAIDConfig(nbits=4, n_centroids=8, seed=1), device="cpu")
+    other.train(torch.cat(tiny_encoder.encode_documents(corpus()[1])))
+    with pytest.raises(CollectionMismatchError, match="another codec"):
+        store.add_codes(["t"], [codes], [residuals], ids=["b"], codec=other.codec)
+    assert "b" not in store and store.get(["a"])[0].text == "t"
+
+
+@pytest.mark.parametrize("quantizer", ["pq", "scalar"])
+def test_codec_serialisation_round_trips(tiny_encoder: ColBERTEncoder, quantizer: str) -> None:
+    index = PLAIDIndex(config=PLAIDConfig(nbits=2, n_centroids=8, quantizer=quantizer), device="cpu")  # type: ignore[arg-type]
+    index.train(torch.cat(tiny_encoder.encode_documents(corpus()[1])))
+    codec = index.codec
+    back = codec_from_bytes(codec_bytes(codec))
+    for field in ("centroids", "codebooks", "rotation", "levels"):
+        a, b = getattr(codec, field), getattr(back, field)
+        assert (a is None and b is None) or torch.equal(a, b), field
+    entry, parts = codec_points(codec)
+    payloads = {p["part"]: p for _, p in parts}
+    assert torch.equal(codec_from_parts(entry, payloads).centroids, codec.centroids)
+    broken = {0: {**payloads[0], "data": payloads[0]["data"][:-8] + "AAAAAAAA"}}
+    with pytest.raises(CorruptIndexError):
+        codec_from_parts(entry, broken)
+    with pytest.raises(CorruptIndexError):
+        codec_from_parts({**entry, "n_parts": 2}, payloads)
+
+
+# ---------------------------------------------------------------------- sync
+def test_plaid_to_qdrant_to_plaid_returns_the_same_results(
+    client: Any, tiny_encoder: ColBERTEncoder, plaid_store
+) -> None:
+    collection = name()
+    report = sync_to_qdrant(plaid_store, client, collection, batch_size=16)
+    assert sorted(report.added) == sorted(plaid_store.ids()) and report.unchanged == 0
+    remote = QdrantLateInteractionStore(client, collection, tiny_encoder)
+    assert remote.config.token_layout == "plaid"
+    assert codec_points(remote.codec)[0]["id"] == codec_points(plaid_store.index.codec)[0]["id"]
+    # The codes travelled as they are.
+    for (_doc, coded), (codes, residuals) in zip(
+        sorted(remote.iter_codes(), key=lambda x: x[0].id),
+        plaid_store.index.document_codes(sorted(plaid_store.ids())),
+        strict=True,
+    ):
+        assert torch.equal(coded.codes, codes) and torch.equal(coded.residuals, residuals)
+    back = sync_from_qdrant(
+        client, collection, tiny_encoder, device="cpu", search_config=plaid_store.index.search_config
+    )
+    assert isinstance(back.index, PLAIDIndex) and sorted(back.ids()) == sorted(plaid_store.ids())
+    for got, want in zip(back.search_batch(QUERIES, k=8), plaid_store.search_batch(QUERIES, k=8), strict=True):
+        assert [(h.id, h.text, h.metadata) for h in got] == [(h.id, h.text, h.metadata) for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+    # An exact store from the same collection: the decompressed vectors (stored at fp16).
+    exact = sync_from_qdrant(client, collection, tiny_encoder, index="exact", device="cpu")
+    q = tiny_encoder.encode_queries(QUERIES[0])
+    codec = plaid_store.index.codec
+    for hit in exact.search(QUERIES[0], k=3):
+        codes, residuals = plaid_store.index.document_codes([hit.id])[0]
+        want = float(maxsim([q], [codec.decompress(codes.long(), residuals).half().float()])[0, 0])
+        assert hit.score == pytest.approx(want, abs=1e-4)
+
+
+def test_sync_of_codes_is_incremental_and_refuses_another_codec(tiny_encoder: ColBERTEncoder, plaid_store) -> None:
+    client = QdrantClient(":memory:")
+    collection = name()
+    sync_to_qdrant(plaid_store, client, collection)
+    again = sync_to_qdrant(plaid_store, client, collection)
+    assert (again.added, again.updated, again.deleted, again.unchanged) == ([], [], [], len(plaid_store))
+    store = QdrantLateInteractionStore(client, collection, tiny_encoder)
+    store.delete(["doc-5"])  # as if an earlier run was interrupted before it landed
+    assert sync_to_qdrant(plaid_store, client, collection).added == ["doc-5"]
+    other = LateInteractionStore(
+        tiny_encoder, PLAIDIndex(config=PLAIDConfig(nbits=4, n_centroids=8, seed=3), device="cpu")
+    )
+    other.add_texts(["protein cell gene"] * 12, ids=[f"o{i}" for i in range(12)])
+    with pytest.raises(CollectionMismatchError, match="another codec"):
+        sync_to_qdrant(other, client, collection)
