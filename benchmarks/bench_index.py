@@ -101,7 +101,10 @@ BUILDS: dict[str, dict[str, Any]] = {
     "plaid-1bit": {"plaid": {"nbits": 1}, "searches": {"fast": FAST, "accurate": {}}},
     "plaid-2bit": {"plaid": {"nbits": 2}, "searches": {"fast": FAST, "accurate": {}}},
     "plaid-4bit": {"plaid": {"nbits": 4}, "searches": {"fast": FAST, "accurate": {}}},
-    "plaid-2bit+fp16": {"plaid": {"nbits": 2, "keep_fp16": True}, "searches": {"rescore64": {"rescore": 64}}},
+    "plaid-2bit+fp16": {
+        "plaid": {"nbits": 2, "keep_fp16": True},
+        "searches": {"fast+rescore16": {**FAST, "rescore": 16}, "rescore64": {"rescore": 64}},
+    },
     "plaid-2bit-pool2": {"plaid": {"nbits": 2, "pool_factor": 2}, "searches": {"accurate": {}}},
 }
 FP16_FILE = "tokens_fp16.npy"
