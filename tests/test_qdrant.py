@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _texts import WORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
@@ -50,34 +51,6 @@ from lateint_plugins.qdrant import (
     to_qdrant_filter,
 )
 
-WORDS = [
-    "protein",
-    "cell",
-    "gene",
-    "cancer",
-    "virus",
-    "immune",
-    "brain",
-    "heart",
-    "blood",
-    "drug",
-    "dose",
-    "trial",
-    "mouse",
-    "human",
-    "risk",
-    "therapy",
-    "insulin",
-    "obesity",
-    "vaccine",
-    "tumor",
-    "signal",
-    "receptor",
-    "enzyme",
-    "membrane",
-    "neuron",
-    "infection",
-]
 TOPICS = ("bio", "med", "chem")
 ATOL = 1e-4
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from _texts import WORDS as ALL_WORDS
 from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
 from lateint_plugins.core.codec import ResidualCodec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
@@ -35,24 +36,7 @@ from lateint_plugins.qdrant import (
 from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points
 from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, RESIDUALS, TOKENS
 
-WORDS = [
-    "protein",
-    "cell",
-    "gene",
-    "cancer",
-    "virus",
-    "immune",
-    "brain",
-    "heart",
-    "blood",
-    "drug",
-    "dose",
-    "trial",
-    "mouse",
-    "human",
-    "risk",
-    "therapy",
-]
+WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
 PLAID = CollectionConfig(token_layout="plaid", nbits=4)
 

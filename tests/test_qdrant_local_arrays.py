@@ -14,30 +14,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _texts import WORDS as ALL_WORDS
 from lateint_plugins.core import ColBERTEncoder
 from qdrant_client import QdrantClient, models
 
 from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore, _local, bm25_vector
 from lateint_plugins.qdrant.layout import LEXICAL, POOLED
 
-WORDS = [
-    "protein",
-    "cell",
-    "gene",
-    "cancer",
-    "virus",
-    "immune",
-    "brain",
-    "heart",
-    "blood",
-    "drug",
-    "dose",
-    "trial",
-    "mouse",
-    "human",
-    "risk",
-    "therapy",
-]
+WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell signal", "cancer drug trial", "immune virus vaccine", "brain neuron", "zzz unknown"]
 
 
