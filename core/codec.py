@@ -318,7 +318,7 @@ class ResidualCodec:
         skips a ``(n, dim) @ (dim, dim)`` product; dot products are unchanged if the query is
         rotated too (see :meth:`rotate`).
         """
-        vectors = F.normalize(self._reconstruct(codes, residuals), dim=-1)
+        vectors = F.normalize(self._reconstruct(codes, residuals, self._rotated_for(codes.shape[0])), dim=-1)
         return vectors if rotated else vectors @ self.rotation.to(vectors.device).T
 
     def similarities(self, queries: torch.Tensor, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
@@ -334,8 +334,9 @@ class ResidualCodec:
         q = self.rotate(queries).to(residuals.device)
         out = torch.empty((q.shape[0], codes.shape[0]), dtype=torch.float32, device=residuals.device)
         block = _SCORE_ROWS if residuals.device.type == "cpu" else 16 * _SCORE_ROWS
+        rotated = self._rotated_for(codes.shape[0])
         for start in range(0, codes.shape[0], block):
-            vectors = self._reconstruct(codes[start : start + block], residuals[start : start + block])
+            vectors = self._reconstruct(codes[start : start + block], residuals[start : start + block], rotated)
             scores = q @ vectors.T
             scores *= torch.linalg.vector_norm(vectors, dim=1).clamp_(min=1e-12).reciprocal_()
             out[:, start : start + block] = scores
@@ -345,8 +346,9 @@ class ResidualCodec:
         """``1 / ||centroid + residual||`` of each token ``(n,)`` float32, the scale :class:`QueryTables` needs."""
         out = torch.empty(codes.shape[0], dtype=torch.float32, device=residuals.device)
         block = _SCORE_ROWS if residuals.device.type == "cpu" else 16 * _SCORE_ROWS
+        rotated = self._rotated_for(codes.shape[0])
         for start in range(0, codes.shape[0], block):
-            vectors = self._reconstruct(codes[start : start + block], residuals[start : start + block])
+            vectors = self._reconstruct(codes[start : start + block], residuals[start : start + block], rotated)
             out[start : start + block] = torch.linalg.vector_norm(vectors, dim=1).clamp_(min=1e-12).reciprocal_()
         return out
 
@@ -372,13 +374,29 @@ class ResidualCodec:
         centroids = centroid_scores.transpose(1, 2).reshape(-1, q_len).contiguous()
         return QueryTables(centroids, residuals, self.n_centroids, self.bytes_per_token)
 
-    def _reconstruct(self, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
-        """``centroid + residual`` in the rotated basis, not normalised: ``(n, dim)`` float32."""
-        books = self.codebooks.to(residuals.device).reshape(-1, 8 // self.nbits)  # (blocks * 256, s)
+    def _reconstruct(
+        self, codes: torch.Tensor, residuals: torch.Tensor, rotated_centroids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``centroid + residual`` in the rotated basis, not normalised: ``(n, dim)`` float32.
+
+        ``rotated_centroids`` is ``centroids @ rotation`` when the caller made it (see :meth:`_rotated_for`);
+        otherwise only these tokens' centroids are rotated.
+        """
+        device = residuals.device
+        books = self.codebooks.to(device).reshape(-1, 8 // self.nbits)  # (blocks * 256, s)
         # Row of (block j, byte b) in the flattened table is 256 * j + b; embedding() is the fast gather.
-        rows = residuals.long() + 256 * torch.arange(residuals.shape[1], device=residuals.device)
+        rows = residuals.long() + 256 * torch.arange(residuals.shape[1], device=device)
         delta = F.embedding(rows, books).reshape(residuals.shape[0], self.dim)
-        return F.embedding(codes.long(), self._rotated_centroids().to(residuals.device)).add_(delta)
+        if rotated_centroids is None:
+            centroids = F.embedding(codes.long(), self.centroids.to(device)) @ self.rotation.to(device)
+        else:
+            centroids = F.embedding(codes.long(), rotated_centroids.to(device))
+        return centroids.add_(delta)
+
+    def _rotated_for(self, n_tokens: int) -> torch.Tensor | None:
+        """``centroids @ rotation`` when rotating every centroid costs less than rotating ``n_tokens``
+        tokens' own (not cached: the codec's memory stays its centroids, codebooks and rotation)."""
+        return self.centroids @ self.rotation if n_tokens > self.n_centroids else None
 
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ rotation``: bring queries into the basis of ``decompress(..., rotated=True)``."""
@@ -409,13 +427,6 @@ class ResidualCodec:
                 faiss.copy_array_to_vector(books, pq.centroids)
             object.__setattr__(self, "_pq", pq)
         return self.__dict__["_pq"]
-
-    def _rotated_centroids(self) -> torch.Tensor:
-        cached: torch.Tensor | None = self.__dict__.get("_rotated")
-        if cached is None or cached.device != self.centroids.device:
-            cached = self.centroids @ self.rotation
-            object.__setattr__(self, "_rotated", cached)
-        return cached
 
 
 def train_codec(

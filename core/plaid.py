@@ -229,8 +229,8 @@ class PLAIDIndex(Index):
             "ivf": offsets.numel() * 8 + slots.numel() * 4,
             "doc_lengths": self._lengths.numel() * 8,
             "inverse_norms": self._inverse_norm_offsets().numel() * self._norm_rows.view.element_size(),
-            # float32 centroids and their rotated copy in memory (half of that on disk, in fp16)
-            "centroids": codec.centroids.numel() * 8,
+            # float32 centroids in memory (half of that on disk, in fp16)
+            "centroids": codec.centroids.numel() * 4,
         }
 
     def train(self, sample: torch.Tensor, n_tokens: int | None = None) -> None:
