@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _forkrun import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.py"))
@@ -35,13 +34,6 @@ def test_example_runs(script: Path, answerai_path: Path, request: pytest.Fixture
         request.getfixturevalue("scifact_path")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("LATEINT_MODEL", None)  # the scripts' own default: ../shared/models/answerai-colbert-small-v1
-    proc = subprocess.run(
-        [sys.executable, str(script.relative_to(REPO)), *ARGS.get(script.name, [])],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
+    proc = run_script(script.relative_to(REPO), ARGS.get(script.name, []), cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert EXPECTED[script.name] in proc.stdout, proc.stdout[-2000:]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from _forkrun import run_script
 
 pytest.importorskip("llama_index.core")
 
@@ -302,9 +302,11 @@ def test_persisted_retriever_loads_in_another_process(retriever: LateInteraction
         "r = LateInteractionRetriever.from_persist_dir(sys.argv[1])\n"
         "print(json.dumps([[n.node.node_id, n.score, n.node.metadata] for n in r.retrieve(sys.argv[2])]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "r"), QUERY], capture_output=True, text=True, check=True
-    ).stdout
+    script = tmp_path / "load.py"
+    script.write_text(code, encoding="utf-8")
+    proc = run_script(script, [str(tmp_path / "r"), QUERY], cwd=tmp_path, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout
     theirs = json.loads(out.strip().splitlines()[-1])
     ours = retriever.retrieve(QUERY)
     assert [row[0] for row in theirs] == [n.node.node_id for n in ours]

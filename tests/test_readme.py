@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import click
 import pytest
+from _forkrun import run_script
 from lateint_plugins.core.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ def shown_output(block: str) -> list[str] | None:
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)), ids=block_id)
 def test_readme_python_block_runs(index: int, answerai_path: Path, tmp_path: Path) -> None:
-    """Each block runs in a fresh interpreter, in an empty folder, offline, with the local checkpoint.
+    """Each block runs as a script in a process of its own, in an empty folder, offline, with the local checkpoint.
 
     A block followed by an output block (the quickstart) must print it: the same lines in the same
     order, scores within 0.05.
@@ -62,9 +61,7 @@ def test_readme_python_block_runs(index: int, answerai_path: Path, tmp_path: Pat
     script.write_text(runnable(block, answerai_path), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("LATEINT_MODEL", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
-    )
+    proc = run_script(script, [], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = proc.stdout.strip().splitlines()
     assert printed, "every README block prints what it does"
