@@ -94,8 +94,19 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, groups: CentroidGroups | No
     out = torch.empty(x.shape[0], dtype=torch.long, device=centroids.device)
     for start in range(0, x.shape[0], _ASSIGN_ROWS):
         block = x[start : start + _ASSIGN_ROWS].to(centroids.device, centroids.dtype)
-        out[start : start + block.shape[0]] = (block @ centroids.T).argmax(1)
+        out[start : start + block.shape[0]] = _row_argmax(block @ centroids.T)
     return out
+
+
+def _row_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """Column of each row's maximum of ``scores (n, m)`` (the first on ties), ``(n,)`` int64.
+
+    On a CPU through NumPy, whose row argmax is about 7x faster than torch's (0.24 vs 1.7 ms for
+    249 tokens x 4,096 centroids, one thread): a third of the cost of compressing one document.
+    """
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        return torch.from_numpy(scores.detach().numpy().argmax(1))
+    return scores.argmax(1)
 
 
 @dataclass(frozen=True)
@@ -120,10 +131,10 @@ class CentroidGroups:
         data = centroids.float().cpu()
         centers = data[start].clone()
         for _ in range(niters):
-            labels = (data @ centers.T).argmax(1)
+            labels = _row_argmax(data @ centers.T)
             sums = torch.zeros_like(centers).index_add_(0, labels, data)
             centers = torch.where(sums.norm(dim=1, keepdim=True) > 0, F.normalize(sums, dim=1), centers)
-        labels = (data @ centers.T).argmax(1)
+        labels = _row_argmax(data @ centers.T)
         members = torch.argsort(labels, stable=True)
         offsets = torch.zeros(n_groups + 1, dtype=torch.long)
         torch.cumsum(torch.bincount(labels, minlength=n_groups), 0, out=offsets[1:])
@@ -544,9 +555,9 @@ def pool_tokens(vectors: torch.Tensor, pool_factor: int, *, protected: int = 1, 
         return vectors
     centroids = rest[torch.linspace(0, rest.shape[0] - 1, n_clusters).long()]
     for _ in range(niters):
-        labels = (rest @ centroids.T).argmax(1)
+        labels = _row_argmax(rest @ centroids.T)
         sums = torch.zeros_like(centroids).index_add_(0, labels, rest)
         counts = torch.bincount(labels, minlength=n_clusters)
         centroids = torch.where(counts[:, None] > 0, F.normalize(sums, dim=-1), centroids)
-    used = torch.bincount((rest @ centroids.T).argmax(1), minlength=n_clusters) > 0
+    used = torch.bincount(_row_argmax(rest @ centroids.T), minlength=n_clusters) > 0
     return torch.cat([head.float(), centroids[used]]).to(vectors.dtype)

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PLAIDConfig", "PLAIDIndex", "SearchConfig"]
 
 _ADD_CHUNK_TOKENS = 16_384  # tokens expanded to float32 at a time while adding (~6 MiB each)
+_PENDING_RAM_ROWS = 16_384  # added tokens kept in memory (not scratch files) until the next search
 _DELTA_FRACTION = 8  # lists over recent adds merge into the main lists at 1/8 of their postings
 _QUERY_BATCH = 16  # queries searched together on a GPU (fewer when the per-batch tables would be large)
 _TABLE_CELLS = 16_777_216  # cap on the dense (queries, q_len, slots) approximate-score table (64 MiB)
@@ -175,7 +176,7 @@ class PLAIDIndex(Index):
         self._slots = torch.zeros(0, dtype=torch.long)
         self._alive = torch.zeros(0, dtype=torch.bool)
         self._lengths = torch.zeros(0, dtype=torch.long)
-        self._pending = _PendingCodes()  # added since the last search, on disk until consolidated
+        self._pending = _PendingCodes()  # added since the last search, until consolidated
         # Token rows grow in place (capacity doubling), so consolidating an add copies only its rows.
         self._set_tokens(
             torch.zeros(0, dtype=torch.int16, device=self.device),
@@ -403,7 +404,9 @@ class PLAIDIndex(Index):
             flat = torch.cat([v.detach() for v in vectors[a:b]]).to(self.device, torch.float32)
             codes, residuals = codec.compress(flat)
             if self._trained_error:
-                probe = torch.arange(0, flat.shape[0], max(1, flat.shape[0] // 1024), device=self.device)
+                # Up to 1,024 tokens a chunk, a sixteenth of a small one (a one-document add stays cheap).
+                n_probe = min(1024, max(32, flat.shape[0] // 16))
+                probe = torch.arange(0, flat.shape[0], max(1, flat.shape[0] // n_probe), device=self.device)
                 error = _reconstruction_error(codec, flat[probe], codes[probe], residuals[probe])
                 self._added_error_sum += error * flat.shape[0]
                 self._added_tokens += flat.shape[0]
@@ -914,14 +917,17 @@ def _stack_ragged(rows: list[torch.Tensor], width: int, fill: float) -> torch.Te
 
 
 class _PendingCodes:
-    """Centroid ids and residuals appended to scratch files, not RAM, until the index takes them in.
+    """Centroid ids and residuals added since the last search, until the index takes them in.
 
-    Holding each added chunk in memory until consolidation would need the whole index twice at
-    that moment (and many mid-sized blocks left between temporaries fragment the heap).
+    A few rows (up to ``_PENDING_RAM_ROWS``) wait in memory, so a small add touches no file. More
+    go to scratch files, not RAM: holding each added chunk until consolidation would need the
+    whole index twice at that moment (and many mid-sized blocks left between temporaries fragment
+    the heap). Rows are in memory or all in the files, never split between them.
     """
 
     def __init__(self) -> None:
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # in memory while there is no _dir
         self.n_rows = 0
         self.width = 0
 
@@ -937,32 +943,49 @@ class _PendingCodes:
                 file = Path(self._dir.name) / name
                 if file.exists():
                     os.truncate(file, n_rows * row_bytes)
+        else:
+            kept, total = [], 0
+            for codes, residuals in self._rows:
+                take = min(codes.shape[0], n_rows - total)
+                if take <= 0:
+                    break
+                kept.append((codes[:take], residuals[:take]))
+                total += take
+            self._rows = kept
         self.n_rows, self.width = n_rows, width
 
     def append(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
         """Add ``codes (n,)`` int16 and ``residuals (n, width)`` uint8."""
-        if self._dir is None:
-            self._dir = tempfile.TemporaryDirectory(prefix="lateint-plaid-")
-        for name, rows in (("codes", codes), ("residuals", residuals)):
-            with open(Path(self._dir.name) / name, "ab") as f:
-                rows.cpu().numpy().tofile(f)
+        codes, residuals = codes.cpu(), residuals.cpu()
+        if self._dir is None and self.n_rows + codes.shape[0] <= _PENDING_RAM_ROWS:
+            self._rows.append((codes, residuals))
+        else:
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="lateint-plaid-")
+            parts, self._rows = [*self._rows, (codes, residuals)], []  # what waited in memory goes first
+            for name, column in (("codes", 0), ("residuals", 1)):
+                with open(Path(self._dir.name) / name, "ab") as f:
+                    for part in parts:
+                        part[column].numpy().tofile(f)
         self.n_rows += codes.shape[0]
         self.width = residuals.shape[1]
 
     def drain_into(self, codes: torch.Tensor, residuals: torch.Tensor) -> None:
-        """Read every pending row into ``codes (n_rows,)`` and ``residuals (n_rows, width)``, then forget them."""
-        if self._dir is None:
-            return
-        for name, out in (("codes", codes), ("residuals", residuals)):
-            with open(Path(self._dir.name) / name, "rb") as f:
-                if out.device.type == "cpu":  # straight into the index's memory
-                    target = out.numpy().data.cast("B")
-                    if f.readinto(target) != len(target):
-                        raise CorruptIndexError(f"The scratch file of added {name} was cut short; add them again.")
-                else:
-                    out.copy_(torch.from_numpy(np.fromfile(f, dtype=_NUMPY_DTYPES[out.dtype])).view(out.shape))
-        self._dir.cleanup()
-        self._dir, self.n_rows = None, 0
+        """Move every pending row into ``codes (n_rows,)`` and ``residuals (n_rows, width)``, then forget them."""
+        if self._rows:
+            codes.copy_(torch.cat([c for c, _ in self._rows]))
+            residuals.copy_(torch.cat([r for _, r in self._rows]))
+        elif self._dir is not None:
+            for name, out in (("codes", codes), ("residuals", residuals)):
+                with open(Path(self._dir.name) / name, "rb") as f:
+                    if out.device.type == "cpu":  # straight into the index's memory
+                        target = out.numpy().data.cast("B")
+                        if f.readinto(target) != len(target):
+                            raise CorruptIndexError(f"The scratch file of added {name} was cut short; add them again.")
+                    else:
+                        out.copy_(torch.from_numpy(np.fromfile(f, dtype=_NUMPY_DTYPES[out.dtype])).view(out.shape))
+            self._dir.cleanup()
+        self._dir, self._rows, self.n_rows = None, [], 0
 
 
 _NUMPY_DTYPES = {torch.int16: np.int16, torch.uint8: np.uint8}

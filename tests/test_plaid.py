@@ -296,6 +296,28 @@ def test_one_document_adds_extend_the_inverted_lists_without_rebuilding_them() -
         assert [h.id for h in a] == [h.id for h in b]
 
 
+@pytest.mark.parametrize("ram_rows", [0, 5, 100])
+def test_pending_rows_roll_back_and_drain_in_order_in_memory_or_spilled(monkeypatch, ram_rows: int) -> None:
+    from lateint_plugins.core import plaid
+
+    monkeypatch.setattr(plaid, "_PENDING_RAM_ROWS", ram_rows)
+    pending = plaid._PendingCodes()
+    chunks = [
+        (torch.arange(a, b, dtype=torch.int16), torch.arange(a, b, dtype=torch.uint8)[:, None].repeat(1, 3))
+        for a, b in ((0, 3), (3, 7), (7, 9))
+    ]
+    pending.append(*chunks[0])
+    mark = pending.mark()
+    pending.append(*chunks[1])  # 7 rows: over 5, the first 3 spill to the scratch files with these
+    pending.rollback(mark)
+    assert pending.n_rows == 3
+    pending.append(*chunks[2])
+    codes, residuals = torch.empty(5, dtype=torch.int16), torch.empty(5, 3, dtype=torch.uint8)
+    pending.drain_into(codes, residuals)
+    assert codes.tolist() == [0, 1, 2, 7, 8] and residuals[:, 2].tolist() == [0, 1, 2, 7, 8]
+    assert pending.n_rows == 0 and pending._dir is None
+
+
 def test_inverted_lists_merge_equals_a_build_over_both() -> None:
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 20, (50,), generator=g)

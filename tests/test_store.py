@@ -232,7 +232,7 @@ class _Interrupt(KeyboardInterrupt):
 
 @pytest.mark.parametrize("kind", ["exact", "plaid"])
 @pytest.mark.parametrize("error", [RuntimeError, _Interrupt])
-@pytest.mark.parametrize("where", ["encoding", "compression"])
+@pytest.mark.parametrize("where", ["encoding", "compression", "compression-in-scratch-files"])
 def test_a_failed_upsert_leaves_the_old_documents_intact(
     tiny_encoder: ColBERTEncoder,
     monkeypatch: pytest.MonkeyPatch,
@@ -260,8 +260,11 @@ def test_a_failed_upsert_leaves_the_old_documents_intact(
     elif kind == "exact":
         monkeypatch.setattr(ExactIndex, "_add_vectors", lambda self, vectors: (_ for _ in ()).throw(error("boom")))
     else:
-        # Several compression chunks per add; the second one fails after the first reached the scratch files.
+        # Several compression chunks per add; the second one fails after the first was appended to the
+        # pending rows (in memory, or with no room there, in the scratch files).
         monkeypatch.setattr(plaid, "_ADD_CHUNK_TOKENS", 4)
+        if where == "compression-in-scratch-files":
+            monkeypatch.setattr(plaid, "_PENDING_RAM_ROWS", 0)
         compress, calls = plaid.ResidualCodec.compress, []
 
         def fail_second(self: plaid.ResidualCodec, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
