@@ -181,21 +181,24 @@ class QueryTables:
     for one query or a batch; ``owners`` then says which query each token is scored against.
 
     Attributes:
-        centroids: ``(n_queries * n_centroids, q_len)``: row ``i * n_centroids + c`` holds query
-            ``i``'s cosines with centroid ``c``.
-        residuals: ``(n_queries * bytes_per_token * 256, q_len)``: query ``i``'s products with each
-            byte's 256 codebook entries.
+        table: ``(n_queries * rows_per_query, q_len)``, ``rows_per_query = n_centroids + bytes_per_token * 256``:
+            query ``i``'s rows start at ``i * rows_per_query``; the first ``n_centroids`` hold its
+            cosines with each centroid, row ``n_centroids + 256 * j + b`` its products with byte ``j``'s
+            codebook entry ``b``. One table, so a token is one bag of ``bytes_per_token + 1`` rows.
     """
 
-    centroids: torch.Tensor
-    residuals: torch.Tensor
+    table: torch.Tensor
     n_centroids: int
     bytes_per_token: int
 
+    @property
+    def rows_per_query(self) -> int:
+        return self.n_centroids + 256 * self.bytes_per_token
+
     def centroid_scores(self, codes: torch.Tensor, owners: torch.Tensor | None = None) -> torch.Tensor:
         """Cosines of the query tokens with the tokens' centroids, ``(n, q_len)``, for ``codes (n,)``."""
-        rows = codes.long() if owners is None else codes.long() + owners * self.n_centroids
-        return F.embedding(rows, self.centroids)
+        rows = codes.long() if owners is None else codes.long() + owners * self.rows_per_query
+        return F.embedding(rows, self.table)
 
     def token_scores(
         self,
@@ -214,11 +217,15 @@ class QueryTables:
             owners: ``(n,)`` the query each token is scored against (for a batch of queries).
         """
         width = self.bytes_per_token
-        rows = residuals.int() + 256 * torch.arange(width, device=residuals.device, dtype=torch.int32)
+        device = residuals.device
+        rows = torch.empty((residuals.shape[0], width + 1), dtype=torch.int32, device=device)
+        rows[:, 0] = codes
+        byte_rows = rows[:, 1:]
+        byte_rows.copy_(residuals)
+        byte_rows += self.n_centroids + 256 * torch.arange(width, device=device, dtype=torch.int32)
         if owners is not None:
-            rows += (owners * (256 * width)).to(torch.int32)[:, None]
-        scores = F.embedding_bag(rows, self.residuals, mode="sum")
-        scores += self.centroid_scores(codes, owners)
+            rows += (owners * self.rows_per_query).to(torch.int32)[:, None]
+        scores = F.embedding_bag(rows, self.table, mode="sum")
         scores *= inverse_norms.to(scores.device, torch.float32)[:, None]
         return scores
 
@@ -381,9 +388,10 @@ class ResidualCodec:
         blocks = rotated.reshape(n_queries * q_len, self.bytes_per_token, per_byte).permute(1, 2, 0)
         residuals = torch.bmm(self.codebooks, blocks)  # (bytes, 256, n_queries * q_len)
         # Row-contiguous tables: a lookup then copies whole rows (a strided table is ~7x slower).
-        residuals = residuals.reshape(-1, n_queries, q_len).transpose(0, 1).reshape(-1, q_len).contiguous()
-        centroids = centroid_scores.transpose(1, 2).reshape(-1, q_len).contiguous()
-        return QueryTables(centroids, residuals, self.n_centroids, self.bytes_per_token)
+        table = torch.empty((n_queries, self.n_centroids + 256 * self.bytes_per_token, q_len), device=batch.device)
+        table[:, : self.n_centroids] = centroid_scores.transpose(1, 2)
+        table[:, self.n_centroids :] = residuals.reshape(-1, n_queries, q_len).transpose(0, 1)
+        return QueryTables(table.view(-1, q_len), self.n_centroids, self.bytes_per_token)
 
     def _reconstruct(
         self, codes: torch.Tensor, residuals: torch.Tensor, rotated_centroids: torch.Tensor | None = None

@@ -464,10 +464,19 @@ class PLAIDIndex(Index):
                 out.append((chosen_scores[:k], slot_to_position[chosen_slots[:k]]))
             return out
 
-        workers = min(len(batches), torch.get_num_threads()) if self.device.type == "cpu" else 1
-        if workers > 1:  # torch releases the GIL inside each operation
-            with ThreadPoolExecutor(workers, thread_name_prefix="lateint-plaid") as pool:
-                found = list(pool.map(run, batches))
+        threads = torch.get_num_threads()
+        workers = min(len(batches), threads) if self.device.type == "cpu" else 1
+        if workers > 1:
+            # One query per core: each worker's operations run single-threaded (torch's thread count
+            # is per thread once set; the setting for threads started later is restored after), and
+            # torch releases the GIL inside each operation.
+            try:
+                with ThreadPoolExecutor(
+                    workers, thread_name_prefix="lateint-plaid", initializer=torch.set_num_threads, initargs=(1,)
+                ) as pool:
+                    found = list(pool.map(run, batches))
+            finally:
+                torch.set_num_threads(threads)
         else:
             found = [run(batch) for batch in batches]
         all_scores: list[torch.Tensor] = [torch.zeros(0)] * len(queries)

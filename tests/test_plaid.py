@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -486,3 +487,9 @@ def test_search_batch_equals_single_searches(
     filtered = [index.search(q, k=10, filter={"shard": 1}) for q in batch]
     assert _hits(index.search(batch, k=10, filter={"shard": 1})) == _hits(filtered)
     assert all(len(row) == 10 for row in singles)
+    # The workers ran single-threaded; threads started afterwards get the caller's thread count again.
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [2] and torch.get_num_threads() == 2
