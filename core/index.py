@@ -322,6 +322,12 @@ class Index(ABC):
         A row with fewer hits than the others is padded with position -1.
         """
 
+    def _prepare_search(self) -> None:
+        """Do the deferred work of recent adds that the next search would do first (none by default).
+
+        What an add costs before the next search is the add plus this (see ``benchmarks/bench_index.py``).
+        """
+
     @abstractmethod
     def _write(self, folder: Path) -> dict[str, Any]:
         """Write the vectors into ``folder``; return extra manifest fields."""

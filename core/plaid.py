@@ -622,6 +622,13 @@ class PLAIDIndex(Index):
         self._added_tokens = int(manifest.get("added_tokens", 0))
 
     # ------------------------------------------------------------------ internals
+    def _prepare_search(self) -> None:
+        """Take in the pending codes, extend the inverted lists and the inverse norms, as a search would."""
+        if self.codec is not None:
+            self._inverted_lists()  # consolidates first
+            self._inverse_norm_offsets()
+            self._token_starts()
+
     def _require_codec(self) -> ResidualCodec:
         if self.codec is None:
             raise InvalidInputError("The PLAID index is not trained yet: add documents (or call train) first.")
