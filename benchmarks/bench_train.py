@@ -275,7 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. after: every trained head.
     after = HiddenStates(model, doc_ids, doc_texts, eval_set.queries, args.eval_batch_size, precision)
     report["after"] = {str(d): after.evaluate(model.heads[str(d)].weight, eval_set.qrels) for d in model.dims}
-    logger.info("after: %s", report["after"])
+    main_weight = model.heads[str(model.default_dim)].weight
+    report["after_truncated"] = {
+        str(d): after.evaluate(main_weight[:d], eval_set.qrels) for d in model.dims if d != model.default_dim
+    }
+    logger.info("after: %s; fine-tuned main head truncated: %s", report["after"], report["after_truncated"])
 
     # 4. PyLate's trainer on the same triplets.
     if args.pylate:
@@ -312,6 +316,8 @@ def print_table(report: dict[str, Any]) -> None:
         rows.append((f"PyLate trainer ({main_dim})", report["pylate"]["after"]))
     for d in sorted((int(d) for d in report["after"]), reverse=True)[1:]:
         rows.append((f"original truncated to {d}", report["before"][str(d)]))
+        if str(d) in report.get("after_truncated", {}):
+            rows.append((f"fine-tuned ({main_dim}) truncated to {d}", report["after_truncated"][str(d)]))
         rows.append((f"fine-tuned head {d}", report["after"][str(d)]))
     for name, m in rows:
         print(f"{name:<34}{m['ndcg@10']:>9.4f}{m['recall@100']:>9.4f}")

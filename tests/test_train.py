@@ -166,6 +166,11 @@ def test_matryoshka_heads_are_saved_and_selected_with_dim(model: TrainableColBER
     assert ColBERTEncoder.from_pretrained(path, device="cpu", precision="fp32").dim == 16
     with pytest.raises(InvalidInputError, match=r"dim=5 .*other heads are \[8\]"):
         ColBERTEncoder.from_pretrained(path, device="cpu", dim=5)
+    # Training goes on from the saved model with its trained heads, not fresh truncations.
+    again = TrainableColBERT.from_pretrained(path, matryoshka_dims=(8, 4))
+    assert again.dims == [16, 8, 4]
+    assert torch.equal(again.heads["8"].weight, model.heads["8"].weight)
+    assert torch.equal(again.heads["4"].weight, model.heads["16"].weight[:4])
 
 
 def test_cached_loss_gives_the_plain_gradient(model: TrainableColBERT, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..encoder import ColBERTEncoder, EncoderConfig, _Dense
+from ..encoder import ColBERTEncoder, EncoderConfig, _Dense, _matryoshka_head, _matryoshka_heads
 from ..errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class TrainableColBERT(nn.Module):
                 encoder); ignored for ColBERT checkpoints, which keep their head.
             matryoshka_dims: widths of extra heads to train jointly (e.g. ``(64, 32)``). A head narrower than
                 the main one starts as its first rows (plain truncation), so training starts where
-                truncation stands; a wider one starts at random.
+                truncation stands; a wider one starts at random. The heads of a model saved by
+                :meth:`save` (its ``matryoshka_heads``) load as saved, so training can go on from it.
             local_files_only: never reach the Hub.
             seed: seeds the initialisation of new heads (the same call builds the same model).
             **config_overrides: :class:`EncoderConfig` fields (``query_length``, ``document_length``, ...).
@@ -153,8 +154,10 @@ class TrainableColBERT(nn.Module):
             tokenizer.pad_token = tokenizer.mask_token  # as PyLate saves it
         default_dim = main.out_features
         heads: dict[int, nn.Linear] = {default_dim: main}
+        if encoder.checkpoint_format != "plain":  # a model this module saved: its trained heads come back too
+            heads.update(_saved_heads(Path(name_or_path), encoder.projection))
         for d in dims:
-            if d == default_dim:
+            if d in heads:
                 continue
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + d)
@@ -354,6 +357,21 @@ def _check_dims(dims: object) -> tuple[int, ...]:
     if len(set(checked)) != len(checked):
         raise InvalidInputError(f"matryoshka_dims has repeated widths: {list(dims)}; list each width once.")
     return checked
+
+
+def _saved_heads(folder: Path, projection: nn.Module | None) -> dict[int, nn.Linear]:
+    """The Matryoshka heads listed in a saved model's ``matryoshka_heads`` (none for other checkpoints)."""
+    config_file = folder / "config_sentence_transformers.json"
+    if projection is None or not config_file.is_file():
+        return {}
+    st_config = json.loads(config_file.read_text(encoding="utf-8"))
+    denses = list(projection) if isinstance(projection, nn.Sequential) else [projection]
+    if not all(isinstance(d, _Dense) for d in denses):
+        return {}
+    return {
+        int(d): _as_linear(_matryoshka_head(folder, st_config, cast(list[_Dense], denses), int(d))[-1], str(folder))
+        for d in _matryoshka_heads(st_config)
+    }
 
 
 def _as_linear(projection: nn.Module, where: str) -> nn.Linear:
