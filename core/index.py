@@ -327,6 +327,7 @@ class Index(ABC):
 
         What an add costs before the next search is the add plus this (see ``benchmarks/bench_index.py``).
         """
+        return None
 
     @abstractmethod
     def _write(self, folder: Path) -> dict[str, Any]:
