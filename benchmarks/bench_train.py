@@ -65,6 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--head-learning-rate", type=float, default=None, help="heads' peak rate (default: the same)")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--matryoshka-dims", default="64,32", help="extra heads ('' for none)")
@@ -248,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         negatives_per_query=args.negatives_per_query,
         learning_rate=args.learning_rate,
+        head_learning_rate=args.head_learning_rate,
         warmup_steps=args.warmup_steps,
         temperature=args.temperature,
         precision=args.precision,

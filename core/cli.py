@@ -509,6 +509,12 @@ def evaluate_cmd(
 )
 @click.option("--gradient-accumulation-steps", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--learning-rate", type=float, default=3e-6, show_default=True)
+@click.option(
+    "--head-learning-rate",
+    type=float,
+    default=None,
+    help="Peak learning rate of the projection heads (default: --learning-rate).",
+)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Contrastive logits = MaxSim / T.")
 @click.option(
@@ -565,6 +571,7 @@ def train(
     batch_size: int,
     gradient_accumulation_steps: int,
     learning_rate: float,
+    head_learning_rate: float | None,
     warmup_steps: int,
     temperature: float,
     matryoshka_dims: str | None,
@@ -616,6 +623,7 @@ def train(
         gradient_accumulation_steps=gradient_accumulation_steps,
         negatives_per_query=negatives_per_query,
         learning_rate=learning_rate,
+        head_learning_rate=head_learning_rate,
         warmup_steps=warmup_steps,
         temperature=temperature,
         precision=cast(Any, precision),

@@ -173,6 +173,21 @@ def test_matryoshka_heads_are_saved_and_selected_with_dim(model: TrainableColBER
     assert torch.equal(again.heads["4"].weight, model.heads["16"].weight[:4])
 
 
+def test_heads_can_learn_faster_than_the_backbone(model: TrainableColBERT, tmp_path: Path) -> None:
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    Trainer(
+        model, toy_examples(), fp32(max_steps=2, learning_rate=1e-7, head_learning_rate=1e-3), output_dir=tmp_path
+    ).train()
+
+    def moved(prefix: str) -> float:
+        return max((p - before[n]).abs().max().item() for n, p in model.named_parameters() if n.startswith(prefix))
+
+    # AdamW moves each weight by about its learning rate per step.
+    assert moved("heads.") > 1e-4 and moved("backbone.") < 1e-5, (moved("heads."), moved("backbone."))
+    with pytest.raises(InvalidInputError, match="head_learning_rate"):
+        TrainingConfig(head_learning_rate=0)
+
+
 def test_cached_loss_gives_the_plain_gradient(model: TrainableColBERT, tmp_path: Path) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):

@@ -75,6 +75,9 @@ class TrainingConfig:
         gradient_accumulation_steps: forward passes per optimizer step.
         negatives_per_query: hard negatives drawn from each example's pool per step (contrastive).
         learning_rate: AdamW peak learning rate, reached after ``warmup_steps`` and decayed linearly to 0.
+        head_learning_rate: peak learning rate of the projection heads (None: ``learning_rate``), on the
+            same schedule. Narrow Matryoshka heads start as truncations of the main head; under AdamW every
+            weight moves by about the learning rate per step, so at the backbone's rate they barely leave it.
         warmup_steps: linear warm-up steps.
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping norm (None: no clipping).
@@ -102,6 +105,7 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 1
     negatives_per_query: int = 1
     learning_rate: float = 3e-6
+    head_learning_rate: float | None = None
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
@@ -131,6 +135,8 @@ class TrainingConfig:
                 raise InvalidInputError(f"{name} must be an int >= 0, got {value!r}.")
         for name in ("learning_rate", "temperature"):
             _positive_number(getattr(self, name), name)
+        if self.head_learning_rate is not None:
+            _positive_number(self.head_learning_rate, "head_learning_rate")
         if self.max_grad_norm is not None:
             _positive_number(self.max_grad_norm, "max_grad_norm")
         value = self.weight_decay
@@ -246,9 +252,15 @@ class Trainer:
         n_micro = math.ceil(len(self.examples) / self.config.batch_size)
         self.steps_per_epoch = math.ceil(n_micro / self.config.gradient_accumulation_steps)
         self.total_steps = self.config.max_steps or self.config.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
+        cfg = self.config
+        if cfg.head_learning_rate is None:
+            groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+        else:
+            heads = list(model.heads.parameters())
+            in_heads = {id(p) for p in heads}
+            rest = [p for p in model.parameters() if id(p) not in in_heads]
+            groups = [{"params": rest}, {"params": heads, "lr": cfg.head_learning_rate}]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _linear_schedule(self))
         self.step = 0
         self.history: dict[str, Any] = {"losses": [], "evaluations": []}
