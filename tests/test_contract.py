@@ -27,11 +27,13 @@ class TestExactStore(DocumentStoreTests):
         return LateInteractionStore(tiny_encoder)
 
 
-class TestPLAIDStore(DocumentStoreTests):
-    @pytest.fixture(scope="class")
-    def sample(self, tiny_encoder: Any) -> torch.Tensor:
-        return torch.cat(tiny_encoder.encode_documents(TRAINING_TEXTS))
+@pytest.fixture(scope="module")
+def sample(tiny_encoder: Any) -> torch.Tensor:
+    """Token vectors to train the PLAID codec on, encoded once for the module."""
+    return torch.cat(tiny_encoder.encode_documents(TRAINING_TEXTS))
 
+
+class TestPLAIDStore(DocumentStoreTests):
     @pytest.fixture
     def store(self, tiny_encoder: Any, sample: torch.Tensor) -> LateInteractionStore:
         from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig

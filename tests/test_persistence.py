@@ -414,6 +414,21 @@ def test_saves_are_durable_and_leave_no_temporary_files(tmp_path: Path, monkeypa
     assert _io.verify_folder(tmp_path / "i") == []
 
 
+def test_verifying_a_folder_that_a_save_discards_meanwhile_reports_it_incomplete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reader restoring a leftover verifies the folders a concurrent save moved aside; that save may
+    # delete one while it is read (seen as a FileNotFoundError in tests/test_race.py on a slow machine).
+    _exact().save(tmp_path / "i")
+
+    def vanished(path: Path) -> str:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(_io, "sha256_file", vanished)
+    problems = _io.verify_folder(tmp_path / "i")
+    assert problems and all("is missing" in p for p in problems)
+
+
 def test_folders_saved_before_checksums_still_load(tmp_path: Path, tiny_encoder: ColBERTEncoder, caplog) -> None:
     store = LateInteractionStore(tiny_encoder)
     store.add_texts(TEXTS)
