@@ -67,6 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--head-learning-rate", type=float, default=None, help="heads' peak rate (default: the same)")
     parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--schedule", choices=["linear", "constant"], default="linear", help="after the warm-up")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--matryoshka-dims", default="64,32", help="extra heads ('' for none)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -163,7 +164,9 @@ def run_pylate(args: argparse.Namespace, triplets: Path, out: Path, steps: int, 
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "max_steps": steps,
         "learning_rate": args.learning_rate,
+        "head_learning_rate": args.head_learning_rate,
         "warmup_steps": args.warmup_steps,
+        "schedule": args.schedule,
         "seed": args.seed,
         "threads": args.threads,
         "bf16": bf16,
@@ -251,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         learning_rate=args.learning_rate,
         head_learning_rate=args.head_learning_rate,
         warmup_steps=args.warmup_steps,
+        schedule=args.schedule,
         temperature=args.temperature,
         precision=args.precision,
         gradient_checkpointing=args.gradient_checkpointing,

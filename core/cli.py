@@ -516,6 +516,13 @@ def evaluate_cmd(
     help="Peak learning rate of the projection heads (default: --learning-rate).",
 )
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--schedule",
+    type=click.Choice(["linear", "constant"]),
+    default="linear",
+    show_default=True,
+    help="After the warm-up: decay the learning rates linearly to 0, or hold them.",
+)
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Contrastive logits = MaxSim / T.")
 @click.option(
     "--matryoshka-dims",
@@ -573,6 +580,7 @@ def train(
     learning_rate: float,
     head_learning_rate: float | None,
     warmup_steps: int,
+    schedule: str,
     temperature: float,
     matryoshka_dims: str | None,
     embedding_dim: int,
@@ -625,6 +633,7 @@ def train(
         learning_rate=learning_rate,
         head_learning_rate=head_learning_rate,
         warmup_steps=warmup_steps,
+        schedule=cast(Any, schedule),
         temperature=temperature,
         precision=cast(Any, precision),
         gradient_checkpointing=gradient_checkpointing,

@@ -188,6 +188,22 @@ def test_heads_can_learn_faster_than_the_backbone(model: TrainableColBERT, tmp_p
         TrainingConfig(head_learning_rate=0)
 
 
+@pytest.mark.parametrize(("schedule", "expected"), [("linear", [0.5, 1.0, 2 / 3, 1 / 3]), ("constant", [0.5, 1, 1, 1])])
+def test_schedule_warms_up_then_decays_or_holds(
+    model: TrainableColBERT, tmp_path: Path, schedule: str, expected: list[float]
+) -> None:
+    config = fp32(max_steps=4, warmup_steps=1, learning_rate=1e-4, head_learning_rate=1e-3, schedule=schedule)
+    trainer = Trainer(model, toy_examples(), config, output_dir=tmp_path)
+    rates: list[float] = []
+    for _ in range(4):
+        rates.extend(trainer.scheduler.get_last_lr())
+        trainer.optimizer.step()  # no gradients: nothing moves, only the schedule advances
+        trainer.scheduler.step()
+    assert rates == pytest.approx([rate * f for f in expected for rate in (1e-4, 1e-3)])
+    with pytest.raises(InvalidInputError, match="schedule"):
+        TrainingConfig(schedule="cosine")  # type: ignore[arg-type]
+
+
 def test_cached_loss_gives_the_plain_gradient(model: TrainableColBERT, tmp_path: Path) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):

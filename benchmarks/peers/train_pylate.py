@@ -1,12 +1,13 @@
 """PyLate's trainer on triplets, for ``benchmarks/bench_train.py`` (runs in the PyLate venv).
 
     PYLATE_PYTHON benchmarks/peers/train_pylate.py '{"model": ..., "triplets": ..., "out": ..., "batch_size": 16,
-        "gradient_accumulation_steps": 1, "max_steps": 58, "learning_rate": 1e-5, "warmup_steps": 5, "seed": 42,
-        "threads": null, "bf16": false}'
+        "gradient_accumulation_steps": 1, "max_steps": 58, "learning_rate": 1e-5, "head_learning_rate": null,
+        "warmup_steps": 5, "schedule": "linear", "seed": 42, "threads": null, "bf16": false}'
 
 Trains ``pylate.models.ColBERT`` with ``losses.Contrastive`` (in-batch, temperature 1.0) through
 sentence-transformers' ``SentenceTransformerTrainer``, saves the model to ``out`` and prints one JSON line:
-``{"wall_s", "steps", "peak_rss_mib", "versions"}``.
+``{"wall_s", "steps", "peak_rss_mib", "versions"}``. ``head_learning_rate`` (optional) puts the projection
+``1.linear`` on its own peak rate through ``learning_rate_mapping``, as ``TrainingConfig.head_learning_rate`` does.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def main() -> None:
         per_device_train_batch_size=settings["batch_size"],
         gradient_accumulation_steps=settings["gradient_accumulation_steps"],
         learning_rate=settings["learning_rate"],
+        learning_rate_mapping=(
+            {r"(?:^|\.)1\.linear\.": settings["head_learning_rate"]} if settings.get("head_learning_rate") else None
+        ),
         warmup_steps=settings["warmup_steps"],
-        lr_scheduler_type="linear",
+        lr_scheduler_type="constant_with_warmup" if settings.get("schedule") == "constant" else "linear",
         max_grad_norm=1.0,
         seed=settings["seed"],
         bf16=settings["bf16"],

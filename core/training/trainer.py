@@ -74,11 +74,14 @@ class TrainingConfig:
         batch_size: examples (queries) per forward pass.
         gradient_accumulation_steps: forward passes per optimizer step.
         negatives_per_query: hard negatives drawn from each example's pool per step (contrastive).
-        learning_rate: AdamW peak learning rate, reached after ``warmup_steps`` and decayed linearly to 0.
+        learning_rate: AdamW peak learning rate, reached after ``warmup_steps``, then held (``schedule``).
         head_learning_rate: peak learning rate of the projection heads (None: ``learning_rate``), on the
             same schedule. Narrow Matryoshka heads start as truncations of the main head; under AdamW every
             weight moves by about the learning rate per step, so at the backbone's rate they barely leave it.
         warmup_steps: linear warm-up steps.
+        schedule: after the warm-up, ``"linear"`` decays the rates to 0 at the last step (transformers'
+            ``linear``); ``"constant"`` keeps them at their peak (``constant_with_warmup``). Short runs that
+            train new or narrow heads gain from ``"constant"``: a decayed head rate leaves them half-trained.
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping norm (None: no clipping).
         temperature: contrastive scores are divided by it.
@@ -107,6 +110,7 @@ class TrainingConfig:
     learning_rate: float = 3e-6
     head_learning_rate: float | None = None
     warmup_steps: int = 0
+    schedule: Literal["linear", "constant"] = "linear"
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     temperature: float = 1.0
@@ -142,6 +146,8 @@ class TrainingConfig:
         value = self.weight_decay
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InvalidInputError(f"weight_decay must be a number >= 0, got {value!r}.")
+        if self.schedule not in ("linear", "constant"):
+            raise InvalidInputError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InvalidInputError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}.")
         if self.head_weights is not None:
@@ -261,7 +267,7 @@ class Trainer:
             rest = [p for p in model.parameters() if id(p) not in in_heads]
             groups = [{"params": rest}, {"params": heads, "lr": cfg.head_learning_rate}]
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _linear_schedule(self))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(self))
         self.step = 0
         self.history: dict[str, Any] = {"losses": [], "evaluations": []}
 
@@ -560,12 +566,12 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def _linear_schedule(trainer: Trainer) -> Callable[[int], float]:
-    warmup, total = trainer.config.warmup_steps, trainer.total_steps
+def _schedule(trainer: Trainer) -> Callable[[int], float]:
+    warmup, total, constant = trainer.config.warmup_steps, trainer.total_steps, trainer.config.schedule == "constant"
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        return 1.0 if constant else max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
