@@ -68,6 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--head-learning-rate", type=float, default=None, help="heads' peak rate (default: the same)")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--schedule", choices=["linear", "constant"], default="linear", help="after the warm-up")
+    parser.add_argument("--heads-only", action="store_true", help="train the projection heads only (backbone frozen)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--matryoshka-dims", default="64,32", help="extra heads ('' for none)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -167,6 +168,7 @@ def run_pylate(args: argparse.Namespace, triplets: Path, out: Path, steps: int, 
         "head_learning_rate": args.head_learning_rate,
         "warmup_steps": args.warmup_steps,
         "schedule": args.schedule,
+        "train_backbone": not args.heads_only,
         "seed": args.seed,
         "threads": args.threads,
         "bf16": bf16,
@@ -255,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         head_learning_rate=args.head_learning_rate,
         warmup_steps=args.warmup_steps,
         schedule=args.schedule,
+        train_backbone=not args.heads_only,
         temperature=args.temperature,
         precision=args.precision,
         gradient_checkpointing=args.gradient_checkpointing,

@@ -523,6 +523,11 @@ def evaluate_cmd(
     show_default=True,
     help="After the warm-up: decay the learning rates linearly to 0, or hold them.",
 )
+@click.option(
+    "--heads-only",
+    is_flag=True,
+    help="Train the projection heads only (the transformer frozen, no dropout): minutes on a CPU.",
+)
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Contrastive logits = MaxSim / T.")
 @click.option(
     "--matryoshka-dims",
@@ -581,6 +586,7 @@ def train(
     head_learning_rate: float | None,
     warmup_steps: int,
     schedule: str,
+    heads_only: bool,
     temperature: float,
     matryoshka_dims: str | None,
     embedding_dim: int,
@@ -634,6 +640,7 @@ def train(
         head_learning_rate=head_learning_rate,
         warmup_steps=warmup_steps,
         schedule=cast(Any, schedule),
+        train_backbone=not heads_only,
         temperature=temperature,
         precision=cast(Any, precision),
         gradient_checkpointing=gradient_checkpointing,

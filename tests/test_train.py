@@ -147,6 +147,9 @@ def test_resume_with_other_data_order_settings_is_refused(model: TrainableColBER
     other = Trainer(model, toy_examples(), fp32(max_steps=1, batch_size=2), output_dir=tmp_path)
     with pytest.raises(InvalidInputError, match="batch_size=3"):
         other.train(resume_from="latest")
+    heads_only = Trainer(model, toy_examples(), fp32(max_steps=1, train_backbone=False), output_dir=tmp_path)
+    with pytest.raises(InvalidInputError, match="train_backbone"):
+        heads_only.train(resume_from="latest")
     (tmp_path / "broken").mkdir()
     with pytest.raises(CorruptIndexError, match="resume_from"):
         other.train(resume_from=tmp_path / "broken")
@@ -202,6 +205,28 @@ def test_schedule_warms_up_then_decays_or_holds(
     assert rates == pytest.approx([rate * f for f in expected for rate in (1e-4, 1e-3)])
     with pytest.raises(InvalidInputError, match="schedule"):
         TrainingConfig(schedule="cosine")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cache_chunk_size", [None, 2])
+def test_heads_only_training_leaves_the_backbone_and_skips_dropout(
+    model: TrainableColBERT, tmp_path: Path, cache_chunk_size: int | None
+) -> None:
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = fp32(max_steps=3, train_backbone=False, head_learning_rate=1e-2, cache_chunk_size=cache_chunk_size)
+    trainer = Trainer(model, toy_examples(), config, output_dir=tmp_path)
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in model.heads.parameters()
+    }
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-2
+    result = trainer.train()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n], before[n]) for n in before if n.startswith("backbone."))
+    assert all(not torch.equal(after[n], before[n]) for n in before if n.startswith("heads."))
+    assert result.losses[-1] < result.losses[0]
+    # The transformer ran as at inference (no dropout): a frozen backbone's vectors do not depend on the RNG.
+    assert not model.backbone.training and model.heads.training
+    with pytest.raises(InvalidInputError, match="train_backbone"):
+        TrainingConfig(train_backbone="no")  # type: ignore[arg-type]
 
 
 def test_cached_loss_gives_the_plain_gradient(model: TrainableColBERT, tmp_path: Path) -> None:

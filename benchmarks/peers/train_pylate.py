@@ -7,7 +7,8 @@
 Trains ``pylate.models.ColBERT`` with ``losses.Contrastive`` (in-batch, temperature 1.0) through
 sentence-transformers' ``SentenceTransformerTrainer``, saves the model to ``out`` and prints one JSON line:
 ``{"wall_s", "steps", "peak_rss_mib", "versions"}``. ``head_learning_rate`` (optional) puts the projection
-``1.linear`` on its own peak rate through ``learning_rate_mapping``, as ``TrainingConfig.head_learning_rate`` does.
+``1.linear`` on its own peak rate through ``learning_rate_mapping``, as ``TrainingConfig.head_learning_rate`` does;
+``"train_backbone": false`` freezes the transformer (``requires_grad_(False)``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> None:
     with open(settings["triplets"], encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     model = models.ColBERT(model_name_or_path=settings["model"], device="cpu")
+    if settings.get("train_backbone") is False:
+        model[0].requires_grad_(False)  # the transformer frozen: only the projection trains
     args = SentenceTransformerTrainingArguments(
         output_dir=settings["out"] + "-trainer",
         max_steps=settings["max_steps"],

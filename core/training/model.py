@@ -211,9 +211,12 @@ class TrainableColBERT(nn.Module):
         return TokenBatch(ids, attention, mask, lengths)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: TokenBatch, dims: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+    def forward(
+        self, batch: TokenBatch, dims: Sequence[int] | None = None, *, backbone_grad: bool = True
+    ) -> dict[int, torch.Tensor]:
         """L2-normalised token vectors per head: width -> ``(n, length, width)`` float32 (all positions; apply
-        ``batch.mask`` when scoring). ``dims`` defaults to every head."""
+        ``batch.mask`` when scoring). ``dims`` defaults to every head; ``backbone_grad=False`` runs the
+        transformer without a graph (only the heads get gradients)."""
         device = self.device
         inputs = {
             "input_ids": batch.input_ids.to(device),
@@ -221,7 +224,8 @@ class TrainableColBERT(nn.Module):
         }
         if self._framer._token_type_ids:
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
-        hidden = self.backbone(**inputs).last_hidden_state
+        with torch.set_grad_enabled(torch.is_grad_enabled() and backbone_grad):
+            hidden = self.backbone(**inputs).last_hidden_state
         return {d: F.normalize(self.heads[str(d)](hidden).float(), p=2, dim=-1) for d in (dims or self.dims)}
 
     def as_encoder(self, dim: int | None = None, *, bf16: bool = False, **options: Any) -> ColBERTEncoder:

@@ -82,6 +82,10 @@ class TrainingConfig:
         schedule: after the warm-up, ``"linear"`` decays the rates to 0 at the last step (transformers'
             ``linear``); ``"constant"`` keeps them at their peak (``constant_with_warmup``). Short runs that
             train new or narrow heads gain from ``"constant"``: a decayed head rate leaves them half-trained.
+        train_backbone: False trains the projection heads only: the transformer runs without gradients and
+            without dropout (as at inference), and the optimizer holds the heads alone. A step then costs
+            about a forward pass. On a CPU this adapts a model to a domain in minutes, where training
+            the backbone too takes the time of a backward pass through it every step.
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping norm (None: no clipping).
         temperature: contrastive scores are divided by it.
@@ -111,6 +115,7 @@ class TrainingConfig:
     head_learning_rate: float | None = None
     warmup_steps: int = 0
     schedule: Literal["linear", "constant"] = "linear"
+    train_backbone: bool = True
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     temperature: float = 1.0
@@ -146,6 +151,8 @@ class TrainingConfig:
         value = self.weight_decay
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InvalidInputError(f"weight_decay must be a number >= 0, got {value!r}.")
+        if not isinstance(self.train_backbone, bool):
+            raise InvalidInputError(f"train_backbone must be True or False, got {self.train_backbone!r}.")
         if self.schedule not in ("linear", "constant"):
             raise InvalidInputError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}.")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -259,8 +266,12 @@ class Trainer:
         self.steps_per_epoch = math.ceil(n_micro / self.config.gradient_accumulation_steps)
         self.total_steps = self.config.max_steps or self.config.epochs * self.steps_per_epoch
         cfg = self.config
-        if cfg.head_learning_rate is None:
-            groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+        if not cfg.train_backbone:
+            groups: list[dict[str, Any]] = [
+                {"params": list(model.heads.parameters()), "lr": cfg.head_learning_rate or cfg.learning_rate}
+            ]
+        elif cfg.head_learning_rate is None:
+            groups = [{"params": list(model.parameters())}]
         else:
             heads = list(model.heads.parameters())
             in_heads = {id(p) for p in heads}
@@ -293,7 +304,7 @@ class Trainer:
         else:
             torch.manual_seed(self.config.seed)
         result = TrainingResult(steps=self.step)
-        self.model.train()
+        self._train_mode()
         with tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -332,7 +343,12 @@ class Trainer:
             encoder = self.model.as_encoder(dim, bf16=self.bf16)
             return self.eval_set.evaluate(encoder, batch_size=self.config.eval_batch_size)
         finally:
-            self.model.train()
+            self._train_mode()
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if not self.config.train_backbone:
+            self.model.backbone.eval()
 
     def _optimizer_step(self, epoch: int, within: int) -> float:
         cfg = self.config
@@ -426,8 +442,8 @@ class Trainer:
 
     def _plain_backward(self, batch: _Batch, n_micro: int) -> float:
         with self._autocast():
-            queries = self.model(batch.queries)
-            documents = self.model(batch.documents)
+            queries = self.model(batch.queries, backbone_grad=self.config.train_backbone)
+            documents = self.model(batch.documents, backbone_grad=self.config.train_backbone)
         loss = self._loss(queries, documents, batch)
         (loss / n_micro).backward()
         return float(loss.detach()) / n_micro
@@ -448,7 +464,7 @@ class Trainer:
                 part = tokens.slice(start, min(start + chunk, len(tokens)))
                 state = rng_state(self.device)
                 with torch.no_grad(), self._autocast():
-                    out = self.model(part)
+                    out = self.model(part, backbone_grad=self.config.train_backbone)
                 for d, x in out.items():
                     pieces[d].append(F.pad(x, (0, 0, 0, width - x.shape[1])))  # back to the batch's width
                 chunks.append((name, part, start, state))
@@ -458,7 +474,7 @@ class Trainer:
         for name, part, start, state in chunks:
             set_rng_state(state, self.device)
             with self._autocast():
-                out = self.model(part)
+                out = self.model(part, backbone_grad=self.config.train_backbone)
             grads = {d: cast(torch.Tensor, cached[name][d].grad) for d in out}
             surrogate = sum((x * grads[d][start : start + len(part), : x.shape[1]]).sum() for d, x in out.items())
             cast(torch.Tensor, surrogate).backward()
@@ -531,6 +547,13 @@ class Trainer:
                 )
             self.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.device)))
             meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+            saved_sizes = [len(g["params"]) for g in meta["param_groups"]]
+            sizes = [len(g["params"]) for g in self.optimizer.param_groups]
+            if saved_sizes != sizes:
+                raise InvalidInputError(
+                    f"resume_from: {folder} optimised parameter groups of {saved_sizes} tensors, this run has "
+                    f"{sizes}; resume with the same train_backbone and head_learning_rate (set or not)."
+                )
             self.optimizer.load_state_dict(
                 optimizer_from_files(load_file(str(folder / "optimizer.safetensors"), device=str(self.device)), meta)
             )
