@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import platform
+import resource
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -31,6 +33,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, MiB.
+
+    ``VmHWM`` where Linux has it: ``ru_maxrss`` is carried across ``execve``, so a benchmark's child process
+    would report its parent's peak (11 GiB for PyLate's trainer started by ``bench_train.py``).
+    """
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def package_version(name: str) -> str | None:

@@ -65,7 +65,6 @@ import json
 import logging
 import math
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -86,6 +85,7 @@ from _common import (
     load_average,
     machine_info,
     machine_lines,
+    peak_rss_mib,
     prepare_process,
     query_embeddings_once,
 )
@@ -461,12 +461,6 @@ def export_queries(folder: Path, n: int | None) -> tuple[list[str], list[np.ndar
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # ---------------------------------------------------------------------- child: one build
@@ -1214,7 +1208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timing": "one query per search call, time.perf_counter around it, after warm-up queries",
             "build_timing": "index calls only (add per chunk plus the lazy consolidation / inverted lists; peers: "
             "their build calls) from the exported vectors; no encoding, no file reads",
-            "isolation": "each build in its own process; peak RSS is that process's ru_maxrss",
+            "isolation": "each build in its own process; peak RSS is that process's VmHWM",
             "recall@10_vs_exact": "mean over queries of |top-10 ids ∩ exact top-10 ids| / 10",
             "quality": "nDCG@10 and Recall@100 against the qrels of the measured queries",
         },

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, add_data_arguments, load_average, machine_info, prepare_process
+from _common import ROOT, add_data_arguments, load_average, machine_info, peak_rss_mib, prepare_process
 
 logger = logging.getLogger("bench_train")
 
@@ -86,11 +85,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="write everything as JSON")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class HiddenStates:

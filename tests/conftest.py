@@ -12,6 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 # Encoders default to fp32 whatever the CPU (subprocesses included), so vectors compared with fp32
 # references do not depend on the machine; bf16 / int8 tests ask for their precision explicitly.
 os.environ.setdefault("LATEINT_PRECISION", "fp32")
+# Under pytest-xdist the workers share the cores: each gets its share of threads (before torch starts
+# its pools), so two 2-thread OpenMP pools do not fight over two cores.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import os
-import resource
 import sys
 import time
 import traceback
@@ -36,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common needs only the standard library
+from _common import peak_rss_mib as peak_rss_mib  # re-exported to the peer scripts
 
 WARMUP_QUERIES = 5
 
@@ -102,11 +104,6 @@ def npy_rows(path: Path, start: int, stop: int) -> np.ndarray:
         f.seek(f.tell() + int(start) * shape[1] * dtype.itemsize)
         out = np.fromfile(f, dtype=dtype, count=int(stop - start) * shape[1])
     return out.reshape(int(stop - start), shape[1])
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, MiB (Linux ``ru_maxrss`` is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def folder_bytes(folder: Path) -> int:

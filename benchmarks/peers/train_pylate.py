@@ -14,10 +14,13 @@ sentence-transformers' ``SentenceTransformerTrainer``, saves the model to ``out`
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common needs only the standard library
+from _common import peak_rss_mib
 
 
 def main() -> None:
@@ -71,7 +74,7 @@ def main() -> None:
             {
                 "wall_s": round(wall, 1),
                 "steps": trainer.state.global_step,
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mib": round(peak_rss_mib()),
                 "versions": versions,
             }
         )
