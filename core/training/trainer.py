@@ -74,7 +74,7 @@ class TrainingConfig:
         batch_size: examples (queries) per forward pass.
         gradient_accumulation_steps: forward passes per optimizer step.
         negatives_per_query: hard negatives drawn from each example's pool per step (contrastive).
-        learning_rate: AdamW peak learning rate, reached after ``warmup_steps``, then held (``schedule``).
+        learning_rate: AdamW peak learning rate, reached after ``warmup_steps``, then decayed or held (``schedule``).
         head_learning_rate: peak learning rate of the projection heads (None: ``learning_rate``), on the
             same schedule. Narrow Matryoshka heads start as truncations of the main head; under AdamW every
             weight moves by about the learning rate per step, so at the backbone's rate they barely leave it.
