@@ -77,7 +77,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--depth", type=int, default=128, help="candidate_depth (points per prefetch)")
     parser.add_argument("--nbits", default="2,4", help="nbits of the plaid layouts to build")
+    parser.add_argument("--quantizer", default="pq", help="quantizers of the plaid layouts (pq, rq; comma-separated)")
     parser.add_argument("--full-scores", default="16,32,64", help="n_full_scores values to sweep")
+    parser.add_argument("--refine", default="16", help="n_refine values to sweep (two-stage 'rq' codecs)")
     parser.add_argument("--n-centroids", type=int, default=None, help="CollectionConfig.n_centroids (default: auto)")
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 layout (slow to build)")
     parser.add_argument("--threads", type=int, default=2)
@@ -122,11 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
 
     def run(label: str, store: Any, meter: WireMeter, **extra: Any) -> None:
-        got, grpc, rest, calls = {}, [], [], []
+        got, grpc, rest, calls, seconds = {}, [], [], [], []
         start = time.perf_counter()
         for qid, q, text in zip(query_ids, queries, query_texts, strict=True):
             meter.reset()
+            began = time.perf_counter()
             hits = store.search_embeddings([q], k=args.k, candidate_depth=args.depth, query_texts=[text])[0]
+            seconds.append(time.perf_counter() - began)
             g, r, c = meter.reset()
             grpc.append(g)
             rest.append(r)
@@ -143,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recall@10_vs_exact": statistics.fmean(len(set(got[q][:10]) & set(exact[q][:10])) / 10 for q in got),
             **evaluate(got, qrels, metrics=("ndcg@10",)),
             "seconds_local_mode": time.perf_counter() - start,
+            "p50_ms_local_mode": statistics.median(seconds) * 1e3,
         }
         rows.append(row)
         logger.info("%s", row)
@@ -151,8 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                  **evaluate(exact, qrels, metrics=("ndcg@10",))})  # fmt: skip
     layouts = [] if args.no_fp16 else [("fp16", CollectionConfig())]
     layouts += [
-        (f"plaid nbits={b}", CollectionConfig(token_layout="plaid", nbits=int(b), n_centroids=args.n_centroids))
+        (
+            f"plaid nbits={b}" + (f" {kind}" if kind != "pq" else ""),
+            CollectionConfig(token_layout="plaid", nbits=int(b), quantizer=kind, n_centroids=args.n_centroids),
+        )
         for b in args.nbits.split(",")
+        for kind in args.quantizer.split(",")
     ]
     build: dict[str, float] = {}
     for label, cfg in layouts:
@@ -167,9 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(label, store, meter)
         else:
             codec = store.codec
+            refines = [int(x) for x in args.refine.split(",")] if cfg.quantizer == "rq" else [None]
             for full in [int(x) for x in args.full_scores.split(",")]:
-                store.n_full_scores = full
-                run(label, store, meter, n_full_scores=full, n_centroids=codec.n_centroids if codec else None)
+                for refine in refines:
+                    store.n_full_scores, store.n_refine = full, refine or store.n_refine
+                    more = {"n_refine": refine} if refine else {}
+                    run(label, store, meter, n_full_scores=full, **more,
+                        n_centroids=codec.n_centroids if codec else None)  # fmt: skip
         client.close()
 
     report = {
@@ -190,14 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": rows,
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    header = f"{'layout':<16} {'n_full':>6} {'gRPC KB/q':>10} {'REST KB/q':>10} {'calls':>5} {'nDCG@10':>8} R@10/exact"
+    header = (
+        f"{'layout':<19} {'n_full':>6} {'refine':>6} {'gRPC KB/q':>10} {'REST KB/q':>10} {'calls':>5} {'nDCG@10':>8} "
+        f"{'R@10/exact':>10} {'p50 ms':>7}"
+    )
     print(f"SciFact, {n} test queries, k={args.k}, candidate_depth={args.depth}, Qdrant local mode")
     print(header)
     for r in rows:
         print(
-            f"{r['layout']:<16} {r.get('n_full_scores', '-')!s:>6} "
+            f"{r['layout']:<19} {r.get('n_full_scores', '-')!s:>6} {r.get('n_refine', '-')!s:>6} "
             f"{r.get('grpc_bytes_per_query', 0) / 1e3:>10.1f} {r.get('rest_bytes_per_query', 0) / 1e3:>10.1f} "
-            f"{r.get('calls_per_query', 0):>5.1f} {r['ndcg@10']:>8.4f} {r['recall@10_vs_exact']:>13.3f}"
+            f"{r.get('calls_per_query', 0):>5.1f} {r['ndcg@10']:>8.4f} {r['recall@10_vs_exact']:>10.3f} "
+            f"{r.get('p50_ms_local_mode', float('nan')):>7.1f}"
         )
     return 0
 

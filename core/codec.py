@@ -212,11 +212,12 @@ class QueryTables:
         The same numbers as ``decompress(codes, residuals) @ queries.T`` up to rounding.
 
         Args:
-            codes: ``(n,)`` centroid ids; residuals: ``(n, bytes_per_token)`` uint8.
-            inverse_norms: ``(n,)`` from :meth:`ResidualCodec.inverse_norms`.
+            codes: ``(n,)`` centroid ids; residuals: ``(n, bytes_per_token)`` uint8, or a
+                two-stage codec's first ``bytes_per_stage`` columns.
+            inverse_norms: ``(n,)`` from :meth:`ResidualCodec.inverse_norms` (of the same bytes).
             owners: ``(n,)`` the query each token is scored against (for a batch of queries).
         """
-        width = self.bytes_per_token
+        width = residuals.shape[1]  # bytes_per_token, or bytes_per_stage to score on the first stage alone
         device = residuals.device
         rows = torch.empty((residuals.shape[0], width + 1), dtype=torch.int32, device=device)
         rows[:, 0] = codes
@@ -234,19 +235,27 @@ class QueryTables:
 class ResidualCodec:
     """Centroids plus a byte-wise residual quantiser.
 
-    A residual ``r = x - c`` is rotated (``r @ rotation``) and cut into blocks of ``8 // nbits``
+    A residual ``r = x - c`` is rotated (``r @ rotation``) and cut into blocks of ``block_width``
     dimensions; each block is stored as one byte, the index of its nearest entry in that block's
     256-entry codebook. Decompression is a table lookup: ``c + codebooks[block, byte] @ rotation.T``,
     normalised.
 
+    With ``stages=2`` (``quantizer="rq"``) the residual is quantised twice: a first ``nbits / 2``-bit
+    code, then the same for what it missed, each byte covering twice the dimensions. A token's
+    bytes are the first stage's then the second's, and the first ``bytes_per_stage`` alone decode
+    to a coarser vector: a reader can score on half the bytes and fetch the rest for a few. At
+    ``nbits=4`` two 2-bit stages reconstruct as well as one 4-bit code.
+
     Attributes:
         centroids: ``(n_centroids, dim)`` float32.
-        codebooks: ``(dim * nbits // 8, 256, 8 // nbits)`` float32: each block's 256 reconstructions.
+        codebooks: ``(bytes_per_token, 256, block_width)`` float32: each byte's 256 reconstructions
+            (byte ``j`` covers block ``j % (dim // block_width)``).
         rotation: ``(dim, dim)`` orthogonal float32 applied to residuals before quantising.
         nbits: bits per dimension (1, 2 or 4).
         levels: ``(dim, 2**nbits)`` per-dimension reconstruction levels of a scalar quantiser
             (bucket cutoffs are the midpoints), whose product grid the codebooks then hold; None
             for a product quantiser with freely learned codebooks.
+        stages: 1, or 2 for a two-stage residual quantiser (see above).
     """
 
     centroids: torch.Tensor
@@ -254,14 +263,23 @@ class ResidualCodec:
     rotation: torch.Tensor
     nbits: int
     levels: torch.Tensor | None = None
+    stages: int = 1
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
             raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
+        if self.stages not in (1, 2) or (self.stages == 2 and (self.nbits == 1 or self.levels is not None)):
+            raise InvalidInputError(
+                f"stages must be 1, or 2 for a product quantiser of nbits 2 or 4; got stages={self.stages!r}, "
+                f"nbits={self.nbits}."
+            )
         dim = self.centroids.shape[1]
-        if (dim * self.nbits) % 8:
-            raise InvalidInputError(f"dim * nbits must be a multiple of 8 for byte packing; got {dim} * {self.nbits}.")
-        expected = (dim * self.nbits // 8, 256, 8 // self.nbits)
+        if dim % self.block_width:
+            raise InvalidInputError(
+                f"dim must be a multiple of {self.block_width} for byte packing at nbits={self.nbits}, "
+                f"stages={self.stages}; got {dim}."
+            )
+        expected = (dim * self.nbits // 8, 256, self.block_width)
         if tuple(self.codebooks.shape) != expected or tuple(self.rotation.shape) != (dim, dim):
             raise InvalidInputError(
                 f"codebooks {tuple(self.codebooks.shape)} / rotation {tuple(self.rotation.shape)} do not match "
@@ -281,10 +299,30 @@ class ResidualCodec:
         """Packed residual bytes per token (the centroid id is stored separately)."""
         return self.dim * self.nbits // 8
 
+    @property
+    def quantizer(self) -> Literal["pq", "scalar", "rq"]:
+        """The ``quantizer`` of :func:`train_codec` that makes codecs of this kind."""
+        return "scalar" if self.levels is not None else "rq" if self.stages == 2 else "pq"
+
+    @property
+    def block_width(self) -> int:
+        """Dimensions per byte: ``8 * stages // nbits``."""
+        return 8 * self.stages // self.nbits
+
+    @property
+    def bytes_per_stage(self) -> int:
+        """A token's bytes of one stage; the first stage's come first."""
+        return self.bytes_per_token // self.stages
+
     def to(self, device: str | torch.device) -> ResidualCodec:
         levels = self.levels.to(device) if self.levels is not None else None
         return ResidualCodec(
-            self.centroids.to(device), self.codebooks.to(device), self.rotation.to(device), self.nbits, levels
+            self.centroids.to(device),
+            self.codebooks.to(device),
+            self.rotation.to(device),
+            self.nbits,
+            levels,
+            self.stages,
         )
 
     def compress(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,33 +342,41 @@ class ResidualCodec:
         dimension's bucket (the count of cutoffs below the value), packed first dimension high.
         """
         rotation = self.rotation.to(residuals.device)
-        pq = self._faiss_pq() if residuals.device.type == "cpu" else None
-        if pq is not None:  # FAISS's product-quantiser encoder: same bytes, 6-17x faster than torch on a CPU
-            return torch.from_numpy(pq.compute_codes(np.ascontiguousarray((residuals.float() @ rotation).numpy())))
+        pqs = self._faiss_pqs() if residuals.device.type == "cpu" else None
+        if pqs is not None:  # FAISS's product-quantiser encoder: same bytes, 6-17x faster than torch on a CPU
+            left = np.ascontiguousarray((residuals.float() @ rotation).numpy())  # what the stages so far missed
+            parts = []
+            for stage, pq in enumerate(pqs):
+                parts.append(pq.compute_codes(left))
+                if stage + 1 < len(pqs):
+                    left -= pq.decode(parts[-1])
+            return torch.from_numpy(np.concatenate(parts, axis=1))
         out = torch.empty((residuals.shape[0], self.bytes_per_token), dtype=torch.uint8, device=residuals.device)
-        per_byte = 8 // self.nbits
+        width = self.block_width
         if self.levels is not None:
             levels = self.levels.to(residuals.device)
             cutoffs = (levels[:, 1:] + levels[:, :-1]) / 2
-            shifts = torch.arange(per_byte - 1, -1, -1, device=residuals.device) * self.nbits
-        else:
-            books_t = self.codebooks.to(residuals.device).transpose(1, 2)  # (blocks, s, 256)
-            book_norms = (books_t**2).sum(1)[:, None, :]  # (blocks, 1, 256)
+            shifts = torch.arange(width - 1, -1, -1, device=residuals.device) * self.nbits
         for start in range(0, residuals.shape[0], _PACK_ROWS):
             rotated = residuals[start : start + _PACK_ROWS].float() @ rotation
             n = rotated.shape[0]
             if self.levels is not None:
                 buckets = (rotated[:, :, None] > cutoffs).sum(-1)  # (n, dim)
-                packed = (buckets.reshape(n, -1, per_byte) << shifts).sum(-1)
-            else:
-                blocks = rotated.reshape(n, -1, per_byte).transpose(0, 1)  # (blocks, n, s)
-                # argmin ||r - c||^2 = argmin (||c||^2 - 2 r.c), every block in one batched matmul
-                packed = torch.baddbmm(book_norms, blocks, books_t, alpha=-2).argmin(-1).T
-            out[start : start + n] = packed.to(torch.uint8)
+                out[start : start + n] = (buckets.reshape(n, -1, width) << shifts).sum(-1).to(torch.uint8)
+                continue
+            for stage, books in enumerate(self.codebooks.to(residuals.device).split(self.bytes_per_stage)):
+                blocks = rotated.reshape(n, -1, width).transpose(0, 1)  # (blocks, n, s)
+                packed = _nearest_codewords(blocks, books)  # (blocks, n)
+                out[start : start + n, stage * self.bytes_per_stage : (stage + 1) * self.bytes_per_stage] = packed.T
+                if stage + 1 < self.stages:
+                    rotated = rotated - _codewords(books, packed).transpose(0, 1).reshape(n, -1)
         return out
 
     def decompress(self, codes: torch.Tensor, residuals: torch.Tensor, *, rotated: bool = False) -> torch.Tensor:
         """Centroid ids ``(n,)`` and packed residuals ``(n, bytes_per_token)`` -> unit vectors ``(n, dim)`` float32.
+
+        ``residuals`` may hold the first stage's bytes only (``(n, bytes_per_stage)``): the coarser
+        vectors they decode to. So may those of :meth:`similarities`.
 
         With ``rotated=True`` the vectors come back in the rotated basis (``x @ rotation``), which
         skips a ``(n, dim) @ (dim, dim)`` product; dot products are unchanged if the query is
@@ -383,9 +429,9 @@ class ResidualCodec:
             centroid_scores = batch @ self.centroids.T
         centroid_scores = centroid_scores.reshape(n_queries, q_len, self.n_centroids)
         rotated = self.rotate(batch)  # the codebooks live in the rotated basis
-        per_byte = 8 // self.nbits
-        # (bytes, per_byte, n_queries * q_len): each byte's block of dimensions of every query token
-        blocks = rotated.reshape(n_queries * q_len, self.bytes_per_token, per_byte).permute(1, 2, 0)
+        # (bytes, block_width, n_queries * q_len): each byte's block of dimensions of every query token
+        blocks = rotated.reshape(n_queries * q_len, self.bytes_per_stage, self.block_width)
+        blocks = blocks.repeat(1, self.stages, 1).permute(1, 2, 0)
         residuals = torch.bmm(self.codebooks, blocks)  # (bytes, 256, n_queries * q_len)
         # Row-contiguous tables: a lookup then copies whole rows (a strided table is ~7x slower).
         table = torch.empty((n_queries, self.n_centroids + 256 * self.bytes_per_token, q_len), device=batch.device)
@@ -402,10 +448,11 @@ class ResidualCodec:
         otherwise only these tokens' centroids are rotated.
         """
         device = residuals.device
-        books = self.codebooks.to(device).reshape(-1, 8 // self.nbits)  # (blocks * 256, s)
-        # Row of (block j, byte b) in the flattened table is 256 * j + b; embedding() is the fast gather.
+        books = self.codebooks.to(device).reshape(-1, self.block_width)  # (bytes * 256, s)
+        # Row of (byte j, value b) in the flattened table is 256 * j + b; embedding() is the fast gather.
         rows = residuals.long() + 256 * torch.arange(residuals.shape[1], device=device)
-        delta = F.embedding(rows, books).reshape(residuals.shape[0], self.dim)
+        delta = F.embedding(rows, books).reshape(residuals.shape[0], -1, self.dim)  # (n, stages given, dim)
+        delta = delta[:, 0] if delta.shape[1] == 1 else delta.sum(1)
         if rotated_centroids is None:
             centroids = F.embedding(codes.long(), self.centroids.to(device)) @ self.rotation.to(device)
         else:
@@ -430,22 +477,24 @@ class ResidualCodec:
             object.__setattr__(self, "_centroid_groups", cached)
         return cached
 
-    def _faiss_pq(self) -> Any:
-        """A ``faiss.ProductQuantizer`` holding the codebooks (product quantiser only), or None without FAISS."""
+    def _faiss_pqs(self) -> list[Any] | None:
+        """A ``faiss.ProductQuantizer`` per stage holding its codebooks (product quantisers), or None without FAISS."""
         if self.levels is not None:
             return None
-        if "_pq" not in self.__dict__:
-            pq = None
+        if "_pqs" not in self.__dict__:
+            pqs = None
             try:
                 import faiss
             except ImportError:
                 pass
             else:
-                pq = faiss.ProductQuantizer(self.dim, self.bytes_per_token, 8)
-                books = self.codebooks.detach().cpu().float().contiguous().numpy().ravel()
-                faiss.copy_array_to_vector(books, pq.centroids)
-            object.__setattr__(self, "_pq", pq)
-        return self.__dict__["_pq"]
+                pqs = []
+                for books in self.codebooks.detach().cpu().float().split(self.bytes_per_stage):
+                    pq = faiss.ProductQuantizer(self.dim, self.bytes_per_stage, 8)
+                    faiss.copy_array_to_vector(books.contiguous().numpy().ravel(), pq.centroids)
+                    pqs.append(pq)
+            object.__setattr__(self, "_pqs", pqs)
+        return self.__dict__["_pqs"]
 
 
 def train_codec(
@@ -453,7 +502,7 @@ def train_codec(
     *,
     n_centroids: int,
     nbits: int,
-    quantizer: Literal["pq", "scalar"] = "pq",
+    quantizer: Literal["pq", "scalar", "rq"] = "pq",
     niters: int = 4,
     seed: int = 42,
     heldout_fraction: float = 0.25,
@@ -467,8 +516,11 @@ def train_codec(
         nbits: residual bits per dimension (1, 2, 4).
         quantizer: ``"pq"`` learns each byte's 256 codewords jointly (k-means over the block's
             ``8 // nbits`` dimensions); ``"scalar"`` learns ``2**nbits`` levels per dimension
-            (ColBERTv2's per-dimension buckets, Lloyd-Max refined) and uses their product grid.
-            Same storage and decompression; ``"pq"`` reconstructs residuals more accurately.
+            (ColBERTv2's per-dimension buckets, Lloyd-Max refined) and uses their product grid;
+            ``"rq"`` (nbits 2 or 4) learns two ``nbits / 2``-bit product quantisers, the second on
+            what the first missed (``stages=2``: the first half of each token's bytes decodes alone).
+            Same storage and decompression; ``"pq"`` and ``"rq"`` reconstruct residuals more
+            accurately than ``"scalar"``.
         niters: k-means iterations for the centroids.
         seed: seeds the held-out split, the rotation and k-means.
         heldout_fraction: share of ``sample`` kept out of centroid training to fit the quantiser.
@@ -476,8 +528,10 @@ def train_codec(
     """
     if nbits not in (1, 2, 4):
         raise InvalidInputError(f"nbits must be 1, 2 or 4, got {nbits!r}.")
-    if quantizer not in ("pq", "scalar"):
-        raise InvalidInputError(f"quantizer must be 'pq' or 'scalar', got {quantizer!r}.")
+    if quantizer not in ("pq", "scalar", "rq"):
+        raise InvalidInputError(f"quantizer must be 'pq', 'scalar' or 'rq', got {quantizer!r}.")
+    if quantizer == "rq" and nbits == 1:
+        raise InvalidInputError("quantizer='rq' splits nbits over two stages: it needs nbits 2 or 4, got 1.")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(sample.shape[0], generator=generator)
     n_heldout = max(256, min(int(sample.shape[0] * heldout_fraction), 16_384))
@@ -490,18 +544,26 @@ def train_codec(
     # block waste less.
     rotation = torch.linalg.qr(torch.randn(dim, dim, generator=generator))[0]
     residuals = (heldout - centroids[assign(heldout, centroids)]) @ rotation
-    per_byte = 8 // nbits
+    stages = 2 if quantizer == "rq" else 1
+    per_byte = 8 * stages // nbits
     blocks = residuals.reshape(residuals.shape[0], dim // per_byte, per_byte).transpose(0, 1)  # (blocks, n, s)
     levels = None
-    if quantizer == "pq":
-        codebooks = _batched_kmeans(blocks, 256, niters=12, generator=generator)
+    if quantizer != "scalar":
+        books: list[torch.Tensor] = []
+        for stage in range(stages):
+            if stage:  # a later stage learns on what the one before it missed
+                nearest = torch.cat([_nearest_codewords(blocks[:, a : a + _PACK_ROWS], books[-1])
+                                     for a in range(0, blocks.shape[1], _PACK_ROWS)], dim=1)  # fmt: skip
+                blocks = blocks - _codewords(books[-1], nearest)
+            books.append(_batched_kmeans(blocks, 256, niters=12, generator=generator))
+        codebooks = torch.cat(books)
     else:
         levels = _lloyd_max(residuals, 2**nbits)  # (dim, levels)
         grid = torch.cartesian_prod(*[torch.arange(2**nbits)] * per_byte).reshape(256, per_byte)
         level_blocks = levels.reshape(dim // per_byte, per_byte, 2**nbits)
         codebooks = torch.stack([level_blocks[:, i, grid[:, i]] for i in range(per_byte)], dim=-1)
         levels = levels.contiguous()
-    codec = ResidualCodec(centroids, codebooks.contiguous(), rotation.contiguous(), nbits, levels).to(device)
+    codec = ResidualCodec(centroids, codebooks.contiguous(), rotation.contiguous(), nbits, levels, stages).to(device)
     logger.info(
         "Trained %d centroids and a %d-bit %s residual quantiser on %d vectors",
         n_centroids,
@@ -521,17 +583,25 @@ def _batched_kmeans(points: torch.Tensor, k: int, *, niters: int, generator: tor
         centroids = points[:, torch.arange(k) % n].clone()
     labels = torch.empty((n_sets, n), dtype=torch.long)
     for _ in range(niters):
-        norms = (centroids**2).sum(-1)[:, None, :]
         for first in range(0, n, _PACK_ROWS):  # (B, rows, k) distances a block of points at a time
-            block = points[:, first : first + _PACK_ROWS]
-            labels[:, first : first + _PACK_ROWS] = torch.baddbmm(
-                norms, block, centroids.transpose(1, 2), alpha=-2
-            ).argmin(-1)
+            labels[:, first : first + _PACK_ROWS] = _nearest_codewords(points[:, first : first + _PACK_ROWS], centroids)
         sums = torch.zeros_like(centroids).scatter_add_(1, labels[..., None].expand_as(points), points)
         counts = torch.zeros(n_sets, k).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
         # Empty clusters keep their previous centroid.
         centroids = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], centroids)
     return centroids
+
+
+def _nearest_codewords(points: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
+    """Per set, each point's nearest codeword: ``points (B, n, s)``, ``books (B, k, s)`` -> ``(B, n)`` int64."""
+    books_t = books.transpose(1, 2)
+    # argmin ||r - c||^2 = argmin (||c||^2 - 2 r.c), every set in one batched matmul
+    return torch.baddbmm((books_t**2).sum(1)[:, None, :], points, books_t, alpha=-2).argmin(-1)
+
+
+def _codewords(books: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """``books (B, k, s)`` at ``picked (B, n)`` -> ``(B, n, s)``."""
+    return torch.gather(books, 1, picked[..., None].expand(-1, -1, books.shape[2]))
 
 
 def _lloyd_max(values: torch.Tensor, levels: int, iters: int = 20) -> torch.Tensor:

@@ -84,6 +84,37 @@ def test_codec_round_trip_improves_with_bits(corpus, quantizer: str) -> None:
     assert 0.8 < quality[1] < quality[2] < quality[4] <= 1.0
 
 
+@pytest.mark.parametrize("nbits", [2, 4])
+def test_two_stage_codec_first_stage_decodes_alone_and_both_match_one_stage(corpus, nbits: int) -> None:
+    _, docs, _, queries = corpus
+    x = torch.cat(docs)
+    rq = train_codec(x, n_centroids=64, nbits=nbits, quantizer="rq")
+    assert (rq.stages, rq.quantizer, rq.bytes_per_stage, rq.block_width) == (2, "rq", DIM * nbits // 16, 16 // nbits)
+    codes, packed = rq.compress(x)
+    assert packed.shape == (len(x), rq.bytes_per_token)
+    first = packed[:, : rq.bytes_per_stage]
+
+    def error(codec: ResidualCodec, residuals: torch.Tensor) -> float:
+        return float((1 - (codec.decompress(codes, residuals) * x).sum(-1)).mean())
+
+    # The first stage is a code of nbits / 2 bits (as good as a one-stage codec of that size); the
+    # second cuts what it missed to about a one-stage codec of nbits.
+    half, full = train_codec(x, n_centroids=64, nbits=nbits // 2), train_codec(x, n_centroids=64, nbits=nbits)
+    assert error(rq, first) == pytest.approx(error(half, half.compress(x)[1]), rel=0.1)
+    assert error(rq, packed) == pytest.approx(error(full, full.compress(x)[1]), rel=0.3)
+    assert error(rq, packed) < error(rq, first) / 2.5
+    # Each stage's bytes are its nearest codewords for what the stages before left (FAISS and torch agree).
+    object.__setattr__(rq, "_pqs", None)
+    assert torch.equal(rq.pack(x - rq.centroids[codes]), packed)
+    # Lookup tables and similarities score the full codes and the first stage alike.
+    tables = rq.query_tables(queries[0])
+    for residuals in (packed, first):
+        want = queries[0] @ rq.decompress(codes, residuals).T
+        torch.testing.assert_close(rq.similarities(queries[0], codes, residuals), want, atol=1e-5, rtol=1e-5)
+        inverse_norms = 1 / rq._reconstruct(codes, residuals).norm(dim=1)
+        torch.testing.assert_close(tables.token_scores(codes, residuals, inverse_norms), want.T, atol=1e-5, rtol=1e-5)
+
+
 def test_scalar_codec_buckets_each_dimension_by_its_cutoffs(corpus) -> None:
     _, docs, _, _ = corpus
     x = torch.cat(docs)
@@ -180,6 +211,10 @@ def test_codec_rejects_bad_settings() -> None:
         PLAIDConfig(quantizer="opq")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="multiple of 8"):
         ResidualCodec(torch.zeros(4, 6), torch.zeros(0), torch.eye(6), nbits=1)
+    with pytest.raises(InvalidInputError, match="nbits 2 or 4"):
+        PLAIDConfig(nbits=1, quantizer="rq")
+    with pytest.raises(InvalidInputError, match="stages"):
+        ResidualCodec(torch.zeros(4, 8), torch.zeros(1, 256, 16), torch.eye(8), nbits=1, stages=2)
     with pytest.raises(InvalidInputError, match="n_full_scores"):
         SearchConfig(n_full_scores=0)
     assert default_n_centroids(1_221_388) == 4096 and default_n_centroids(10) == 16
@@ -187,10 +222,13 @@ def test_codec_rejects_bad_settings() -> None:
 
 
 # ---------------------------------------------------------------------- index vs oracle
-@pytest.mark.parametrize(("nbits", "floor"), [(1, 0.8), (2, 0.85), (4, 0.93)])
-def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, floor: float) -> None:
+@pytest.mark.parametrize(
+    ("nbits", "quantizer", "floor"), [(1, "pq", 0.8), (2, "pq", 0.85), (4, "pq", 0.93), (4, "rq", 0.93)]
+)
+def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, quantizer: str, floor: float) -> None:
     ids, docs, meta, queries = corpus
-    ix = PLAIDIndex(config=PLAIDConfig(nbits=nbits), device="cpu", search_config=SearchConfig(n_full_scores=128))
+    config = PLAIDConfig(nbits=nbits, quantizer=quantizer)  # type: ignore[arg-type]
+    ix = PLAIDIndex(config=config, device="cpu", search_config=SearchConfig(n_full_scores=128))
     ix.add(ids, docs, meta)
     assert recall_vs_exact(ix, exact, queries) >= floor
     hits = ix.search(queries[0], k=5)
@@ -334,9 +372,11 @@ def test_inverted_lists_merge_equals_a_build_over_both() -> None:
 
 
 # ---------------------------------------------------------------------- persistence
-def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path) -> None:
+@pytest.mark.parametrize("quantizer", ["pq", "rq"])
+def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path, quantizer: str) -> None:
     ids, docs, meta, queries = corpus
-    ix = PLAIDIndex(config=PLAIDConfig(keep_fp16=True), device="cpu", search_config=SearchConfig(rescore=16))
+    config = PLAIDConfig(keep_fp16=True, quantizer=quantizer)  # type: ignore[arg-type]
+    ix = PLAIDIndex(config=config, device="cpu", search_config=SearchConfig(rescore=16))
     ix.add(ids, docs, meta)
     ix.remove(ids[:100])
     before = ix.search(queries, k=10)
@@ -348,6 +388,7 @@ def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path) -> None:
     assert np.load(tmp_path / "plaid" / "tokens_fp16.npy", mmap_mode="r").shape == (kept_tokens, DIM)
     loaded = load_index(tmp_path / "plaid", device="cpu")
     assert isinstance(loaded, PLAIDIndex) and loaded.ids == ix.ids
+    assert loaded.codec is not None and loaded.codec.quantizer == quantizer
     assert loaded.search(queries, k=10) == before
     loaded.add(["late"], [docs[0]], [{"shard": 9}])  # a loaded index keeps growing (fp16 rows included)
     assert loaded.search(docs[0], k=1, filter={"shard": 9})[0].id == "late"

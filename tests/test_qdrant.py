@@ -183,8 +183,8 @@ def test_collection_layout(tiny_encoder) -> None:
     assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert tokens.distance == models.Distance.DOT and tokens.size == tiny_encoder.dim
     marker = info.config.metadata["lateint"]
-    # An fp16 collection records layout 2 (older readers open it); 3 is the PLAID-codes layout.
-    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 2 and LAYOUT_VERSION == 3
+    # An fp16 collection records layout 2 (older readers open it); 3 and 4 are the PLAID-codes layouts.
+    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 2 and LAYOUT_VERSION == 4
     assert marker["fingerprint"] == tiny_encoder.fingerprint.to_dict()
     assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
     assert "QdrantLateInteractionStore" in repr(store)

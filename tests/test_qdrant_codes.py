@@ -34,11 +34,16 @@ from lateint_plugins.qdrant import (
     sync_to_qdrant,
 )
 from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points
-from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, RESIDUALS, TOKENS
+from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, REFINEMENT, RESIDUALS, TOKENS
 
 WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
 PLAID = CollectionConfig(token_layout="plaid", nbits=4)
+
+
+def plaid_config(codec: ResidualCodec) -> CollectionConfig:
+    """The plaid layout that takes ``codec`` (one stage or two)."""
+    return CollectionConfig(token_layout="plaid", nbits=codec.nbits, quantizer="rq" if codec.stages == 2 else "pq")
 
 
 def corpus(n: int = 40, seed: int = 0) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -66,12 +71,12 @@ def name() -> str:
     return f"codes-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="module")
-def plaid_store(tiny_encoder: ColBERTEncoder) -> LateInteractionStore:
+@pytest.fixture(scope="module", params=["pq", "rq"])
+def plaid_store(request: pytest.FixtureRequest, tiny_encoder: ColBERTEncoder) -> LateInteractionStore:
+    """A PLAID store of :func:`corpus`, with a one-stage codec and with a two-stage one."""
     ids, texts, metas = corpus()
-    index = PLAIDIndex(
-        config=PLAIDConfig(nbits=4, n_centroids=16), device="cpu", search_config=SearchConfig(n_ivf_probe=16)
-    )
+    config = PLAIDConfig(nbits=4, n_centroids=16, quantizer=request.param)
+    index = PLAIDIndex(config=config, device="cpu", search_config=SearchConfig(n_ivf_probe=16))
     store = LateInteractionStore(tiny_encoder, index)
     store.add_texts(texts, metas, ids)
     return store
@@ -85,8 +90,8 @@ def decompressed_maxsim(codec: ResidualCodec, query: torch.Tensor, doc: torch.Te
 def test_scores_are_maxsim_over_the_decompressed_codes(client: Any, tiny_encoder: ColBERTEncoder, plaid_store) -> None:
     codec = plaid_store.index.codec
     ids, texts, metas = corpus()
-    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=PLAID, codec=codec, device="cpu",
-                                       candidate_depth=1000, n_full_scores=1000)  # fmt: skip
+    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=plaid_config(codec), codec=codec,
+                                       device="cpu", candidate_depth=1000, n_full_scores=1000, n_refine=1000)  # fmt: skip
     store.add_texts(texts, metas, ids)
     docs = dict(zip(ids, tiny_encoder.encode_documents(texts), strict=True))
     for query in QUERIES:
@@ -120,6 +125,36 @@ def test_only_the_best_candidates_residuals_are_read(tiny_encoder: ColBERTEncode
     assert all(CENTROID_IDS in p.payload and RESIDUALS not in p.payload and not p.vector for p in candidates)
     residual_reads = [n for n, fields in asked if isinstance(fields, list) and RESIDUALS in fields]
     assert residual_reads == [4]  # ... but only the best n_full_scores have their residuals read
+
+
+def test_a_two_stage_codec_reads_its_second_stage_for_the_best_n_refine_only(tiny_encoder: ColBERTEncoder) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    config = CollectionConfig(token_layout="plaid", nbits=4, quantizer="rq")
+    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=config, device="cpu", n_full_scores=8,
+                                       n_refine=4, candidate_depth=1000)  # fmt: skip
+    store.add_texts(texts, metas, ids)
+    codec = store.codec
+    assert codec is not None and codec.stages == 2
+    asked: list[tuple[list[str], Any]] = []
+    retrieve = client.retrieve
+    client.retrieve = lambda *a, **kw: asked.append((kw["ids"], kw["with_payload"])) or retrieve(*a, **kw)  # type: ignore[method-assign]
+    hits = store.search("protein cell", k=3)
+    first = [pids for pids, fields in asked if isinstance(fields, list) and RESIDUALS in fields]
+    second = [pids for pids, fields in asked if isinstance(fields, list) and REFINEMENT in fields]
+    assert [len(p) for p in first] == [8] and [len(p) for p in second] == [4] and set(second[0]) <= set(first[0])
+    # The hits come from those four, scored on their full codes (both stages).
+    q = tiny_encoder.encode_queries("protein cell")
+    docs = dict(zip(ids, tiny_encoder.encode_documents(texts), strict=True))
+    assert len(hits) == 3
+    for hit in hits:
+        assert hit.score == pytest.approx(decompressed_maxsim(codec, q, docs[hit.id]), abs=1e-4)
+    # Stored as two fields: the first stage's bytes, then the second's; read back whole.
+    point = client.scroll(store.collection_name, limit=1, with_payload=True)[0][0]
+    assert {RESIDUALS, REFINEMENT} <= set(point.payload)
+    doc = point.payload["doc_id"]
+    torch.testing.assert_close(store.get_embeddings([doc])[doc],
+                               codec.decompress(*codec.compress(docs[doc].half().float())), atol=1e-6, rtol=0)  # fmt: skip
 
 
 def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, tiny_encoder: ColBERTEncoder) -> None:
@@ -176,7 +211,7 @@ def test_first_write_trains_the_codec_and_later_writes_reuse_it(tiny_encoder: Co
 def test_long_documents_split_into_windows_score_as_one(tiny_encoder: ColBERTEncoder, plaid_store) -> None:
     codec = plaid_store.index.codec
     ids, texts, metas = corpus()
-    kwargs: dict[str, Any] = {"config": PLAID, "codec": codec, "device": "cpu", "candidate_depth": 1000}
+    kwargs: dict[str, Any] = {"config": plaid_config(codec), "codec": codec, "device": "cpu", "candidate_depth": 1000}
     whole = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, **kwargs)
     split = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, max_tokens_per_point=4, **kwargs)
     for store in (whole, split):
@@ -197,7 +232,13 @@ def test_add_codes_checks_the_codec(tiny_encoder: ColBERTEncoder, plaid_store) -
     fp16 = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder)
     with pytest.raises(InvalidInputError, match="token_layout='plaid'"):
         fp16.add_codes(["t"], [codes], [residuals], codec=codec)
-    store = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, config=PLAID)
+    with pytest.raises(CollectionMismatchError, match="stage"):  # a codec of the other quantizer
+        other_kind = "pq" if codec.stages == 2 else "rq"
+        QdrantLateInteractionStore(
+            QdrantClient(":memory:"), name(), tiny_encoder, config=CollectionConfig(token_layout="plaid", nbits=4,
+                                                                                    quantizer=other_kind)
+        ).add_codes(["t"], [codes], [residuals], codec=codec)  # fmt: skip
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, config=plaid_config(codec))
     with pytest.raises(InvalidInputError, match="codec"):
         store.add_codes(["t"], [codes], [residuals])  # no codec anywhere yet
     store.add_codes(["t"], [codes], [residuals], ids=["a"], codec=codec)
@@ -212,12 +253,13 @@ def test_add_codes_checks_the_codec(tiny_encoder: ColBERTEncoder, plaid_store) -
     assert "b" not in store and store.get(["a"])[0].text == "t"
 
 
-@pytest.mark.parametrize("quantizer", ["pq", "scalar"])
+@pytest.mark.parametrize("quantizer", ["pq", "scalar", "rq"])
 def test_codec_serialisation_round_trips(tiny_encoder: ColBERTEncoder, quantizer: str) -> None:
     index = PLAIDIndex(config=PLAIDConfig(nbits=2, n_centroids=8, quantizer=quantizer), device="cpu")  # type: ignore[arg-type]
     index.train(torch.cat(tiny_encoder.encode_documents(corpus()[1])))
     codec = index.codec
     back = codec_from_bytes(codec_bytes(codec))
+    assert (back.nbits, back.stages, back.quantizer) == (codec.nbits, codec.stages, quantizer)
     for field in ("centroids", "codebooks", "rotation", "levels"):
         a, b = getattr(codec, field), getattr(back, field)
         assert (a is None and b is None) or torch.equal(a, b), field

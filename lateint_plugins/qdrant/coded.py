@@ -8,7 +8,9 @@ A query runs in two stages, as PLAID does. **Stage A**: Qdrant returns the candi
 prefetch ∪ BM25 prefetch, filter applied) with their centroid ids only; each is scored by centroid
 interaction (MaxSim against its tokens' centroids) here. **Stage B**: the residuals of the best
 ``n_full_scores`` (at least ``k``) are retrieved, decompressed and scored by MaxSim: the score a
-PLAID index gives the same codes. Reading vectors (``get_embeddings``, ``iter_documents``, sync)
+PLAID index gives the same codes. With a two-stage codec, stage B reads the first stage's
+residuals only, and **stage C** the second stage's for the best ``n_refine`` (at least ``k``),
+scored again on their full codes. Reading vectors (``get_embeddings``, ``iter_documents``, sync)
 returns decompressed vectors.
 """
 
@@ -35,9 +37,11 @@ from lateint_plugins.qdrant.codes import (
     codec_point_id,
     codec_points,
     decode_ids,
+    decode_residual_fields,
     decode_residuals,
     encode_ids,
-    encode_residuals,
+    encode_residual_fields,
+    residual_fields,
     train,
 )
 from lateint_plugins.qdrant.errors import CollectionMismatchError
@@ -47,6 +51,7 @@ from lateint_plugins.qdrant.layout import (
     _SCROLL_PAGE,
     CENTROID_IDS,
     POOLED,
+    REFINEMENT,
     RESIDUALS,
     TOKENS,
     StoredDocument,
@@ -66,6 +71,8 @@ logger = logging.getLogger(__name__)
 
 N_FULL_SCORES = 64
 """Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
+N_REFINE = 16
+"""Default candidates per query whose second-stage residuals are read too (a two-stage codec)."""
 
 
 class _Coded(_Writer):
@@ -73,14 +80,16 @@ class _Coded(_Writer):
 
     # Set by QdrantLateInteractionStore.__init__.
     n_full_scores: int
+    n_refine: int
     _codec: ResidualCodec | None
     _given_codec: ResidualCodec | None
 
-    def _init_codes(self, codec: ResidualCodec | None, n_full_scores: int) -> None:
+    def _init_codes(self, codec: ResidualCodec | None, n_full_scores: int, n_refine: int) -> None:
         if codec is not None and not isinstance(codec, ResidualCodec):
             raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
         self._given_codec, self._codec = codec, None
         self.n_full_scores = check_k(n_full_scores, "n_full_scores")
+        self.n_refine = check_k(n_refine, "n_refine")
 
     def _refuse_native(self) -> None:
         if self._plaid:
@@ -129,17 +138,21 @@ class _Coded(_Writer):
                 f"Collection {self.collection_name!r} has no codec yet: pass codec= to the store, or add "
                 "embeddings (a codec is trained on the first documents written)."
             )
-        codec = self._given_codec or train(matrices, self.config.nbits, self.config.n_centroids)
+        codec = self._given_codec or train(
+            matrices, self.config.nbits, self.config.n_centroids, quantizer=self.config.quantizer
+        )
         return self._record_codec(codec)
 
     def _record_codec(self, codec: ResidualCodec) -> ResidualCodec:
         """Write ``codec``'s points, then name it in the marker (the commit); a codec recorded meanwhile wins."""
         from qdrant_client import models
 
-        if codec.dim != self.encoder.dim or codec.nbits != self.config.nbits:
+        stages = 2 if self.config.quantizer == "rq" else 1
+        if codec.dim != self.encoder.dim or codec.nbits != self.config.nbits or codec.stages != stages:
             raise CollectionMismatchError(
-                f"codec has {codec.dim}-d vectors and nbits={codec.nbits}, collection {self.collection_name!r} holds "
-                f"{self.encoder.dim}-d vectors at nbits={self.config.nbits}; train or pass a matching codec."
+                f"codec has {codec.dim}-d vectors, nbits={codec.nbits} and {codec.stages} stage(s); collection "
+                f"{self.collection_name!r} holds {self.encoder.dim}-d vectors at nbits={self.config.nbits}, "
+                f"quantizer={self.config.quantizer!r} ({stages} stage(s)); train or pass a matching codec."
             )
         entry, parts = codec_points(codec)
         points = [models.PointStruct(id=pid, vector={}, payload=payload) for pid, payload in parts]
@@ -239,8 +252,8 @@ class _Coded(_Writer):
         step = self.max_tokens_per_point
         for w, point in enumerate(points):
             cast(dict, point.vector).pop(TOKENS)
-            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(codes[w * step : (w + 1) * step])}
-            point.payload[RESIDUALS] = encode_residuals(residuals[w * step : (w + 1) * step])
+            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(codes[w * step : (w + 1) * step]),
+                             **encode_residual_fields(residuals[w * step : (w + 1) * step], codec)}  # fmt: skip
         return points
 
     # ------------------------------------------------------------------ reading vectors: decompressed
@@ -264,14 +277,17 @@ class _Coded(_Writer):
     def _decompressed(self, points: list[Any]) -> list[Any]:
         """``points`` with ``vector = {"tokens": (n, dim) float32 array}`` decompressed from their payload codes."""
         codec = self._current_codec()
-        coded = [p for p in points if p.payload and CENTROID_IDS in p.payload and RESIDUALS in p.payload]
         for p in points:
             p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no codes: an incomplete window
-        if codec is None or not coded:
+        if codec is None:
+            return points
+        fields = [CENTROID_IDS, *residual_fields(codec)]
+        coded = [p for p in points if p.payload and all(f in p.payload for f in fields)]
+        if not coded:
             return points
         device = codec.centroids.device
         ids = [decode_ids(p.payload[CENTROID_IDS]) for p in coded]
-        residuals = torch.cat([decode_residuals(p.payload[RESIDUALS], codec.bytes_per_token) for p in coded])
+        residuals = torch.cat([decode_residual_fields(p.payload, codec) for p in coded])
         dense = codec.decompress(torch.cat(ids).to(device).long(), residuals.to(device)).cpu().numpy()
         for p, part in zip(coded, np.split(dense, np.cumsum([len(i) for i in ids])[:-1]), strict=True):
             p.vector = {TOKENS: part}
@@ -327,16 +343,17 @@ class _Coded(_Writer):
         keys = self.config.payload_keys
         fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
         page: list[Any] = []
-        pages = super()._scroll_points([*fields, CENTROID_IDS, RESIDUALS])
+        code_fields = [CENTROID_IDS, *residual_fields(codec)]
+        pages = super()._scroll_points([*fields, *code_fields])
         for p in itertools.chain(pages, [None]):
             if p is not None:
                 page.append(p)
             if page and (p is None or len(page) >= _SCROLL_PAGE):
-                windows, heads, _ = self._coded_windows(page, [CENTROID_IDS, RESIDUALS], fields)
+                windows, heads, _ = self._coded_windows(page, code_fields, fields)
                 for d, parts in windows.items():
                     doc = self._result(d, 0.0, heads[d])
                     codes = torch.cat([decode_ids(q.payload[CENTROID_IDS]) for q in parts])
-                    res = torch.cat([decode_residuals(q.payload[RESIDUALS], codec.bytes_per_token) for q in parts])
+                    res = torch.cat([decode_residual_fields(q.payload, codec) for q in parts])
                     yield (StoredDocument(d, doc.text, doc.metadata, heads[d].get("content_hash")),
                            CodedTokens(codes, res, codec.dim))  # fmt: skip
                 page = []
@@ -349,9 +366,8 @@ class _Coded(_Writer):
         k: int,
         depth: int,
         qfilter: models.Filter | None,
-        n_full_scores: int,
     ) -> list[list[SearchResult]]:
-        """Stage A (centroid ids of every candidate) then stage B (residuals of the best ``n_full_scores``)."""
+        """Stages A (centroid ids of the candidates), B (residuals of the best) and C (see the module docstring)."""
         codec = self._current_codec()
         if codec is None:
             return [[] for _ in queries]
@@ -365,46 +381,61 @@ class _Coded(_Writer):
                 ranked.append([])
                 continue
             qd = q.to(codec.centroids.device, torch.float32)
-            ids = [torch.cat([decode_ids(p.payload[CENTROID_IDS]) for p in windows[d]]) for d in doc_ids]
-            approx = segment_max((qd @ codec.centroids.T).index_select(1, torch.cat(ids).to(qd.device).long()),
-                                 torch.tensor([len(i) for i in ids])).sum(0)  # fmt: skip
-            best = torch.topk(approx, min(len(doc_ids), max(k, n_full_scores))).indices.tolist()
-            ranked.append(self._full_scores(qd, codec, [doc_ids[i] for i in best], windows, [ids[i] for i in best], k))
+            ids = {d: torch.cat([decode_ids(p.payload[CENTROID_IDS]) for p in windows[d]]) for d in doc_ids}
+            every = torch.cat(list(ids.values())).to(qd.device).long()
+            approx = segment_max((qd @ codec.centroids.T).index_select(1, every),
+                                 torch.tensor([len(i) for i in ids.values()])).sum(0)  # fmt: skip
+            best = [doc_ids[i] for i in torch.topk(approx, min(len(doc_ids), max(k, self.n_full_scores))).indices]
+            residuals = self._read_stage(codec, 0, best, windows, ids)
+            best = [d for d in best if d in residuals]
+            scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], [residuals[d] for d in best])
+            if codec.stages == 2 and best:
+                best = [best[i] for i in torch.topk(scores, min(len(best), max(k, self.n_refine))).indices]
+                second = self._read_stage(codec, 1, best, windows, ids)
+                best = [d for d in best if d in second]
+                full = [torch.cat([residuals[d], second[d]], dim=1) for d in best]
+                scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], full)
+            top = torch.topk(scores, min(k, len(best)))
+            ranked.append([(best[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
         return self._results(ranked)
 
-    def _full_scores(
+    def _read_stage(
         self,
-        q: torch.Tensor,
         codec: ResidualCodec,
+        stage: int,
         doc_ids: list[str],
         windows: dict[str, list[Any]],
-        ids: list[torch.Tensor],
-        k: int,
-    ) -> list[tuple[str, float]]:
-        """Stage B: MaxSim of ``q`` on the decompressed tokens of ``doc_ids`` (their residuals retrieved now)."""
+        ids: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """One stage's residuals ``(n_tokens, bytes_per_stage)`` of each of ``doc_ids``, read now.
+
+        A document rewritten since stage A has other codes now (another ``write_id``): it is left out.
+        """
+        name = residual_fields(codec)[stage]
         pids = [str(p.id) for d in doc_ids for p in windows[d]]
-        got = {str(p.id): p for p in self._retrieve(pids, payload=["write_id", RESIDUALS], vectors=False)}
-        kept, codes, residuals = [], [], []
-        for d, doc_codes in zip(doc_ids, ids, strict=True):
+        got = {str(p.id): p for p in self._retrieve(pids, payload=["write_id", name], vectors=False)}
+        out: dict[str, torch.Tensor] = {}
+        for d in doc_ids:
             parts = [got.get(str(p.id)) for p in windows[d]]
-            # A document rewritten between the stages has other residuals now: leave it out.
-            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or RESIDUALS not in r.payload
+            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or name not in r.payload
                    for r, p in zip(parts, windows[d], strict=True)):  # fmt: skip
                 logger.debug("Document %r changed while it was searched; left out", d)
                 continue
-            res = torch.cat([decode_residuals(r.payload[RESIDUALS], codec.bytes_per_token) for r in parts])  # type: ignore[union-attr]
-            if res.shape[0] != doc_codes.shape[0]:
-                continue
-            kept.append(d)
-            codes.append(doc_codes)
-            residuals.append(res)
-        if not kept:
-            return []
+            res = torch.cat([decode_residuals(r.payload[name], codec.bytes_per_stage) for r in parts])  # type: ignore[union-attr]
+            if res.shape[0] == ids[d].shape[0]:
+                out[d] = res
+        return out
+
+    @staticmethod
+    def _maxsim_codes(
+        q: torch.Tensor, codec: ResidualCodec, codes: list[torch.Tensor], residuals: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """MaxSim of ``q (q_len, dim)`` with each document's decompressed tokens: ``(n_docs,)`` on the CPU."""
+        if not codes:
+            return torch.zeros(0)
         device = q.device
         sims = codec.similarities(q, torch.cat(codes).to(device).long(), torch.cat(residuals).to(device))
-        scores = segment_max(sims, torch.tensor([len(c) for c in codes]), empty=0.0).sum(0).cpu()
-        top = torch.topk(scores, min(k, len(kept)))
-        return [(kept[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        return segment_max(sims, torch.tensor([len(c) for c in codes]), empty=0.0).sum(0).cpu()
 
     def _code_request(
         self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
@@ -426,4 +457,4 @@ def _with_codes(payload: Any) -> Any:
     """A ``with_payload`` selector that also returns the codes."""
     if payload is True:
         return True
-    return [*(payload or []), CENTROID_IDS, RESIDUALS]
+    return [*(payload or []), CENTROID_IDS, RESIDUALS, REFINEMENT]

@@ -6,7 +6,9 @@ Pure functions of a codec or of codes; nothing here talks to Qdrant.
 window's centroid ids (int16, little-endian), and ``residuals``, the base64 of its packed residuals
 (``dim * nbits / 8`` bytes per token, :class:`~lateint_plugins.core.codec.ResidualCodec`). Two
 fields, so a query reads the ids of every candidate (~0.6 KB for a 236-token document) and the
-residuals (~7.5 KB at 96-d, 2 bits) of the few it scores exactly. Base64 costs 4/3 of the raw
+residuals (~7.5 KB at 96-d, 2 bits) of the few it scores exactly. A two-stage codec
+(``quantizer="rq"``) splits the residuals: ``residuals`` holds the first stage's bytes and
+``residuals_2`` the second's, read for the fewer candidates scored on the full codes. Base64 costs 4/3 of the raw
 bytes, in JSON and in protobuf alike (a string), and keeps the payload plain JSON.
 
 **The codec** (centroids in fp16, codebooks, rotation, levels: ~0.9 MB at 4096 x 96-d centroids) is
@@ -27,13 +29,14 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train_codec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
+from lateint_plugins.qdrant.layout import REFINEMENT, RESIDUALS
 
 CODEC_FIELD = "lateint_codec"
 _CODEC_NAMESPACE = uuid.UUID("0b6c2f4e-3d1a-5e8b-9c7f-1a2b3c4d5e6f")
@@ -102,7 +105,35 @@ def decode_residuals(text: str, bytes_per_token: int) -> torch.Tensor:
     return torch.from_numpy(raw.reshape(-1, bytes_per_token).copy())
 
 
-def train(samples: Sequence[torch.Tensor], nbits: int, n_centroids: int | None, *, seed: int = 42) -> ResidualCodec:
+def residual_fields(codec: ResidualCodec) -> tuple[str, ...]:
+    """The payload fields a window's residuals are stored in: one per stage of ``codec``."""
+    return (RESIDUALS, REFINEMENT)[: codec.stages]
+
+
+def encode_residual_fields(residuals: torch.Tensor, codec: ResidualCodec) -> dict[str, str]:
+    """Packed residuals ``(n, bytes_per_token)`` -> their payload fields, a stage's bytes in each."""
+    step = codec.bytes_per_stage
+    return {name: encode_residuals(residuals[:, i * step : (i + 1) * step])
+            for i, name in enumerate(residual_fields(codec))}  # fmt: skip
+
+
+def decode_residual_fields(payload: Mapping[str, Any], codec: ResidualCodec) -> torch.Tensor:
+    """Inverse of :func:`encode_residual_fields`: ``(n, bytes_per_token)`` uint8."""
+    names = residual_fields(codec)
+    parts = [decode_residuals(payload[name], codec.bytes_per_stage) for name in names]
+    if any(part.shape[0] != parts[0].shape[0] for part in parts):
+        raise CorruptIndexError(f"the residual fields {names} of a point hold different numbers of tokens.")
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def train(
+    samples: Sequence[torch.Tensor],
+    nbits: int,
+    n_centroids: int | None,
+    *,
+    quantizer: Literal["pq", "rq"] = "pq",
+    seed: int = 42,
+) -> ResidualCodec:
     """A codec for a collection from the first documents written (``(n_tokens, dim)`` each).
 
     Samples up to :data:`MAX_TRAINING_TOKENS` tokens; the number of centroids defaults from all
@@ -120,7 +151,8 @@ def train(samples: Sequence[torch.Tensor], nbits: int, n_centroids: int | None, 
     else:
         tokens = torch.cat([s.detach().to("cpu", torch.float32) for s in samples])
     wanted = n_centroids or default_n_centroids(n_tokens, nbits)
-    return train_codec(tokens, n_centroids=min(wanted, max(1, tokens.shape[0] // 4)), nbits=nbits, seed=seed)
+    n_centroids = min(wanted, max(1, tokens.shape[0] // 4))
+    return train_codec(tokens, n_centroids=n_centroids, nbits=nbits, quantizer=quantizer, seed=seed)
 
 
 def codec_bytes(codec: ResidualCodec) -> bytes:
@@ -134,6 +166,9 @@ def codec_bytes(codec: ResidualCodec) -> bytes:
     }
     if codec.levels is not None:
         tensors["levels"] = codec.levels.detach().to("cpu", torch.float32).contiguous()
+    if codec.stages > 1:
+        tensors["stages"] = torch.tensor([codec.stages])
+    # One metadata key: safetensors writes several in no fixed order, and the bytes name the codec.
     return save(tensors, metadata={"nbits": str(codec.nbits)})
 
 
@@ -147,8 +182,14 @@ def codec_from_bytes(blob: bytes) -> ResidualCodec:
         header_len = int.from_bytes(blob[:8], "little")
         nbits = int(json.loads(blob[8 : 8 + header_len])["__metadata__"]["nbits"])
         tensors = load(blob)
+        stages = int(tensors["stages"][0]) if "stages" in tensors else 1
         return ResidualCodec(
-            tensors["centroids"].float(), tensors["codebooks"], tensors["rotation"], nbits, tensors.get("levels")
+            tensors["centroids"].float(),
+            tensors["codebooks"],
+            tensors["rotation"],
+            nbits,
+            tensors.get("levels"),
+            stages,
         )
     except (KeyError, ValueError, TypeError, InvalidInputError) as exc:
         raise CorruptIndexError(f"the collection's codec does not decode ({exc}); re-create the collection.") from exc
@@ -170,7 +211,7 @@ def codec_points(codec: ResidualCodec) -> tuple[dict[str, Any], list[tuple[str, 
         for i in range(n_parts)
     ]  # fmt: skip
     entry = {"id": ident, "n_parts": n_parts, "nbits": codec.nbits, "n_centroids": codec.n_centroids,
-             "quantizer": "scalar" if codec.levels is not None else "pq"}  # fmt: skip
+             "quantizer": codec.quantizer}  # fmt: skip
     return entry, points
 
 

@@ -35,12 +35,14 @@ from lateint_plugins.core.errors import (
 if TYPE_CHECKING:
     from qdrant_client import models
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 """Newest collection layout this version reads (recorded in the collection metadata; newer ones are refused).
 
 1: windows 1.. at ``uuid5(doc_id, window)`` (read, never written any more); 2: windows 1.. under fresh
 point ids per write, window 0 the commit point; 3: ``token_layout="plaid"`` (PLAID codes in the
-payload, the codec in codec points). An fp16 collection records 2, so older readers still open it.
+payload, the codec in codec points); 4: a two-stage codec (``quantizer="rq"``), its residuals split
+into ``residuals`` (first stage) and ``residuals_2`` (second). An fp16 collection records 2 and a
+one-stage PLAID one 3, so older readers still open them.
 """
 MAX_MULTIVECTOR_FLOATS = 1_048_576
 """Qdrant's cap on the floats of one multivector (tokens x dim) in one point."""
@@ -48,6 +50,7 @@ MAX_MULTIVECTOR_FLOATS = 1_048_576
 TOKENS = "tokens"
 CENTROID_IDS = "centroid_ids"
 RESIDUALS = "residuals"
+REFINEMENT = "residuals_2"
 POOLED = "pooled"
 LEXICAL = "lexical"
 BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
@@ -93,12 +96,14 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
         # Collections written before token_layout existed hold fp16 multivectors.
         token_layout=recorded.get("token_layout", "fp16"),
         nbits=int(recorded.get("nbits") or 2),
+        quantizer=recorded.get("quantizer") or "pq",
     )
 
 
 def marker_version(config: CollectionConfig) -> int:
     """The layout version a collection in ``config`` records: the oldest that reads it."""
-    return LAYOUT_VERSION if config.token_layout == "plaid" else min(LAYOUT_VERSION, 2)
+    oldest = 2 if config.token_layout == "fp16" else 4 if config.quantizer == "rq" else 3
+    return min(LAYOUT_VERSION, oldest)
 
 
 def recorded_marker(info: Any) -> dict[str, Any]:
@@ -108,7 +113,18 @@ def recorded_marker(info: Any) -> dict[str, Any]:
 
 # Payload fields of the layout's own bookkeeping (the commit protocol and sync); not renameable.
 _RESERVED_KEYS = frozenset(
-    {"doc_id", "window", "n_windows", "n_tokens", "write_id", "layout", "content_hash", CENTROID_IDS, RESIDUALS}
+    {
+        "doc_id",
+        "window",
+        "n_windows",
+        "n_tokens",
+        "write_id",
+        "layout",
+        "content_hash",
+        CENTROID_IDS,
+        RESIDUALS,
+        REFINEMENT,
+    }
 )
 TokenLayout = Literal["fp16", "plaid"]
 
@@ -185,6 +201,11 @@ class CollectionConfig:
             (``n_full_scores``): ~1/30 of the bytes on SciFact (local mode only). Recorded in
             the collection's metadata and read back on open.
         nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4).
+        quantizer: the residual quantiser of a codec trained by the first write: ``"pq"``, or
+            ``"rq"`` (nbits 2 or 4), two stages of ``nbits / 2`` bits stored in two payload fields:
+            a query reads the first stage's bytes for the best ``n_full_scores`` candidates and the
+            second's for the best ``n_refine`` only, at the bytes of ``nbits / 2`` and the accuracy
+            of ``nbits``. Recorded and read back on open.
         n_centroids: centroids of a codec trained by the first write (default from the number of
             tokens written, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
     """
@@ -205,6 +226,7 @@ class CollectionConfig:
     payload_keys: PayloadKeys = field(default_factory=PayloadKeys)
     token_layout: TokenLayout = "fp16"
     nbits: int = 2
+    quantizer: Literal["pq", "rq"] = "pq"
     n_centroids: int | None = None
 
     def __post_init__(self) -> None:
@@ -212,6 +234,11 @@ class CollectionConfig:
             raise InvalidInputError(f"token_layout must be 'fp16' or 'plaid', got {self.token_layout!r}.")
         if isinstance(self.nbits, bool) or self.nbits not in (1, 2, 4):
             raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
+        if self.quantizer not in ("pq", "rq") or (self.quantizer == "rq" and self.nbits == 1):
+            raise InvalidInputError(
+                f"quantizer must be 'pq', or 'rq' with nbits 2 or 4; got quantizer={self.quantizer!r}, "
+                f"nbits={self.nbits}."
+            )
         if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         if not isinstance(self.payload_keys, PayloadKeys):
@@ -316,6 +343,7 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         "token_dtype": "float16" if config.token_layout == "fp16" else None,
         "token_layout": config.token_layout,
         "nbits": config.nbits if config.token_layout == "plaid" else None,
+        "quantizer": config.quantizer if config.token_layout == "plaid" else None,
         "payload_keys": asdict(config.payload_keys),
         "payload_indexes": dict(config.payload_indexes),
         "encoder_config": encoder_config,

@@ -32,7 +32,7 @@ from lateint_plugins.core.errors import (
 )
 from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.store import SearchResult, check_search_options
-from lateint_plugins.qdrant.coded import N_FULL_SCORES, _Coded
+from lateint_plugins.qdrant.coded import N_FULL_SCORES, N_REFINE, _Coded
 from lateint_plugins.qdrant.collection import check_recorded, create_collection
 from lateint_plugins.qdrant.errors import (
     CollectionMismatchError,
@@ -96,6 +96,9 @@ class QdrantLateInteractionStore(_Coded):
             records on its first write, instead of training one on the documents of that write.
         n_full_scores: candidates per query scored exactly in a ``token_layout="plaid"``
             collection (their residuals read); the rest are ranked by their centroids only.
+        n_refine: with a two-stage codec (``quantizer="rq"``), those of the ``n_full_scores``
+            (scored on the first stage's residuals) whose second stage is read too: the best
+            ``max(k, n_refine)``, scored again on their full codes, give the hits.
 
     Writes to one collection are serialised by a lock shared by every store object on the same
     client in this process; reads need no lock (see "crash-safe" in the module docstring).
@@ -126,9 +129,10 @@ class QdrantLateInteractionStore(_Coded):
         allow_model_mismatch: bool = False,
         codec: ResidualCodec | None = None,
         n_full_scores: int = N_FULL_SCORES,
+        n_refine: int = N_REFINE,
     ) -> None:
         require("qdrant_client", _EXTRA)
-        self._init_codes(codec, n_full_scores)
+        self._init_codes(codec, n_full_scores, n_refine)
         _check_client(client)
         self.client = client
         self.collection_name = _check_collection_name(collection_name)
@@ -172,7 +176,8 @@ class QdrantLateInteractionStore(_Coded):
             )
         check_recorded(name, recorded, self.encoder, self.marker, self.allow_model_mismatch)
         existing = recorded_config(recorded)
-        recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys", "token_layout", "nbits")
+        recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys", "token_layout", "nbits",
+                           "quantizer")  # fmt: skip
         if config != CollectionConfig() and any(getattr(existing, f) != getattr(config, f) for f in recorded_fields):
             logger.warning("Collection %r exists with %s; the config passed is ignored", name, existing)
         self.marker = recorded
@@ -369,7 +374,7 @@ class QdrantLateInteractionStore(_Coded):
             self._refuse_native()
             return self._search_native(queries, lexical, k, depth, qfilter)
         if self._plaid:
-            return self._search_codes(queries, lexical, k, depth, qfilter, self.n_full_scores)
+            return self._search_codes(queries, lexical, k, depth, qfilter)
         return self._search_local(queries, lexical, k, depth, qfilter)
 
     def get(self, ids: Sequence[str]) -> list[SearchResult]:

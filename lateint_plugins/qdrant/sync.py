@@ -78,7 +78,8 @@ def sync_to_qdrant(
     batch_size = check_k(batch_size, "batch_size")
     plaid = source.index if isinstance(source.index, PLAIDIndex) and source.index.codec is not None else None
     if plaid is not None and config is None:
-        config = CollectionConfig(token_layout="plaid", nbits=plaid.config.nbits)
+        quantizer: Literal["pq", "rq"] = "rq" if plaid.codec.stages == 2 else "pq"
+        config = CollectionConfig(token_layout="plaid", nbits=plaid.config.nbits, quantizer=quantizer)
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
                                        write_batch_size=batch_size, codec=plaid.codec if plaid else None,
                                        allow_model_mismatch=allow_model_mismatch)  # fmt: skip
@@ -169,7 +170,7 @@ def sync_from_qdrant(
     kind = index or ("plaid" if coded else "exact")
     codec = remote.codec
     if kind == "plaid":
-        quantizer: Literal["pq", "scalar"] = "scalar" if codec is not None and codec.levels is not None else "pq"
+        quantizer = codec.quantizer if codec is not None else "pq"
         config = PLAIDConfig(nbits=codec.nbits if codec else remote.config.nbits, quantizer=quantizer)
         target = PLAIDIndex(encoder.dim, config=config, search_config=search_config, codec=codec, device=device)
         store = LateInteractionStore(encoder, target)
