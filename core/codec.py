@@ -33,6 +33,19 @@ _PACK_ROWS = 1024  # tokens per quantisation block: the (blocks, rows, 256) dist
 _SCORE_ROWS = 4096  # tokens decompressed at a time by `similarities` on a CPU (16x that on a GPU)
 
 
+RQ_NBITS = (4, 6, 8)
+"""``nbits`` of a residual quantiser (``quantizer="rq"``): stages of 2 bits, ``nbits // 2`` of them."""
+
+
+def check_quantizer(nbits: int, quantizer: str) -> None:
+    """Raise :class:`InvalidInputError` unless ``quantizer`` can store ``nbits`` bits per dimension."""
+    if quantizer not in ("pq", "scalar", "rq"):
+        raise InvalidInputError(f"quantizer must be 'pq', 'scalar' or 'rq', got {quantizer!r}.")
+    allowed = RQ_NBITS if quantizer == "rq" else (1, 2, 4)
+    if isinstance(nbits, bool) or nbits not in allowed:
+        raise InvalidInputError(f"nbits must be one of {allowed} with quantizer={quantizer!r}, got {nbits!r}.")
+
+
 def default_n_centroids(n_tokens: int, nbits: int = 2) -> int:
     """Power of two near ``4 * sqrt(n_tokens)`` (``16 * sqrt`` at ``nbits=4``), between 16 and 32768.
 
@@ -240,22 +253,23 @@ class ResidualCodec:
     256-entry codebook. Decompression is a table lookup: ``c + codebooks[block, byte] @ rotation.T``,
     normalised.
 
-    With ``stages=2`` (``quantizer="rq"``) the residual is quantised twice: a first ``nbits / 2``-bit
-    code, then the same for what it missed, each byte covering twice the dimensions. A token's
-    bytes are the first stage's then the second's, and the first ``bytes_per_stage`` alone decode
-    to a coarser vector: a reader can score on half the bytes and fetch the rest for a few. At
-    ``nbits=4`` two 2-bit stages reconstruct as well as one 4-bit code.
+    With ``stages > 1`` (``quantizer="rq"``, ``nbits = 2 * stages``) the residual is quantised in
+    stages of 2 bits per dimension (a byte per 4 dimensions), each on what the stages before it
+    missed. A token's bytes are the first stage's, then the second's, ...; the first
+    ``bytes_per_stage`` alone decode to a coarser vector, so a reader can score on a fraction of
+    the bytes and fetch the rest for a few. Two 2-bit stages reconstruct about as well as one
+    4-bit code; a third cuts the error about sixfold again.
 
     Attributes:
         centroids: ``(n_centroids, dim)`` float32.
         codebooks: ``(bytes_per_token, 256, block_width)`` float32: each byte's 256 reconstructions
             (byte ``j`` covers block ``j % (dim // block_width)``).
         rotation: ``(dim, dim)`` orthogonal float32 applied to residuals before quantising.
-        nbits: bits per dimension (1, 2 or 4).
+        nbits: bits per dimension (1, 2 or 4; 4, 6 or 8 with stages).
         levels: ``(dim, 2**nbits)`` per-dimension reconstruction levels of a scalar quantiser
             (bucket cutoffs are the midpoints), whose product grid the codebooks then hold; None
             for a product quantiser with freely learned codebooks.
-        stages: 1, or 2 for a two-stage residual quantiser (see above).
+        stages: 1, or 2 to 4 for a residual quantiser of 2 bits a stage (see above).
     """
 
     centroids: torch.Tensor
@@ -266,12 +280,13 @@ class ResidualCodec:
     stages: int = 1
 
     def __post_init__(self) -> None:
-        if self.nbits not in (1, 2, 4):
-            raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
-        if self.stages not in (1, 2) or (self.stages == 2 and (self.nbits == 1 or self.levels is not None)):
+        if self.stages not in (1, 2, 3, 4) or (self.stages > 1 and self.levels is not None):
+            raise InvalidInputError(f"stages must be 1, or 2 to 4 without levels, got {self.stages!r}.")
+        check_quantizer(self.nbits, self.quantizer)
+        if self.stages > 1 and self.nbits != 2 * self.stages:
             raise InvalidInputError(
-                f"stages must be 1, or 2 for a product quantiser of nbits 2 or 4; got stages={self.stages!r}, "
-                f"nbits={self.nbits}."
+                f"a residual quantiser stores 2 bits a stage: {self.stages} stages need nbits={2 * self.stages}, "
+                f"got {self.nbits}."
             )
         dim = self.centroids.shape[1]
         if dim % self.block_width:
@@ -302,7 +317,7 @@ class ResidualCodec:
     @property
     def quantizer(self) -> Literal["pq", "scalar", "rq"]:
         """The ``quantizer`` of :func:`train_codec` that makes codecs of this kind."""
-        return "scalar" if self.levels is not None else "rq" if self.stages == 2 else "pq"
+        return "scalar" if self.levels is not None else "rq" if self.stages > 1 else "pq"
 
     @property
     def block_width(self) -> int:
@@ -513,12 +528,12 @@ def train_codec(
     Args:
         sample: ``(n, dim)`` unit token vectors drawn from the corpus.
         n_centroids: number of k-means centroids.
-        nbits: residual bits per dimension (1, 2, 4).
+        nbits: residual bits per dimension (1, 2, 4; 4, 6 or 8 with ``quantizer="rq"``).
         quantizer: ``"pq"`` learns each byte's 256 codewords jointly (k-means over the block's
             ``8 // nbits`` dimensions); ``"scalar"`` learns ``2**nbits`` levels per dimension
             (ColBERTv2's per-dimension buckets, Lloyd-Max refined) and uses their product grid;
-            ``"rq"`` (nbits 2 or 4) learns two ``nbits / 2``-bit product quantisers, the second on
-            what the first missed (``stages=2``: the first half of each token's bytes decodes alone).
+            ``"rq"`` (nbits 4, 6 or 8) learns ``nbits / 2`` product quantisers of 2 bits, each on
+            what the ones before it missed (the first stage's bytes of a token decode alone).
             Same storage and decompression; ``"pq"`` and ``"rq"`` reconstruct residuals more
             accurately than ``"scalar"``.
         niters: k-means iterations for the centroids.
@@ -526,12 +541,7 @@ def train_codec(
         heldout_fraction: share of ``sample`` kept out of centroid training to fit the quantiser.
         device: where the returned codec's tensors live.
     """
-    if nbits not in (1, 2, 4):
-        raise InvalidInputError(f"nbits must be 1, 2 or 4, got {nbits!r}.")
-    if quantizer not in ("pq", "scalar", "rq"):
-        raise InvalidInputError(f"quantizer must be 'pq', 'scalar' or 'rq', got {quantizer!r}.")
-    if quantizer == "rq" and nbits == 1:
-        raise InvalidInputError("quantizer='rq' splits nbits over two stages: it needs nbits 2 or 4, got 1.")
+    check_quantizer(nbits, quantizer)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(sample.shape[0], generator=generator)
     n_heldout = max(256, min(int(sample.shape[0] * heldout_fraction), 16_384))
@@ -544,14 +554,14 @@ def train_codec(
     # block waste less.
     rotation = torch.linalg.qr(torch.randn(dim, dim, generator=generator))[0]
     residuals = (heldout - centroids[assign(heldout, centroids)]) @ rotation
-    stages = 2 if quantizer == "rq" else 1
+    stages = nbits // 2 if quantizer == "rq" else 1
     per_byte = 8 * stages // nbits
     blocks = residuals.reshape(residuals.shape[0], dim // per_byte, per_byte).transpose(0, 1)  # (blocks, n, s)
     levels = None
     if quantizer != "scalar":
         books: list[torch.Tensor] = []
         for stage in range(stages):
-            if stage:  # a later stage learns on what the one before it missed
+            if stage:  # a later stage learns on what the ones before it missed
                 nearest = torch.cat([_nearest_codewords(blocks[:, a : a + _PACK_ROWS], books[-1])
                                      for a in range(0, blocks.shape[1], _PACK_ROWS)], dim=1)  # fmt: skip
                 blocks = blocks - _codewords(books[-1], nearest)

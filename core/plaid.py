@@ -37,7 +37,7 @@ import torch
 
 from . import _io
 from ._checks import check_device, check_k, check_non_negative
-from .codec import QueryTables, ResidualCodec, default_n_centroids, pool_tokens, train_codec
+from .codec import QueryTables, ResidualCodec, check_quantizer, default_n_centroids, pool_tokens, train_codec
 from .errors import CorruptIndexError, InvalidInputError, UnknownIdError
 from .index import GrowthBuffer, Index, Metadata, _default_device, ragged_rows
 from .ivf import InvertedLists
@@ -61,11 +61,11 @@ class PLAIDConfig:
     """How the index is built (fixed once trained).
 
     Args:
-        nbits: residual bits per dimension: 1, 2 or 4.
+        nbits: residual bits per dimension: 1, 2 or 4 (4, 6 or 8 with ``quantizer="rq"``).
         quantizer: ``"pq"`` (each byte a learned codeword for a block of dimensions; most accurate),
-            ``"scalar"`` (ColBERTv2's per-dimension buckets; faster to build) or ``"rq"`` (nbits 2
-            or 4: two product quantisers of ``nbits / 2`` bits, the second on what the first
-            missed; as accurate as ``"pq"``, and the first half of a token's bytes decodes alone).
+            ``"scalar"`` (ColBERTv2's per-dimension buckets; faster to build) or ``"rq"`` (nbits 4,
+            6 or 8: product quantisers of 2 bits in ``nbits / 2`` stages, each on what the ones
+            before missed; at 4 bits as accurate as ``"pq"``, and a token's first stage decodes alone).
         n_centroids: k-means centroids (default from the number of tokens and nbits, see
             :func:`~lateint_plugins.core.codec.default_n_centroids`).
         kmeans_niters: k-means iterations.
@@ -86,12 +86,7 @@ class PLAIDConfig:
     pool_factor: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.nbits, bool) or self.nbits not in (1, 2, 4):
-            raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
-        if self.quantizer not in ("pq", "scalar", "rq"):
-            raise InvalidInputError(f"quantizer must be 'pq', 'scalar' or 'rq', got {self.quantizer!r}.")
-        if self.quantizer == "rq" and self.nbits == 1:
-            raise InvalidInputError("quantizer='rq' splits nbits over two stages: it needs nbits 2 or 4, got 1.")
+        check_quantizer(self.nbits, self.quantizer)
         if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         for name in ("kmeans_niters", "max_training_tokens", "pool_factor"):
@@ -565,7 +560,7 @@ class PLAIDIndex(Index):
             if not 1 <= n_centroids <= 32768:
                 raise CorruptIndexError(f"{folder / 'centroids.npy'}: {n_centroids} centroids, expected 1 to 32768.")
             centroids = _io.load_array(folder, "centroids", dtype=np.float16, shape=(n_centroids, dim))
-            stages = 2 if self.config.quantizer == "rq" else 1
+            stages = nbits // 2 if self.config.quantizer == "rq" else 1
             codebooks = _io.load_array(
                 folder, "codebooks", dtype=np.float32, shape=(dim * nbits // 8, 256, 8 * stages // nbits)
             )

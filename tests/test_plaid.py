@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -84,31 +85,31 @@ def test_codec_round_trip_improves_with_bits(corpus, quantizer: str) -> None:
     assert 0.8 < quality[1] < quality[2] < quality[4] <= 1.0
 
 
-@pytest.mark.parametrize("nbits", [2, 4])
-def test_two_stage_codec_first_stage_decodes_alone_and_both_match_one_stage(corpus, nbits: int) -> None:
+@pytest.mark.parametrize("nbits", [4, 6])
+def test_residual_quantiser_first_stage_decodes_alone_and_stages_add_accuracy(corpus, nbits: int) -> None:
     _, docs, _, queries = corpus
     x = torch.cat(docs)
     rq = train_codec(x, n_centroids=64, nbits=nbits, quantizer="rq")
-    assert (rq.stages, rq.quantizer, rq.bytes_per_stage, rq.block_width) == (2, "rq", DIM * nbits // 16, 16 // nbits)
+    assert (rq.stages, rq.quantizer, rq.bytes_per_stage, rq.block_width) == (nbits // 2, "rq", DIM // 4, 4)
     codes, packed = rq.compress(x)
-    assert packed.shape == (len(x), rq.bytes_per_token)
-    first = packed[:, : rq.bytes_per_stage]
+    assert packed.shape == (len(x), rq.bytes_per_token) == (len(x), DIM * nbits // 8)
 
     def error(codec: ResidualCodec, residuals: torch.Tensor) -> float:
         return float((1 - (codec.decompress(codes, residuals) * x).sum(-1)).mean())
 
-    # The first stage is a code of nbits / 2 bits (as good as a one-stage codec of that size); the
-    # second cuts what it missed to about a one-stage codec of nbits.
-    half, full = train_codec(x, n_centroids=64, nbits=nbits // 2), train_codec(x, n_centroids=64, nbits=nbits)
-    assert error(rq, first) == pytest.approx(error(half, half.compress(x)[1]), rel=0.1)
-    assert error(rq, packed) == pytest.approx(error(full, full.compress(x)[1]), rel=0.3)
-    assert error(rq, packed) < error(rq, first) / 2.5
+    # The first j stages' bytes decode alone; each stage cuts what the ones before missed. The
+    # first is as good as a one-stage 2-bit codec, two about as good as a one-stage 4-bit one.
+    errors = [error(rq, packed[:, : j * rq.bytes_per_stage]) for j in range(1, rq.stages + 1)]
+    assert all(later < earlier / 2.5 for earlier, later in itertools.pairwise(errors))
+    two, four = train_codec(x, n_centroids=64, nbits=2), train_codec(x, n_centroids=64, nbits=4)
+    assert errors[0] == pytest.approx(error(two, two.compress(x)[1]), rel=0.1)
+    assert errors[1] == pytest.approx(error(four, four.compress(x)[1]), rel=0.3)
     # Each stage's bytes are its nearest codewords for what the stages before left (FAISS and torch agree).
     object.__setattr__(rq, "_pqs", None)
     assert torch.equal(rq.pack(x - rq.centroids[codes]), packed)
     # Lookup tables and similarities score the full codes and the first stage alike.
     tables = rq.query_tables(queries[0])
-    for residuals in (packed, first):
+    for residuals in (packed, packed[:, : rq.bytes_per_stage]):
         want = queries[0] @ rq.decompress(codes, residuals).T
         torch.testing.assert_close(rq.similarities(queries[0], codes, residuals), want, atol=1e-5, rtol=1e-5)
         inverse_norms = 1 / rq._reconstruct(codes, residuals).norm(dim=1)
@@ -211,10 +212,10 @@ def test_codec_rejects_bad_settings() -> None:
         PLAIDConfig(quantizer="opq")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="multiple of 8"):
         ResidualCodec(torch.zeros(4, 6), torch.zeros(0), torch.eye(6), nbits=1)
-    with pytest.raises(InvalidInputError, match="nbits 2 or 4"):
-        PLAIDConfig(nbits=1, quantizer="rq")
-    with pytest.raises(InvalidInputError, match="stages"):
-        ResidualCodec(torch.zeros(4, 8), torch.zeros(1, 256, 16), torch.eye(8), nbits=1, stages=2)
+    with pytest.raises(InvalidInputError, match="nbits"):
+        PLAIDConfig(nbits=2, quantizer="rq")
+    with pytest.raises(InvalidInputError, match="nbits=4"):
+        ResidualCodec(torch.zeros(4, 8), torch.zeros(4, 256, 4), torch.eye(8), nbits=6, stages=2)
     with pytest.raises(InvalidInputError, match="n_full_scores"):
         SearchConfig(n_full_scores=0)
     assert default_n_centroids(1_221_388) == 4096 and default_n_centroids(10) == 16
@@ -223,7 +224,8 @@ def test_codec_rejects_bad_settings() -> None:
 
 # ---------------------------------------------------------------------- index vs oracle
 @pytest.mark.parametrize(
-    ("nbits", "quantizer", "floor"), [(1, "pq", 0.8), (2, "pq", 0.85), (4, "pq", 0.93), (4, "rq", 0.93)]
+    ("nbits", "quantizer", "floor"),
+    [(1, "pq", 0.8), (2, "pq", 0.85), (4, "pq", 0.93), (4, "rq", 0.93), (6, "rq", 0.95)],
 )
 def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, quantizer: str, floor: float) -> None:
     ids, docs, meta, queries = corpus
@@ -375,7 +377,7 @@ def test_inverted_lists_merge_equals_a_build_over_both() -> None:
 @pytest.mark.parametrize("quantizer", ["pq", "rq"])
 def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path, quantizer: str) -> None:
     ids, docs, meta, queries = corpus
-    config = PLAIDConfig(keep_fp16=True, quantizer=quantizer)  # type: ignore[arg-type]
+    config = PLAIDConfig(keep_fp16=True, quantizer=quantizer, nbits=4 if quantizer == "rq" else 2)  # type: ignore[arg-type]
     ix = PLAIDIndex(config=config, device="cpu", search_config=SearchConfig(rescore=16))
     ix.add(ids, docs, meta)
     ix.remove(ids[:100])

@@ -70,6 +70,17 @@ def test_array_reads_equal_the_public_api(client, tiny_encoder, depth) -> None:
     assert_identical(*both_ways(store, k=5, filter={"year": {"$gte": 2002}}))
 
 
+@pytest.mark.parametrize("depth", [3, 1000])
+@pytest.mark.parametrize("quantizer", ["pq", "rq"])
+def test_the_plaid_layout_reads_its_candidates_from_arrays_too(client, tiny_encoder, depth, quantizer) -> None:
+    config = CollectionConfig(token_layout="plaid", nbits=4, quantizer=quantizer)
+    store = make_store(client, tiny_encoder, config=config, candidate_depth=depth, max_tokens_per_point=8)
+    arrays, public = both_ways(store, k=5)
+    assert all(arrays[:-1])
+    assert_identical(arrays, public)
+    assert_identical(*both_ways(store, k=5, filter={"year": {"$gte": 2002}}))
+
+
 def test_split_documents_and_pooled_multivectors_read_from_arrays(tiny_encoder) -> None:
     windows = make_store(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=4, candidate_depth=6)
     assert_identical(*both_ways(windows, k=6))
@@ -82,8 +93,9 @@ def test_split_documents_and_pooled_multivectors_read_from_arrays(tiny_encoder) 
     }
 
 
-def test_unfiltered_local_search_makes_no_query_request(tiny_encoder, monkeypatch) -> None:
-    store = make_store(QdrantClient(":memory:"), tiny_encoder)
+@pytest.mark.parametrize("layout", ["fp16", "plaid"])
+def test_unfiltered_local_search_makes_no_query_request(tiny_encoder, monkeypatch, layout) -> None:
+    store = make_store(QdrantClient(":memory:"), tiny_encoder, config=CollectionConfig(token_layout=layout))
 
     def refuse(*args, **kwargs):
         raise AssertionError("the candidates should come from local mode's arrays")

@@ -79,22 +79,24 @@ def _index_of(collection: Any, point_id: str) -> int | None:
     return int(idx)
 
 
-def read_points(collection: Any, ids: Sequence[str], fields: Sequence[str], vector: str) -> list[LocalPoint]:
+def read_points(collection: Any, ids: Sequence[str], fields: Sequence[str], vector: str | None) -> list[LocalPoint]:
     """The points ``ids`` that exist: the payload ``fields`` they have and their ``vector`` as a float32 array.
+
+    ``vector=None`` reads the payload only (``vector`` is then ``{}``).
 
     Like ``client.retrieve(ids, with_payload=fields, with_vectors=[vector])`` (missing points are
     skipped, the order of ``ids`` kept), without turning the vectors into lists. ``ids`` must be
     canonical UUID strings (what :func:`~lateint_plugins.qdrant.layout.point_id` gives).
     """
     out = []
-    deleted = collection.deleted_per_vector.get(vector)
+    deleted = collection.deleted_per_vector.get(vector) if vector is not None else None
     for pid in ids:
         idx = _index_of(collection, pid)
         if idx is None:
             continue
         payload = collection.payload[idx]
         vectors = {}
-        if deleted is None or not deleted[idx]:
+        if vector is not None and (deleted is None or not deleted[idx]):
             vectors[vector] = np.asarray(collection.multivectors[vector][idx], dtype=np.float32)
         out.append(LocalPoint(pid, {k: _copied(payload[k]) for k in fields if k in payload}, vectors))
     return out

@@ -8,10 +8,10 @@ A query runs in two stages, as PLAID does. **Stage A**: Qdrant returns the candi
 prefetch ∪ BM25 prefetch, filter applied) with their centroid ids only; each is scored by centroid
 interaction (MaxSim against its tokens' centroids) here. **Stage B**: the residuals of the best
 ``n_full_scores`` (at least ``k``) are retrieved, decompressed and scored by MaxSim: the score a
-PLAID index gives the same codes. With a two-stage codec, stage B reads the first stage's
-residuals only, and **stage C** the second stage's for the best ``n_refine`` (at least ``k``),
-scored again on their full codes. Reading vectors (``get_embeddings``, ``iter_documents``, sync)
-returns decompressed vectors.
+PLAID index gives the same codes. With a codec of several stages (``quantizer="rq"``), stage B
+reads the first stage's residuals only, and **stage C** the later stages' for the best
+``n_refine`` (at least ``k``), scored again on their full codes. Reading vectors
+(``get_embeddings``, ``iter_documents``, sync) returns decompressed vectors.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 N_FULL_SCORES = 64
 """Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
 N_REFINE = 16
-"""Default candidates per query whose second-stage residuals are read too (a two-stage codec)."""
+"""Default candidates per query whose later stages' residuals are read too (a codec of several stages)."""
 
 
 class _Coded(_Writer):
@@ -147,7 +147,7 @@ class _Coded(_Writer):
         """Write ``codec``'s points, then name it in the marker (the commit); a codec recorded meanwhile wins."""
         from qdrant_client import models
 
-        stages = 2 if self.config.quantizer == "rq" else 1
+        stages = self.config.nbits // 2 if self.config.quantizer == "rq" else 1
         if codec.dim != self.encoder.dim or codec.nbits != self.config.nbits or codec.stages != stages:
             raise CollectionMismatchError(
                 f"codec has {codec.dim}-d vectors, nbits={codec.nbits} and {codec.stages} stage(s); collection "
@@ -281,7 +281,7 @@ class _Coded(_Writer):
             p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no codes: an incomplete window
         if codec is None:
             return points
-        fields = [CENTROID_IDS, *residual_fields(codec)]
+        fields = [CENTROID_IDS, *(name for name, _ in residual_fields(codec))]
         coded = [p for p in points if p.payload and all(f in p.payload for f in fields)]
         if not coded:
             return points
@@ -343,7 +343,7 @@ class _Coded(_Writer):
         keys = self.config.payload_keys
         fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
         page: list[Any] = []
-        code_fields = [CENTROID_IDS, *residual_fields(codec)]
+        code_fields = [CENTROID_IDS, *(name for name, _ in residual_fields(codec))]
         pages = super()._scroll_points([*fields, *code_fields])
         for p in itertools.chain(pages, [None]):
             if p is not None:
@@ -371,11 +371,20 @@ class _Coded(_Writer):
         codec = self._current_codec()
         if codec is None:
             return [[] for _ in queries]
-        requests = [self._code_request(q, terms, depth, qfilter) for q, terms in zip(queries, lexical, strict=True)]
-        responses = self._call("query points", self.client.query_batch_points, self.collection_name, requests=requests)
+        # Embedded local mode: the same candidates from its arrays (see _local), unless a filter applies.
+        candidates = (
+            self._local_candidates(self._local(), queries, lexical, depth, [*_HEAD, CENTROID_IDS], None)
+            if qfilter is None
+            else None
+        )
+        if candidates is None:
+            requests = [self._code_request(q, terms, depth, qfilter) for q, terms in zip(queries, lexical, strict=True)]
+            responses = self._call("query points", self.client.query_batch_points, self.collection_name,
+                                   requests=requests)  # fmt: skip
+            candidates = [list(r.points) for r in responses]
         ranked: list[list[tuple[str, float]]] = []
-        for q, response in zip(queries, responses, strict=True):
-            windows, heads, vouched = self._coded_windows(list(response.points), [CENTROID_IDS])
+        for q, points in zip(queries, candidates, strict=True):
+            windows, heads, vouched = self._coded_windows(points, [CENTROID_IDS])
             doc_ids = self._admitted(list(windows), heads, vouched, qfilter)
             if not doc_ids:
                 ranked.append([])
@@ -386,12 +395,12 @@ class _Coded(_Writer):
             approx = segment_max((qd @ codec.centroids.T).index_select(1, every),
                                  torch.tensor([len(i) for i in ids.values()])).sum(0)  # fmt: skip
             best = [doc_ids[i] for i in torch.topk(approx, min(len(doc_ids), max(k, self.n_full_scores))).indices]
-            residuals = self._read_stage(codec, 0, best, windows, ids)
+            residuals = self._read_part(codec, 0, best, windows, ids)
             best = [d for d in best if d in residuals]
             scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], [residuals[d] for d in best])
-            if codec.stages == 2 and best:
+            if codec.stages > 1 and best:
                 best = [best[i] for i in torch.topk(scores, min(len(best), max(k, self.n_refine))).indices]
-                second = self._read_stage(codec, 1, best, windows, ids)
+                second = self._read_part(codec, 1, best, windows, ids)
                 best = [d for d in best if d in second]
                 full = [torch.cat([residuals[d], second[d]], dim=1) for d in best]
                 scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], full)
@@ -399,19 +408,19 @@ class _Coded(_Writer):
             ranked.append([(best[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
         return self._results(ranked)
 
-    def _read_stage(
+    def _read_part(
         self,
         codec: ResidualCodec,
-        stage: int,
+        part: int,
         doc_ids: list[str],
         windows: dict[str, list[Any]],
         ids: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
-        """One stage's residuals ``(n_tokens, bytes_per_stage)`` of each of ``doc_ids``, read now.
+        """The residual field ``part`` (0: the first stage, 1: the others) of each of ``doc_ids``, read now.
 
         A document rewritten since stage A has other codes now (another ``write_id``): it is left out.
         """
-        name = residual_fields(codec)[stage]
+        name, width = residual_fields(codec)[part]
         pids = [str(p.id) for d in doc_ids for p in windows[d]]
         got = {str(p.id): p for p in self._retrieve(pids, payload=["write_id", name], vectors=False)}
         out: dict[str, torch.Tensor] = {}
@@ -421,7 +430,7 @@ class _Coded(_Writer):
                    for r, p in zip(parts, windows[d], strict=True)):  # fmt: skip
                 logger.debug("Document %r changed while it was searched; left out", d)
                 continue
-            res = torch.cat([decode_residuals(r.payload[name], codec.bytes_per_stage) for r in parts])  # type: ignore[union-attr]
+            res = torch.cat([decode_residuals(r.payload[name], width) for r in parts])  # type: ignore[union-attr]
             if res.shape[0] == ids[d].shape[0]:
                 out[d] = res
         return out

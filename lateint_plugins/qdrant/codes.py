@@ -6,9 +6,10 @@ Pure functions of a codec or of codes; nothing here talks to Qdrant.
 window's centroid ids (int16, little-endian), and ``residuals``, the base64 of its packed residuals
 (``dim * nbits / 8`` bytes per token, :class:`~lateint_plugins.core.codec.ResidualCodec`). Two
 fields, so a query reads the ids of every candidate (~0.6 KB for a 236-token document) and the
-residuals (~7.5 KB at 96-d, 2 bits) of the few it scores exactly. A two-stage codec
-(``quantizer="rq"``) splits the residuals: ``residuals`` holds the first stage's bytes and
-``residuals_2`` the second's, read for the fewer candidates scored on the full codes. Base64 costs 4/3 of the raw
+residuals (~7.5 KB at 96-d, 2 bits) of the few it scores exactly. A residual
+quantiser's codes (``quantizer="rq"``, stages of 2 bits) are split: ``residuals`` holds the first
+stage's bytes and ``residuals_2`` the later stages', read for the fewer candidates scored on the full
+codes. Base64 costs 4/3 of the raw
 bytes, in JSON and in protobuf alike (a string), and keeps the payload plain JSON.
 
 **The codec** (centroids in fp16, codebooks, rotation, levels: ~0.9 MB at 4096 x 96-d centroids) is
@@ -105,22 +106,29 @@ def decode_residuals(text: str, bytes_per_token: int) -> torch.Tensor:
     return torch.from_numpy(raw.reshape(-1, bytes_per_token).copy())
 
 
-def residual_fields(codec: ResidualCodec) -> tuple[str, ...]:
-    """The payload fields a window's residuals are stored in: one per stage of ``codec``."""
-    return (RESIDUALS, REFINEMENT)[: codec.stages]
+def residual_fields(codec: ResidualCodec) -> tuple[tuple[str, int], ...]:
+    """The payload fields a window's residuals are stored in, with their bytes per token.
+
+    One field, or for a codec of several stages two: the first stage's bytes, then the others'.
+    """
+    if codec.stages == 1:
+        return ((RESIDUALS, codec.bytes_per_token),)
+    return (RESIDUALS, codec.bytes_per_stage), (REFINEMENT, codec.bytes_per_token - codec.bytes_per_stage)
 
 
 def encode_residual_fields(residuals: torch.Tensor, codec: ResidualCodec) -> dict[str, str]:
-    """Packed residuals ``(n, bytes_per_token)`` -> their payload fields, a stage's bytes in each."""
-    step = codec.bytes_per_stage
-    return {name: encode_residuals(residuals[:, i * step : (i + 1) * step])
-            for i, name in enumerate(residual_fields(codec))}  # fmt: skip
+    """Packed residuals ``(n, bytes_per_token)`` -> their payload fields (:func:`residual_fields`)."""
+    out, start = {}, 0
+    for name, width in residual_fields(codec):
+        out[name] = encode_residuals(residuals[:, start : start + width])
+        start += width
+    return out
 
 
 def decode_residual_fields(payload: Mapping[str, Any], codec: ResidualCodec) -> torch.Tensor:
     """Inverse of :func:`encode_residual_fields`: ``(n, bytes_per_token)`` uint8."""
-    names = residual_fields(codec)
-    parts = [decode_residuals(payload[name], codec.bytes_per_stage) for name in names]
+    names = [name for name, _ in residual_fields(codec)]
+    parts = [decode_residuals(payload[name], width) for name, width in residual_fields(codec)]
     if any(part.shape[0] != parts[0].shape[0] for part in parts):
         raise CorruptIndexError(f"the residual fields {names} of a point hold different numbers of tokens.")
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

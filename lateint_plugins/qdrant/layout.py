@@ -27,6 +27,7 @@ from lateint_plugins.core._checks import (
     check_sequence,
     check_text,
 )
+from lateint_plugins.core.codec import check_quantizer
 from lateint_plugins.core.encoder import ColBERTEncoder
 from lateint_plugins.core.errors import (
     InvalidInputError,
@@ -200,12 +201,13 @@ class CollectionConfig:
             candidates' centroid ids, then the residuals of the best few dozen only
             (``n_full_scores``): ~1/30 of the bytes on SciFact (local mode only). Recorded in
             the collection's metadata and read back on open.
-        nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4).
+        nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4; 4, 6 or 8 with
+            ``quantizer="rq"``).
         quantizer: the residual quantiser of a codec trained by the first write: ``"pq"``, or
-            ``"rq"`` (nbits 2 or 4), two stages of ``nbits / 2`` bits stored in two payload fields:
-            a query reads the first stage's bytes for the best ``n_full_scores`` candidates and the
-            second's for the best ``n_refine`` only, at the bytes of ``nbits / 2`` and the accuracy
-            of ``nbits``. Recorded and read back on open.
+            ``"rq"``: stages of 2 bits (``nbits / 2`` of them), stored in two payload fields, so a
+            query reads the first stage's bytes for the best ``n_full_scores`` candidates and the
+            other stages' for the best ``n_refine`` only: about the bytes of 2 bits with the
+            accuracy of ``nbits``. Recorded and read back on open.
         n_centroids: centroids of a codec trained by the first write (default from the number of
             tokens written, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
     """
@@ -232,13 +234,9 @@ class CollectionConfig:
     def __post_init__(self) -> None:
         if self.token_layout not in ("fp16", "plaid"):
             raise InvalidInputError(f"token_layout must be 'fp16' or 'plaid', got {self.token_layout!r}.")
-        if isinstance(self.nbits, bool) or self.nbits not in (1, 2, 4):
-            raise InvalidInputError(f"nbits must be 1, 2 or 4, got {self.nbits!r}.")
-        if self.quantizer not in ("pq", "rq") or (self.quantizer == "rq" and self.nbits == 1):
-            raise InvalidInputError(
-                f"quantizer must be 'pq', or 'rq' with nbits 2 or 4; got quantizer={self.quantizer!r}, "
-                f"nbits={self.nbits}."
-            )
+        if self.quantizer not in ("pq", "rq"):
+            raise InvalidInputError(f"quantizer must be 'pq' or 'rq', got {self.quantizer!r}.")
+        check_quantizer(self.nbits, self.quantizer)
         if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         if not isinstance(self.payload_keys, PayloadKeys):

@@ -322,9 +322,17 @@ class _Reader:
         return [list(r.points) for r in responses]
 
     def _local_candidates(
-        self, local: Any | None, queries: list[torch.Tensor], lexical: list[list[int]], depth: int
+        self,
+        local: Any | None,
+        queries: list[torch.Tensor],
+        lexical: list[list[int]],
+        depth: int,
+        fields: Sequence[str] = _HEAD,
+        vector: str | None = TOKENS,
     ) -> list[list[Any]] | None:
         """The candidates of :meth:`_query_candidates` (unfiltered) computed on local mode's arrays; None if unable.
+
+        Each with its payload ``fields`` and its ``vector`` (None: payload only).
 
         The same points local mode's prefetches select (same scores, same order at the cut): the
         ``depth`` best by the pooled vector and, with terms, the ``depth`` best by BM25, from an
@@ -339,7 +347,7 @@ class _Reader:
                 if self.config.lexical and terms:
                     internal += _local.top_sparse(local, LEXICAL, sorted(set(terms)), depth)
                 pids = _local.point_ids(local, list(dict.fromkeys(internal)))
-                out.append(_local.read_points(local, pids, _HEAD, TOKENS))
+                out.append(_local.read_points(local, pids, fields, vector))
             return out
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
             self._local_failed(exc)

@@ -78,7 +78,7 @@ def sync_to_qdrant(
     batch_size = check_k(batch_size, "batch_size")
     plaid = source.index if isinstance(source.index, PLAIDIndex) and source.index.codec is not None else None
     if plaid is not None and config is None:
-        quantizer: Literal["pq", "rq"] = "rq" if plaid.codec.stages == 2 else "pq"
+        quantizer: Literal["pq", "rq"] = "rq" if plaid.codec.stages > 1 else "pq"
         config = CollectionConfig(token_layout="plaid", nbits=plaid.config.nbits, quantizer=quantizer)
     store = QdrantLateInteractionStore(client, collection_name, source.encoder, config=config,
                                        write_batch_size=batch_size, codec=plaid.codec if plaid else None,
