@@ -6,6 +6,7 @@ server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import uuid
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 import torch
 from _texts import WORDS as ALL_WORDS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
 from lateint_plugins.core.codec import ResidualCodec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
@@ -33,8 +36,15 @@ from lateint_plugins.qdrant import (
     sync_from_qdrant,
     sync_to_qdrant,
 )
-from lateint_plugins.qdrant.codes import codec_bytes, codec_from_bytes, codec_from_parts, codec_points
-from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, REFINEMENT, RESIDUALS, TOKENS
+from lateint_plugins.qdrant.codes import (
+    codec_bytes,
+    codec_from_bytes,
+    codec_from_parts,
+    codec_points,
+    decode_centroid_set,
+    encode_centroid_set,
+)
+from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, CENTROID_SET, REFINEMENT, RESIDUALS, TOKENS
 
 WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
@@ -124,9 +134,35 @@ def test_only_the_best_candidates_residuals_are_read(tiny_encoder: ColBERTEncode
     assert len(hits) == 3
     candidates = responses[0][0].points
     assert len(candidates) == len(ids)  # every document is a candidate, with its centroid ids ...
-    assert all(CENTROID_IDS in p.payload and RESIDUALS not in p.payload and not p.vector for p in candidates)
-    residual_reads = [n for n, fields in asked if isinstance(fields, list) and RESIDUALS in fields]
-    assert residual_reads == [4]  # ... but only the best n_full_scores have their residuals read
+    assert all(set(p.payload) & {CENTROID_IDS, RESIDUALS} == set() and not p.vector for p in candidates)
+    assert all(CENTROID_SET in p.payload for p in candidates)  # ... with its distinct centroids ...
+    code_reads = [n for n, fields in asked if isinstance(fields, list) and {CENTROID_IDS, RESIDUALS} <= set(fields)]
+    assert code_reads == [4]  # ... but only the best n_full_scores have their codes read
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 32767), min_size=1, max_size=300))
+def test_centroid_sets_round_trip(ids: list[int]) -> None:
+    assert decode_centroid_set(encode_centroid_set(torch.tensor(ids))).tolist() == sorted(set(ids))
+
+
+def test_damaged_centroid_sets_and_points_written_without_them(tiny_encoder: ColBERTEncoder) -> None:
+    for broken in ("", base64.b64encode(bytes([5, 0x81])).decode()):  # empty; ends inside a number
+        with pytest.raises(CorruptIndexError, match="centroid_set"):
+            decode_centroid_set(broken)
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=PLAID, device="cpu", candidate_depth=1000)
+    store.add_texts(texts, metas, ids, show_progress_bar=False)
+    want = store.search_batch(QUERIES, k=5)
+    # Points written before centroid sets existed: their ids stand in.
+    points = [p.id for p in client.scroll(store.collection_name, limit=1000)[0] if p.payload.get("doc_id") in ids[::2]]
+    client.delete_payload(store.collection_name, keys=[CENTROID_SET], points=points)
+    for arrays in (True, False):
+        store._read_arrays = arrays
+        assert [[(h.id, h.score) for h in row] for row in store.search_batch(QUERIES, k=5)] == [
+            [(h.id, h.score) for h in row] for row in want
+        ]
 
 
 @pytest.mark.parametrize("nbits", [4, 6])

@@ -5,10 +5,10 @@ is described in :mod:`lateint_plugins.qdrant.codes`. Every method here falls thr
 layout's (:mod:`.reading`, :mod:`.writing`) on an fp16 collection.
 
 A query runs in two stages, as PLAID does. **Stage A**: Qdrant returns the candidates (pooled
-prefetch ∪ BM25 prefetch, filter applied) with their centroid ids only; each is scored by centroid
-interaction (MaxSim against its tokens' centroids) here. **Stage B**: the residuals of the best
-``n_full_scores`` (at least ``k``) are retrieved, decompressed and scored by MaxSim: the score a
-PLAID index gives the same codes. With a codec of several stages (``quantizer="rq"``), stage B
+prefetch ∪ BM25 prefetch, filter applied) with their centroid sets only (distinct ids); each is
+scored by centroid interaction (MaxSim against its tokens' centroids) here. **Stage B**: the ids and
+residuals of the best ``n_full_scores`` (at least ``k``) are retrieved, decompressed and scored by
+MaxSim: the score a PLAID index gives the same codes. With a codec of several stages (``quantizer="rq"``), stage B
 reads the first stage's residuals only, and **stage C** the later stages' for the best
 ``n_refine`` (at least ``k``), scored again on their full codes. Reading vectors
 (``get_embeddings``, ``iter_documents``, sync) returns decompressed vectors.
@@ -36,9 +36,11 @@ from lateint_plugins.qdrant.codes import (
     codec_from_parts,
     codec_point_id,
     codec_points,
+    decode_centroid_set,
     decode_ids,
     decode_residual_fields,
     decode_residuals,
+    encode_centroid_set,
     encode_ids,
     encode_residual_fields,
     residual_fields,
@@ -50,6 +52,7 @@ from lateint_plugins.qdrant.layout import (
     _MARKER,
     _SCROLL_PAGE,
     CENTROID_IDS,
+    CENTROID_SET,
     POOLED,
     REFINEMENT,
     RESIDUALS,
@@ -252,7 +255,9 @@ class _Coded(_Writer):
         step = self.max_tokens_per_point
         for w, point in enumerate(points):
             cast(dict, point.vector).pop(TOKENS)
-            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(codes[w * step : (w + 1) * step]),
+            window = codes[w * step : (w + 1) * step]
+            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(window),
+                             CENTROID_SET: encode_centroid_set(window),
                              **encode_residual_fields(residuals[w * step : (w + 1) * step], codec)}  # fmt: skip
         return points
 
@@ -367,13 +372,13 @@ class _Coded(_Writer):
         depth: int,
         qfilter: models.Filter | None,
     ) -> list[list[SearchResult]]:
-        """Stages A (centroid ids of the candidates), B (residuals of the best) and C (see the module docstring)."""
+        """Stages A (centroid sets of the candidates), B (codes of the best) and C (see the module docstring)."""
         codec = self._current_codec()
         if codec is None:
             return [[] for _ in queries]
         # Embedded local mode: the same candidates from its arrays (see _local), unless a filter applies.
         candidates = (
-            self._local_candidates(self._local(), queries, lexical, depth, [*_HEAD, CENTROID_IDS], None)
+            self._local_candidates(self._local(), queries, lexical, depth, [*_HEAD, CENTROID_SET], None)
             if qfilter is None
             else None
         )
@@ -384,29 +389,51 @@ class _Coded(_Writer):
             candidates = [list(r.points) for r in responses]
         ranked: list[list[tuple[str, float]]] = []
         for q, points in zip(queries, candidates, strict=True):
-            windows, heads, vouched = self._coded_windows(points, [CENTROID_IDS])
-            doc_ids = self._admitted(list(windows), heads, vouched, qfilter)
-            if not doc_ids:
+            windows, heads, vouched = self._coded_windows(points, [CENTROID_SET])
+            sets = self._centroid_sets(self._admitted(list(windows), heads, vouched, qfilter), windows)
+            if not sets:
                 ranked.append([])
                 continue
             qd = q.to(codec.centroids.device, torch.float32)
-            ids = {d: torch.cat([decode_ids(p.payload[CENTROID_IDS]) for p in windows[d]]) for d in doc_ids}
-            every = torch.cat(list(ids.values())).to(qd.device).long()
+            doc_ids = list(sets)
+            every = torch.cat(list(sets.values())).to(qd.device)
             approx = segment_max((qd @ codec.centroids.T).index_select(1, every),
-                                 torch.tensor([len(i) for i in ids.values()])).sum(0)  # fmt: skip
+                                 torch.tensor([len(c) for c in sets.values()])).sum(0)  # fmt: skip
             best = [doc_ids[i] for i in torch.topk(approx, min(len(doc_ids), max(k, self.n_full_scores))).indices]
+            ids: dict[str, torch.Tensor] = {}
             residuals = self._read_part(codec, 0, best, windows, ids)
             best = [d for d in best if d in residuals]
             scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], [residuals[d] for d in best])
             if codec.stages > 1 and best:
                 best = [best[i] for i in torch.topk(scores, min(len(best), max(k, self.n_refine))).indices]
-                second = self._read_part(codec, 1, best, windows, ids)
-                best = [d for d in best if d in second]
-                full = [torch.cat([residuals[d], second[d]], dim=1) for d in best]
+                later = self._read_part(codec, 1, best, windows, ids)
+                best = [d for d in best if d in later]
+                full = [torch.cat([residuals[d], later[d]], dim=1) for d in best]
                 scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], full)
             top = torch.topk(scores, min(k, len(best)))
             ranked.append([(best[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
         return self._results(ranked)
+
+    def _centroid_sets(self, doc_ids: list[str], windows: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
+        """Each document's centroid ids for centroid interaction (its windows' sets; repeats change no maximum).
+
+        Windows written before ``centroid_set`` existed are read through their ids (one more request).
+        """
+        old = [str(p.id) for d in doc_ids for p in windows[d] if CENTROID_SET not in p.payload]
+        got = {str(p.id): p.payload for p in self._retrieve(old, payload=[CENTROID_IDS], vectors=False)}
+        out: dict[str, torch.Tensor] = {}
+        for d in doc_ids:
+            parts = []
+            for p in windows[d]:
+                if CENTROID_SET in p.payload:
+                    parts.append(decode_centroid_set(p.payload[CENTROID_SET]))
+                elif CENTROID_IDS in got.get(str(p.id), {}):
+                    parts.append(decode_ids(got[str(p.id)][CENTROID_IDS]).long())
+                else:  # deleted since stage A
+                    break
+            else:
+                out[d] = torch.cat(parts)
+        return out
 
     def _read_part(
         self,
@@ -418,19 +445,24 @@ class _Coded(_Writer):
     ) -> dict[str, torch.Tensor]:
         """The residual field ``part`` (0: the first stage, 1: the others) of each of ``doc_ids``, read now.
 
-        A document rewritten since stage A has other codes now (another ``write_id``): it is left out.
+        Part 0 also reads the centroid ids, into ``ids``; a later part must match them. A document
+        rewritten since stage A has other codes now (another ``write_id``): it is left out.
         """
         name, width = residual_fields(codec)[part]
+        fields = ["write_id", name, *([CENTROID_IDS] if part == 0 else [])]
         pids = [str(p.id) for d in doc_ids for p in windows[d]]
-        got = {str(p.id): p for p in self._retrieve(pids, payload=["write_id", name], vectors=False)}
+        got = {str(p.id): p for p in self._retrieve(pids, payload=fields, vectors=False)}
+        wanted = set(fields)
         out: dict[str, torch.Tensor] = {}
         for d in doc_ids:
             parts = [got.get(str(p.id)) for p in windows[d]]
-            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or name not in r.payload
+            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or not wanted <= set(r.payload)
                    for r, p in zip(parts, windows[d], strict=True)):  # fmt: skip
                 logger.debug("Document %r changed while it was searched; left out", d)
                 continue
             res = torch.cat([decode_residuals(r.payload[name], width) for r in parts])  # type: ignore[union-attr]
+            if part == 0:
+                ids[d] = torch.cat([decode_ids(r.payload[CENTROID_IDS]) for r in parts])  # type: ignore[union-attr]
             if res.shape[0] == ids[d].shape[0]:
                 out[d] = res
         return out
@@ -449,11 +481,11 @@ class _Coded(_Writer):
     def _code_request(
         self, q: torch.Tensor, terms: list[int], depth: int, qfilter: models.Filter | None
     ) -> models.QueryRequest:
-        """The candidate request of stage A: the prefetches' union with window bookkeeping and centroid ids only."""
+        """The candidate request of stage A: the prefetches' union with window bookkeeping and centroid sets only."""
         from qdrant_client import models
 
         sources = self._prefetches(q, terms, depth, qfilter)
-        fields = [*_HEAD, CENTROID_IDS]
+        fields = [*_HEAD, CENTROID_SET]
         if len(sources) == 1:
             return models.QueryRequest(query=sources[0].query, using=POOLED, filter=qfilter, limit=depth,
                                        with_payload=fields, with_vector=False)  # fmt: skip

@@ -50,6 +50,7 @@ MAX_MULTIVECTOR_FLOATS = 1_048_576
 
 TOKENS = "tokens"
 CENTROID_IDS = "centroid_ids"
+CENTROID_SET = "centroid_set"
 RESIDUALS = "residuals"
 REFINEMENT = "residuals_2"
 POOLED = "pooled"
@@ -123,6 +124,7 @@ _RESERVED_KEYS = frozenset(
         "layout",
         "content_hash",
         CENTROID_IDS,
+        CENTROID_SET,
         RESIDUALS,
         REFINEMENT,
     }
