@@ -7,6 +7,7 @@ server when ``QDRANT_URL`` is set (e.g. ``QDRANT_URL=http://localhost:6333``).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import random
 import uuid
@@ -44,7 +45,16 @@ from lateint_plugins.qdrant.codes import (
     decode_centroid_set,
     encode_centroid_set,
 )
-from lateint_plugins.qdrant.layout import _MARKER, CENTROID_IDS, CENTROID_SET, REFINEMENT, RESIDUALS, TOKENS
+from lateint_plugins.qdrant.layout import (
+    _MARKER,
+    CENTROID_IDS,
+    CENTROID_SET,
+    REFINEMENT,
+    RESIDUALS,
+    TOKENS,
+    marker_version,
+    recorded_config,
+)
 
 WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
@@ -208,7 +218,12 @@ def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, ti
     fp16.add_texts(texts[:2], ids=ids[:2])
     info = client.get_collection("coded")
     marker = info.config.metadata[_MARKER]
-    assert (marker["token_layout"], marker["nbits"], marker["layout_version"]) == ("plaid", 4, 3)
+    assert (marker["token_layout"], marker["nbits"], marker["quantizer"], marker["layout_version"]) == (
+        "plaid",
+        4,
+        "rq",  # the default where nbits allows
+        4,
+    )
     assert TOKENS not in info.config.params.vectors and "codec" in marker
     plain = client.get_collection("plain").config
     assert (plain.metadata[_MARKER]["token_layout"], plain.metadata[_MARKER]["layout_version"]) == ("fp16", 2)
@@ -218,7 +233,7 @@ def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, ti
     client = QdrantClient(path=path)
     # Opened with the default (fp16) config, each collection keeps its recorded layout and codec.
     again = QdrantLateInteractionStore(client, "coded", tiny_encoder, device="cpu")
-    assert again.config.token_layout == "plaid" and again.config.nbits == 4
+    assert (again.config.token_layout, again.config.nbits, again.config.quantizer) == ("plaid", 4, "rq")
     assert codec_points(again.codec)[0]["id"] == marker["codec"]["id"]
     assert [[(h.id, round(h.score, 5)) for h in row] for row in again.search_batch(QUERIES, k=4)] == [
         [(h.id, round(h.score, 5)) for h in row] for row in want
@@ -233,13 +248,30 @@ def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, ti
     client.close()
 
 
-def test_first_write_trains_the_codec_and_later_writes_reuse_it(tiny_encoder: ColBERTEncoder) -> None:
+def test_config_defaults_and_collections_of_older_layouts() -> None:
+    # The measured default: a residual quantiser of three 2-bit stages; 1 and 2 bits stay product quantisers.
+    assert (CollectionConfig(token_layout="plaid").nbits, CollectionConfig(token_layout="plaid").quantizer) == (6, "rq")
+    assert CollectionConfig(token_layout="plaid", nbits=2).quantizer == "pq"
+    with pytest.raises(InvalidInputError, match="nbits"):
+        CollectionConfig(token_layout="plaid", nbits=2, quantizer="rq")
+    with pytest.raises(InvalidInputError, match="quantizer"):
+        CollectionConfig(token_layout="plaid", quantizer="scalar")  # type: ignore[arg-type]
+    # A layout-3 marker records nbits only: its codec is a product quantiser. fp16 ones record neither.
+    old = recorded_config({"token_layout": "plaid", "nbits": 4, "layout_version": 3})
+    assert (old.nbits, old.quantizer, marker_version(old)) == (4, "pq", 3)
+    assert recorded_config({"token_layout": "fp16", "nbits": None, "lexical": {"k1": 1.2}}) == CollectionConfig()
+    assert marker_version(CollectionConfig(token_layout="plaid")) == 4 and marker_version(CollectionConfig()) == 2
+
+
+def test_first_write_trains_the_codec_and_later_writes_reuse_it(tiny_encoder: ColBERTEncoder, caplog) -> None:
     client = QdrantClient(":memory:")
     ids, texts, metas = corpus()
     collection = name()
     store = QdrantLateInteractionStore(client, collection, tiny_encoder, config=PLAID, device="cpu")
     assert store.codec is None and store.search("protein") == []
-    store.add_embeddings(texts[:30], tiny_encoder.encode_documents(texts[:30]), metas[:30], ids[:30])
+    with caplog.at_level(logging.WARNING, logger="lateint_plugins.qdrant.codes"):
+        store.add_embeddings(texts[:30], tiny_encoder.encode_documents(texts[:30]), metas[:30], ids[:30])
+    assert "representative first batch" in caplog.text  # a few hundred tokens train it: the user is told
     codec = store.codec
     assert codec is not None and codec.nbits == 4
     # Another store object on the collection reads the same codec; its writes use it.

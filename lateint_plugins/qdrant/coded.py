@@ -142,7 +142,7 @@ class _Coded(_Writer):
                 "embeddings (a codec is trained on the first documents written)."
             )
         codec = self._given_codec or train(
-            matrices, self.config.nbits, self.config.n_centroids, quantizer=self.config.quantizer
+            matrices, self.config.nbits, self.config.n_centroids, quantizer=self.config.quantizer or "pq"
         )
         return self._record_codec(codec)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -42,11 +43,15 @@ from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
 from lateint_plugins.qdrant.layout import REFINEMENT, RESIDUALS
 
+logger = logging.getLogger(__name__)
+
 CODEC_FIELD = "lateint_codec"
 _CODEC_NAMESPACE = uuid.UUID("0b6c2f4e-3d1a-5e8b-9c7f-1a2b3c4d5e6f")
 _PART_CHARS = 1 << 20  # base64 characters per codec point (768 KiB of codec)
 MAX_TRAINING_TOKENS = 131_072
 """Token vectors sampled to train a collection's codec (as :class:`~lateint_plugins.core.plaid.PLAIDConfig`)."""
+FEW_TRAINING_TOKENS = 16_384
+"""A first write of fewer tokens trains a codec with a warning: later documents compress as well as they resemble it."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,14 @@ def train(
         tokens = torch.cat([s.detach().to("cpu", torch.float32) for s in samples])
     wanted = n_centroids or default_n_centroids(n_tokens, nbits)
     n_centroids = min(wanted, max(1, tokens.shape[0] // 4))
+    if n_tokens < FEW_TRAINING_TOKENS:
+        logger.warning(
+            "Training the collection's codec on the first write's %d tokens (%d centroids): every later document is "
+            "compressed with it, as well as it resembles these. Write a representative first batch (thousands of "
+            "documents), or pass codec= (e.g. a PLAIDIndex's trained on your corpus).",
+            n_tokens,
+            n_centroids,
+        )
     return train_codec(tokens, n_centroids=n_centroids, nbits=nbits, quantizer=quantizer, seed=seed)
 
 

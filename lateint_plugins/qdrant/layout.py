@@ -27,7 +27,7 @@ from lateint_plugins.core._checks import (
     check_sequence,
     check_text,
 )
-from lateint_plugins.core.codec import check_quantizer
+from lateint_plugins.core.codec import RQ_NBITS, check_quantizer
 from lateint_plugins.core.encoder import ColBERTEncoder
 from lateint_plugins.core.errors import (
     InvalidInputError,
@@ -90,6 +90,9 @@ class StoredDocument:
 
 def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
     """The layout options recorded in a collection's marker (what readers need); older markers give the defaults."""
+    plaid = recorded.get("token_layout") == "plaid"
+    # fp16 collections record no codec settings; PLAID ones before layout 4 only nbits (a product quantiser).
+    codec: dict[str, Any] = {"nbits": int(recorded.get("nbits") or 2), "quantizer": recorded.get("quantizer") or "pq"}
     return CollectionConfig(
         pooled_vectors=int(recorded.get("pooled_vectors", 1)),
         lexical=bool(recorded.get("lexical")),
@@ -97,8 +100,7 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
         payload_keys=PayloadKeys(**dict(recorded.get("payload_keys") or {})),
         # Collections written before token_layout existed hold fp16 multivectors.
         token_layout=recorded.get("token_layout", "fp16"),
-        nbits=int(recorded.get("nbits") or 2),
-        quantizer=recorded.get("quantizer") or "pq",
+        **(codec if plaid else {}),
     )
 
 
@@ -200,16 +202,18 @@ class CollectionConfig:
             per point (exact local MaxSim; ``mode="native"`` works). ``"plaid"``: PLAID codes in the
             payload, a centroid id (int16) and ``dim * nbits / 8`` residual bytes per token, the
             codec in the collection (:mod:`lateint_plugins.qdrant.codes`); a query reads the
-            candidates' centroid ids, then the residuals of the best few dozen only
-            (``n_full_scores``): ~1/30 of the bytes on SciFact (local mode only). Recorded in
-            the collection's metadata and read back on open.
-        nbits: residual bits per dimension of the ``"plaid"`` layout (1, 2 or 4; 4, 6 or 8 with
-            ``quantizer="rq"``).
+            candidates' distinct centroids, then the codes of the best few dozen only
+            (``n_full_scores``, ``n_refine``): under 1/20 of the bytes on SciFact (``mode="local"``
+            only). The codec is trained on the first write unless ``codec=`` is given: make it
+            representative. Recorded in the collection's metadata and read back on open.
+        nbits: residual bits per dimension of the ``"plaid"`` layout: 1, 2 or 4, or with
+            ``quantizer="rq"`` 4, 6 (the default) or 8.
         quantizer: the residual quantiser of a codec trained by the first write: ``"pq"``, or
             ``"rq"``: stages of 2 bits (``nbits / 2`` of them), stored in two payload fields, so a
             query reads the first stage's bytes for the best ``n_full_scores`` candidates and the
             other stages' for the best ``n_refine`` only: about the bytes of 2 bits with the
-            accuracy of ``nbits``. Recorded and read back on open.
+            accuracy of ``nbits``. Default: ``"rq"`` where ``nbits`` allows it (4, 6, 8), else
+            ``"pq"``. Recorded and read back on open.
         n_centroids: centroids of a codec trained by the first write (default from the number of
             tokens written, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
     """
@@ -229,13 +233,15 @@ class CollectionConfig:
     payload_indexes: Mapping[str, str] = field(default_factory=dict)
     payload_keys: PayloadKeys = field(default_factory=PayloadKeys)
     token_layout: TokenLayout = "fp16"
-    nbits: int = 2
-    quantizer: Literal["pq", "rq"] = "pq"
+    nbits: int = 6
+    quantizer: Literal["pq", "rq"] | None = None
     n_centroids: int | None = None
 
     def __post_init__(self) -> None:
         if self.token_layout not in ("fp16", "plaid"):
             raise InvalidInputError(f"token_layout must be 'fp16' or 'plaid', got {self.token_layout!r}.")
+        if self.quantizer is None:
+            object.__setattr__(self, "quantizer", "rq" if self.nbits in RQ_NBITS else "pq")
         if self.quantizer not in ("pq", "rq"):
             raise InvalidInputError(f"quantizer must be 'pq' or 'rq', got {self.quantizer!r}.")
         check_quantizer(self.nbits, self.quantizer)
