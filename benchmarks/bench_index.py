@@ -27,12 +27,15 @@ the next search defers to (``_prepare_search``), "one add costs" (medians); and,
 plain search, an add, the first search after it: add + first search - plain search. Rows:
 
 * ``exact``: ``ExactIndex``, exhaustive MaxSim over fp16 vectors; the reference.
-* ``plaid-{1,2,4}bit fast``: ``PLAIDIndex(nbits)``, ``SearchConfig(n_ivf_probe=4,
-  n_centroid_interaction=32, n_full_scores=256)``.
+* ``plaid-{1,2,4}bit fast``: ``PLAIDIndex(nbits)``, ``SearchConfig(n_ivf_probe=2,
+  n_centroid_interaction=16, n_full_scores=128)``.
 * ``plaid-{1,2,4}bit accurate``: the same index, ``SearchConfig()`` (defaults).
 * ``plaid-2bit+fp16 rescore64``: ``PLAIDConfig(nbits=2, keep_fp16=True)``, ``SearchConfig(rescore=64)``:
   the best 64 re-scored against the original vectors, memory-mapped from disk.
 * ``plaid-2bit-pool2 accurate``: ``PLAIDConfig(nbits=2, pool_factor=2)``.
+* ``plaid-6bit-rq fast+refine{16,32}``: ``PLAIDConfig(nbits=6, quantizer="rq", n_centroids=4096)``
+  (three 2-bit stages, the 2-bit index's centroids), fast settings with ``n_refine``: the exact stage
+  on the first stage's bytes, the best 16 or 32 again on all of them.
 * peers (``--peer-venvs``): Stanford ``colbert-ai`` PLAID, PyLate PLAID and Voyager, Qdrant Edge
   multivector and fast-plaid, each driven by ``benchmarks/peers/peer_<name>.py`` in its own virtual
   environment over the same export, at its default and its fastest setting (see each driver's
@@ -107,6 +110,10 @@ BUILDS: dict[str, dict[str, Any]] = {
         "searches": {"fast+rescore16": {**FAST, "rescore": 16}, "rescore64": {"rescore": 64}},
     },
     "plaid-2bit-pool2": {"plaid": {"nbits": 2, "pool_factor": 2}, "searches": {"accurate": {}}},
+    "plaid-6bit-rq": {
+        "plaid": {"nbits": 6, "quantizer": "rq", "n_centroids": 4096},
+        "searches": {"fast+refine16": {**FAST, "n_refine": 16}, "fast+refine32": {**FAST, "n_refine": 32}},
+    },
 }
 FP16_FILE = "tokens_fp16.npy"
 WARMUP_QUERIES = 5

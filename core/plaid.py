@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -111,6 +111,10 @@ class SearchConfig:
             quarter (at least ``k``) are decompressed and scored exactly.
         rescore: of those, how many to score again against the fp16 vectors (0 = off; needs
             ``PLAIDConfig(keep_fp16=True)``).
+        n_refine: with a residual quantiser (``PLAIDConfig(quantizer="rq")``), the decompressed
+            candidates are scored on their first stage's bytes (a 2-bit code's cost) and the best
+            ``n_refine`` again on all their bytes, like ``rescore`` (0 = every candidate on all
+            its bytes). Ignored for other quantisers.
     """
 
     n_ivf_probe: int = 8
@@ -118,11 +122,13 @@ class SearchConfig:
     centroid_score_threshold: float | None = None
     n_full_scores: int = 1024
     rescore: int = 0
+    n_refine: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_ivf_probe", "n_centroid_interaction", "n_full_scores"):
             check_k(getattr(self, name), name)
         check_non_negative(self.rescore, "rescore")
+        check_non_negative(self.n_refine, "n_refine")
         threshold = self.centroid_score_threshold
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
@@ -228,7 +234,7 @@ class PLAIDIndex(Index):
             "residuals": self._residuals.numel(),
             "ivf": offsets.numel() * 8 + slots.numel() * 4,
             "doc_lengths": self._lengths.numel() * 8,
-            "inverse_norms": self._inverse_norm_offsets().numel() * self._norm_rows.view.element_size(),
+            "inverse_norms": (self._inverse_norm_offsets().numel() + len(self._first_norm_rows)) * 2,
             # float32 centroids in memory (half of that on disk, in fp16)
             "centroids": codec.centroids.numel() * 4,
         }
@@ -677,6 +683,7 @@ class PLAIDIndex(Index):
             if norm_offsets is not None
             else GrowthBuffer(torch.float16, device=self.device)
         )
+        self._first_norm_rows = GrowthBuffer(torch.float16, device=self.device)
 
     def _inverse_norm_offsets(self) -> torch.Tensor:
         """``(n_tokens,)`` inverse norms of the decompressed tokens minus 1, computed once per token.
@@ -685,11 +692,18 @@ class PLAIDIndex(Index):
         relative error of 2**-11 is an error of about 1e-5 in the norm, where float16 norms would
         be off by up to 5e-4 and reorder near-ties.
         """
-        done, n_tokens = len(self._norm_rows), self._codes.shape[0]
+        return self._norm_offsets_of(self._norm_rows, self._require_codec().bytes_per_token)
+
+    def _first_stage_norm_offsets(self) -> torch.Tensor:
+        """As :meth:`_inverse_norm_offsets`, of the tokens decoded from their first stage's bytes alone."""
+        return self._norm_offsets_of(self._first_norm_rows, self._require_codec().bytes_per_stage)
+
+    def _norm_offsets_of(self, rows: GrowthBuffer, n_bytes: int) -> torch.Tensor:
+        done, n_tokens = len(rows), self._codes.shape[0]
         if done < n_tokens:
             codec = self._require_codec()
-            self._norm_rows.append(codec.inverse_norms(self._codes[done:], self._residuals[done:]) - 1)
-        return self._norm_rows.view
+            rows.append(codec.inverse_norms(self._codes[done:], self._residuals[done:, :n_bytes]) - 1)
+        return rows.view
 
     def _token_starts(self) -> torch.Tensor:
         """Row of each slot's first token ``(n_slots,)`` (cached until the lengths change)."""
@@ -768,6 +782,9 @@ class _Search:
         # Every lazily built part is built now: batches may then run in several threads.
         self.lists = [] if self.exhaustive else index._inverted_lists()
         self.norm_offsets = index._inverse_norm_offsets()
+        # A residual quantiser scores on its first stage, then refines the best (SearchConfig.n_refine).
+        self.refine = codec.stages > 1 and self.config.n_refine > 0
+        self.first_norm_offsets = index._first_stage_norm_offsets() if self.refine else None
         self.token_starts = index._token_starts()
 
     def batch_size(self, q_len: int) -> int:
@@ -797,21 +814,31 @@ class _Search:
             chosen = self.allowed.nonzero().squeeze(1).expand(queries.shape[0], -1)
         else:
             chosen = self._probe(centroid_scores, tables)
-        codes, residuals, norms = self.index._codes, self.index._residuals, self.norm_offsets
+        codes, residuals = self.index._codes, self.index._residuals
 
-        def decompressed(rows: torch.Tensor, owners: torch.Tensor | None) -> torch.Tensor:
-            return tables.token_scores(
+        def decompressed(first_stage: bool) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+            stored = residuals[:, : self.codec.bytes_per_stage] if first_stage else residuals
+            norms = cast(torch.Tensor, self.first_norm_offsets) if first_stage else self.norm_offsets
+            return lambda rows, owners: tables.token_scores(
                 codes.index_select(0, rows),
-                residuals.index_select(0, rows),
+                stored.index_select(0, rows),
                 norms.index_select(0, rows).float().add_(1),
                 owners,
             )
 
-        scores = self._maxsim(chosen, decompressed)
-        top = torch.topk(scores, min(self.depth, scores.shape[1]), dim=1)
-        slots = chosen.gather(1, top.indices)
-        slots[top.values == -math.inf] = -1
-        return slots, top.values
+        scores = self._maxsim(chosen, decompressed(self.refine))
+        keep = max(self.depth, self.config.n_refine) if self.refine else self.depth
+        top = torch.topk(scores, min(keep, scores.shape[1]), dim=1)
+        slots, values = chosen.gather(1, top.indices), top.values
+        slots[values == -math.inf] = -1
+        if self.refine:
+            # The best n_refine again on all their bytes, re-ranked among themselves (as rescore does).
+            n = self.config.n_refine
+            full = self._maxsim(slots[:, :n], decompressed(False))
+            order = torch.sort(full, dim=1, descending=True, stable=True)
+            slots = torch.cat([slots[:, :n].gather(1, order.indices), slots[:, n:]], dim=1)
+            values = torch.cat([order.values, values[:, n:]], dim=1)
+        return slots[:, : self.depth], values[:, : self.depth]
 
     def _probe(self, centroid_scores: torch.Tensor, tables: QueryTables) -> torch.Tensor:
         """Stages 1-3: per query, the slots to decompress ``(n_queries, <=max(depth, n_full_scores // 4))``."""
@@ -1096,4 +1123,5 @@ _SEARCH_CONFIG_FIELDS = {
     "centroid_score_threshold": "float|null",
     "n_full_scores": "int",
     "rescore": "int",
+    "n_refine": "int",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -22,6 +23,7 @@ from lateint_plugins.core.errors import CorruptIndexError, DimensionMismatchErro
 from lateint_plugins.core.index import ExactIndex, load_index
 from lateint_plugins.core.ivf import InvertedLists
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
+from lateint_plugins.core.scoring import maxsim
 
 DIM = 32
 
@@ -235,6 +237,41 @@ def test_recall_against_the_exact_oracle(corpus, exact, nbits: int, quantizer: s
     assert recall_vs_exact(ix, exact, queries) >= floor
     hits = ix.search(queries[0], k=5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_residual_quantiser_refines_the_best_on_all_their_bytes(corpus, exact) -> None:
+    ids, docs, meta, queries = corpus
+    index = PLAIDIndex(config=PLAIDConfig(nbits=6, quantizer="rq", n_centroids=64), device="cpu")
+    index.add(ids, docs, meta)
+    codec = index.codec
+    assert codec is not None and codec.stages == 3 and codec.bytes_per_stage == DIM // 4
+    scores: dict[str, list[float]] = {}  # per document: MaxSim on its first stage, on all its stages
+    for i, (c, r) in zip(ids, index.document_codes(ids), strict=True):
+        scores[i] = [float(maxsim([queries[0]], [codec.decompress(c, r[:, :n])])[0, 0]) for n in (DIM // 4, r.shape[1])]
+    first, full_scores = {i: s[0] for i, s in scores.items()}, {i: s[1] for i, s in scores.items()}
+    everything = SearchConfig(n_full_scores=len(ids))  # every document reaches the exact stage
+    index.search_config = everything
+    plain = index.search(queries[0], k=10)
+    assert [h.score for h in plain] == pytest.approx([full_scores[h.id] for h in plain], abs=1e-4)
+    # n_refine: the exact stage on the first stage's bytes, the best n_refine again on all of them.
+    index.search_config = dataclasses.replace(everything, n_refine=12)
+    refined = index.search(queries[0], k=10)
+    best_first = sorted(ids, key=lambda i: -first[i])[:12]
+    assert {h.id for h in refined} <= set(best_first)
+    assert [h.id for h in refined] == sorted(best_first, key=lambda i: -full_scores[i])[:10]
+    assert [h.score for h in refined] == pytest.approx([full_scores[h.id] for h in refined], abs=1e-4)
+    # With k above n_refine the rest keep their first-stage scores, after the refined ones.
+    more = index.search(queries[0], k=20)
+    assert [h.score for h in more[12:]] == pytest.approx([first[h.id] for h in more[12:]], abs=1e-4)
+    # Refining two dozen keeps what scoring every candidate on all its bytes finds; the first stage
+    # alone is a 2-bit code, well short of it.
+    index.search_config = dataclasses.replace(everything, n_refine=24)
+    with_refine = recall_vs_exact(index, exact, queries)
+    index.search_config = everything
+    assert with_refine >= recall_vs_exact(index, exact, queries) - 0.01
+    two_bits = PLAIDIndex(config=PLAIDConfig(nbits=2, n_centroids=64), device="cpu", search_config=everything)
+    two_bits.add(ids, docs, meta)
+    assert with_refine >= recall_vs_exact(two_bits, exact, queries) + 0.04
 
 
 def test_centroid_score_threshold_only_adds_centroids(corpus, exact) -> None:
@@ -516,9 +553,13 @@ def test_search_batch_equals_single_searches(
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # a CPU batch is spread over as many worker threads
     request.addfinalizer(lambda: torch.set_num_threads(threads))
+    # With fp16 re-scoring, the codes are a residual quantiser's, refined too.
+    codec = {"nbits": 4, "quantizer": "rq"} if rescore else {"nbits": 2}
     index = PLAIDIndex(
-        config=PLAIDConfig(nbits=2, n_centroids=32, kmeans_niters=2, keep_fp16=bool(rescore)),
-        search_config=SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64, rescore=rescore),
+        config=PLAIDConfig(n_centroids=32, kmeans_niters=2, keep_fp16=bool(rescore), **codec),  # type: ignore[arg-type]
+        search_config=SearchConfig(
+            n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64, rescore=rescore, n_refine=rescore + 4
+        ),
         device="cpu",
     )
     index.add(ids, docs, meta)
