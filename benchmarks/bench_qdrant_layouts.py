@@ -1,7 +1,7 @@
 """Token layouts of the Qdrant store on SciFact: fp16 multivectors vs PLAID codes, bytes on the wire per query.
 
-Use this to choose a collection's ``token_layout`` (and ``nbits`` / ``n_full_scores`` of the
-``"plaid"`` one): for each layout it reports the bytes Qdrant sends back per query, nDCG@10 and
+Use this to choose a collection's ``token_layout`` (and ``nbits``, ``quantizer``, ``n_full_scores``
+and ``n_refine`` of the ``"plaid"`` one): for each layout it reports the bytes Qdrant sends back per query, nDCG@10 and
 Recall@10 against the exact index, on the same queries.
 
 Method: the cached exact store's vectors are upserted into Qdrant **embedded local mode**
@@ -16,7 +16,7 @@ reads on), timed: the p50 latency is local mode's, not a server's. Local mode's 
 
 Run from the repository root::
 
-    python benchmarks/bench_qdrant_layouts.py --cache /work/cache/scifact-store --queries 100
+    python benchmarks/bench_qdrant_layouts.py --cache DIR --queries 300 --plaid 2pq,6rq --full-scores 48,64 --refine 16
 """
 
 from __future__ import annotations

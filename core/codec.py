@@ -225,12 +225,12 @@ class QueryTables:
         The same numbers as ``decompress(codes, residuals) @ queries.T`` up to rounding.
 
         Args:
-            codes: ``(n,)`` centroid ids; residuals: ``(n, bytes_per_token)`` uint8, or a
-                two-stage codec's first ``bytes_per_stage`` columns.
+            codes: ``(n,)`` centroid ids; residuals: ``(n, bytes_per_token)`` uint8, or a residual
+                quantiser's first stages (``j * bytes_per_stage`` columns).
             inverse_norms: ``(n,)`` from :meth:`ResidualCodec.inverse_norms` (of the same bytes).
             owners: ``(n,)`` the query each token is scored against (for a batch of queries).
         """
-        width = residuals.shape[1]  # bytes_per_token, or bytes_per_stage to score on the first stage alone
+        width = residuals.shape[1]  # bytes_per_token, or fewer to score a residual quantiser's first stages
         device = residuals.device
         rows = torch.empty((residuals.shape[0], width + 1), dtype=torch.int32, device=device)
         rows[:, 0] = codes
@@ -390,8 +390,8 @@ class ResidualCodec:
     def decompress(self, codes: torch.Tensor, residuals: torch.Tensor, *, rotated: bool = False) -> torch.Tensor:
         """Centroid ids ``(n,)`` and packed residuals ``(n, bytes_per_token)`` -> unit vectors ``(n, dim)`` float32.
 
-        ``residuals`` may hold the first stage's bytes only (``(n, bytes_per_stage)``): the coarser
-        vectors they decode to. So may those of :meth:`similarities`.
+        A residual quantiser's ``residuals`` may hold its first stages only (``j * bytes_per_stage``
+        columns): the coarser vectors they decode to. So may those of :meth:`similarities`.
 
         With ``rotated=True`` the vectors come back in the rotated basis (``x @ rotation``), which
         skips a ``(n, dim) @ (dim, dim)`` product; dot products are unchanged if the query is

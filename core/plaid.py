@@ -1123,5 +1123,5 @@ _SEARCH_CONFIG_FIELDS = {
     "centroid_score_threshold": "float|null",
     "n_full_scores": "int",
     "rescore": "int",
-    "n_refine": "int",
+    "n_refine": "int?",  # absent in indexes saved before it existed
 }

@@ -433,6 +433,21 @@ def test_save_compacts_and_load_round_trips(corpus, tmp_path: Path, quantizer: s
     assert loaded.search(docs[0], k=1, filter={"shard": 9})[0].id == "late"
 
 
+def test_an_index_saved_before_n_refine_existed_loads(corpus, tmp_path: Path) -> None:
+    from lateint_plugins.core import _io
+
+    ids, docs, meta, _ = corpus
+    index = PLAIDIndex(config=PLAIDConfig(n_centroids=16), device="cpu")
+    index.add(ids[:50], docs[:50], meta[:50])
+    index.save(tmp_path / "plaid")
+    path = tmp_path / "plaid" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["search_config"]["n_refine"]  # as the version before it wrote it
+    manifest["checksum"] = _io._manifest_checksum(manifest)
+    path.write_text(json.dumps(manifest))
+    assert load_index(tmp_path / "plaid", device="cpu").search_config.n_refine == 0
+
+
 def test_crash_mid_save_keeps_previous_index(corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ids, docs, meta, _ = corpus
     ix = PLAIDIndex(device="cpu")

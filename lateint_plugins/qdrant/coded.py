@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-N_FULL_SCORES = 64
+N_FULL_SCORES = 48
 """Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
 N_REFINE = 16
 """Default candidates per query whose later stages' residuals are read too (a codec of several stages)."""
