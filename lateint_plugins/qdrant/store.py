@@ -96,8 +96,8 @@ class QdrantLateInteractionStore(_Coded):
             records on its first write, instead of training one on the documents of that write.
         n_full_scores: candidates per query scored exactly in a ``token_layout="plaid"``
             collection (their residuals read); the rest are ranked by their centroids only.
-        n_refine: with a two-stage codec (``quantizer="rq"``), those of the ``n_full_scores``
-            (scored on the first stage's residuals) whose second stage is read too: the best
+        n_refine: with a residual quantiser (``quantizer="rq"``), those of the ``n_full_scores``
+            (scored on the first stage's residuals) whose later stages are read too: the best
             ``max(k, n_refine)``, scored again on their full codes, give the hits.
 
     Writes to one collection are serialised by a lock shared by every store object on the same
