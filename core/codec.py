@@ -46,6 +46,11 @@ def check_quantizer(nbits: int, quantizer: str) -> None:
         raise InvalidInputError(f"nbits must be one of {allowed} with quantizer={quantizer!r}, got {nbits!r}.")
 
 
+def stages_for(nbits: int, quantizer: str) -> int:
+    """Stages of a codec made by ``quantizer``: a residual quantiser's 2-bit stages, else 1."""
+    return nbits // 2 if quantizer == "rq" else 1
+
+
 def default_n_centroids(n_tokens: int, nbits: int = 2) -> int:
     """Power of two near ``4 * sqrt(n_tokens)`` (``16 * sqrt`` at ``nbits=4``), between 16 and 32768.
 
@@ -554,7 +559,7 @@ def train_codec(
     # block waste less.
     rotation = torch.linalg.qr(torch.randn(dim, dim, generator=generator))[0]
     residuals = (heldout - centroids[assign(heldout, centroids)]) @ rotation
-    stages = nbits // 2 if quantizer == "rq" else 1
+    stages = stages_for(nbits, quantizer)
     per_byte = 8 * stages // nbits
     blocks = residuals.reshape(residuals.shape[0], dim // per_byte, per_byte).transpose(0, 1)  # (blocks, n, s)
     levels = None

@@ -37,7 +37,15 @@ import torch
 
 from . import _io
 from ._checks import check_device, check_k, check_non_negative
-from .codec import QueryTables, ResidualCodec, check_quantizer, default_n_centroids, pool_tokens, train_codec
+from .codec import (
+    QueryTables,
+    ResidualCodec,
+    check_quantizer,
+    default_n_centroids,
+    pool_tokens,
+    stages_for,
+    train_codec,
+)
 from .errors import CorruptIndexError, InvalidInputError, UnknownIdError
 from .index import GrowthBuffer, Index, Metadata, _default_device, ragged_rows
 from .ivf import InvertedLists
@@ -566,7 +574,7 @@ class PLAIDIndex(Index):
             if not 1 <= n_centroids <= 32768:
                 raise CorruptIndexError(f"{folder / 'centroids.npy'}: {n_centroids} centroids, expected 1 to 32768.")
             centroids = _io.load_array(folder, "centroids", dtype=np.float16, shape=(n_centroids, dim))
-            stages = nbits // 2 if self.config.quantizer == "rq" else 1
+            stages = stages_for(nbits, self.config.quantizer)
             codebooks = _io.load_array(
                 folder, "codebooks", dtype=np.float32, shape=(dim * nbits // 8, 256, 8 * stages // nbits)
             )

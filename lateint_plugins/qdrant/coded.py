@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lateint_plugins.core._checks import check_k
-from lateint_plugins.core.codec import ResidualCodec
+from lateint_plugins.core.codec import ResidualCodec, stages_for
 from lateint_plugins.core.errors import InvalidInputError
 from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.scoring import segment_max
@@ -33,6 +33,7 @@ from lateint_plugins.core.store import SearchResult
 from lateint_plugins.qdrant.codes import (
     CodedTokens,
     check_codes,
+    code_fields,
     codec_from_parts,
     codec_point_id,
     codec_points,
@@ -150,7 +151,7 @@ class _Coded(_Writer):
         """Write ``codec``'s points, then name it in the marker (the commit); a codec recorded meanwhile wins."""
         from qdrant_client import models
 
-        stages = self.config.nbits // 2 if self.config.quantizer == "rq" else 1
+        stages = stages_for(self.config.nbits, self.config.quantizer or "pq")
         if codec.dim != self.encoder.dim or codec.nbits != self.config.nbits or codec.stages != stages:
             raise CollectionMismatchError(
                 f"codec has {codec.dim}-d vectors, nbits={codec.nbits} and {codec.stages} stage(s); collection "
@@ -286,7 +287,7 @@ class _Coded(_Writer):
             p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no codes: an incomplete window
         if codec is None:
             return points
-        fields = [CENTROID_IDS, *(name for name, _ in residual_fields(codec))]
+        fields = code_fields(codec)
         coded = [p for p in points if p.payload and all(f in p.payload for f in fields)]
         if not coded:
             return points
@@ -348,13 +349,13 @@ class _Coded(_Writer):
         keys = self.config.payload_keys
         fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
         page: list[Any] = []
-        code_fields = [CENTROID_IDS, *(name for name, _ in residual_fields(codec))]
-        pages = super()._scroll_points([*fields, *code_fields])
+        code_keys = code_fields(codec)
+        pages = super()._scroll_points([*fields, *code_keys])
         for p in itertools.chain(pages, [None]):
             if p is not None:
                 page.append(p)
             if page and (p is None or len(page) >= _SCROLL_PAGE):
-                windows, heads, _ = self._coded_windows(page, code_fields, fields)
+                windows, heads, _ = self._coded_windows(page, code_keys, fields)
                 for d, parts in windows.items():
                     doc = self._result(d, 0.0, heads[d])
                     codes = torch.cat([decode_ids(q.payload[CENTROID_IDS]) for q in parts])

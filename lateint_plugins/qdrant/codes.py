@@ -41,7 +41,7 @@ import torch
 
 from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train_codec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
-from lateint_plugins.qdrant.layout import REFINEMENT, RESIDUALS
+from lateint_plugins.qdrant.layout import CENTROID_IDS, REFINEMENT, RESIDUALS
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,11 @@ def residual_fields(codec: ResidualCodec) -> tuple[tuple[str, int], ...]:
     if codec.stages == 1:
         return ((RESIDUALS, codec.bytes_per_token),)
     return (RESIDUALS, codec.bytes_per_stage), (REFINEMENT, codec.bytes_per_token - codec.bytes_per_stage)
+
+
+def code_fields(codec: ResidualCodec) -> list[str]:
+    """Every payload field of a window's codes: the centroid ids and the residual fields."""
+    return [CENTROID_IDS, *(name for name, _ in residual_fields(codec))]
 
 
 def encode_residual_fields(residuals: torch.Tensor, codec: ResidualCodec) -> dict[str, str]:
