@@ -49,6 +49,7 @@ class TestPLAIDStore(DocumentStoreTests):
 class _QdrantStoreTests(DocumentStoreTests):
     supports_itext = False  # Qdrant has no case-insensitive substring match
     token_layout = "fp16"
+    codec_training_tokens: int | None = 0  # plaid: a codec trained by the first write
 
     @pytest.fixture
     def client(self, tmp_path: Path) -> Iterator[Any]:
@@ -58,8 +59,11 @@ class _QdrantStoreTests(DocumentStoreTests):
     def store(self, client: Any, tiny_encoder: Any) -> Any:
         from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore
 
+        deferred = {} if self.codec_training_tokens is None else {"codec_training_tokens": self.codec_training_tokens}
         config = CollectionConfig(
-            payload_indexes={"lang": "keyword", "year": "float", "kind": "keyword"}, token_layout=self.token_layout
+            payload_indexes={"lang": "keyword", "year": "float", "kind": "keyword"},
+            token_layout=self.token_layout,
+            **deferred,
         )
         return QdrantLateInteractionStore(client, f"contract_{uuid.uuid4().hex[:12]}", tiny_encoder, config=config)
 
@@ -104,9 +108,21 @@ class TestQdrantPlaidMemoryStore(TestQdrantMemoryStore):
     token_layout = "plaid"
 
 
+class TestQdrantDefaultMemoryStore(TestQdrantMemoryStore):
+    """The default layout: "plaid", its documents kept as fp16 tokens until there are enough to train a codec."""
+
+    token_layout = "plaid"
+    codec_training_tokens = None  # the default
+
+
 class TestQdrantPlaidPathStore(TestQdrantPathStore):
     token_layout = "plaid"
 
 
 class TestQdrantPlaidServerStore(TestQdrantServerStore):
     token_layout = "plaid"
+
+
+class TestQdrantDefaultServerStore(TestQdrantServerStore):
+    token_layout = "plaid"
+    codec_training_tokens = None  # the default

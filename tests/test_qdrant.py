@@ -50,6 +50,8 @@ from lateint_plugins.qdrant import (
     sync_from_qdrant,
     to_qdrant_filter,
 )
+from lateint_plugins.qdrant.codes import encode_fp16
+from lateint_plugins.qdrant.layout import TOKENS_FP16
 
 TOPICS = ("bio", "med", "chem")
 ATOL = 1e-4
@@ -79,6 +81,10 @@ def client(request: pytest.FixtureRequest, tmp_path: Path):
         c = QdrantClient(url=url)
     yield c
     c.close()
+
+
+FP16 = CollectionConfig(token_layout="fp16")
+"""The layout with a token multivector in Qdrant (what ``mode="native"`` rescores); the default is "plaid"."""
 
 
 def collection() -> str:
@@ -122,7 +128,7 @@ def test_local_maxsim_over_candidates_equals_exact_index(client, tiny_encoder, r
 
 
 def test_native_max_sim_rescoring_agrees_with_our_scores(client, tiny_encoder, reference) -> None:
-    store = filled(client, tiny_encoder, mode="native")
+    store = filled(client, tiny_encoder, mode="native", config=FP16)
     for got, want in zip(store.search_batch(QUERIES, k=7), reference.search_batch(QUERIES, k=7), strict=True):
         assert_same(got, want)
 
@@ -150,8 +156,9 @@ def test_multivector_pooling_equals_exact_with_full_depth(tiny_encoder, referenc
         assert_same(got, want)
 
 
-def test_long_documents_are_split_into_windows_and_merged(client, tiny_encoder, reference) -> None:
-    store = filled(client, tiny_encoder, max_tokens_per_point=5)
+@pytest.mark.parametrize("layout", ["fp16", "plaid"])
+def test_long_documents_are_split_into_windows_and_merged(client, tiny_encoder, reference, layout) -> None:
+    store = filled(client, tiny_encoder, max_tokens_per_point=5, config=CollectionConfig(token_layout=layout))
     n_points = client.count(store.collection_name, exact=True).count
     assert n_points > len(reference)  # documents of more than 5 tokens span several points
     assert len(store) == len(reference)
@@ -160,6 +167,8 @@ def test_long_documents_are_split_into_windows_and_merged(client, tiny_encoder, 
     stored = store.get_embeddings(reference.index.ids)
     for doc_id, want in zip(reference.index.ids, reference.index.embeddings(), strict=True):
         torch.testing.assert_close(stored[doc_id], want.float(), atol=0, rtol=0)
+    if layout == "plaid":  # before its codec: fp16 tokens in the payload, exact as above; no native mode
+        return
     # Native mode scores each window on its own: a lower bound of the document's MaxSim.
     exact = {r.id: r.score for r in reference.search(QUERIES[2], k=len(reference))}
     for hit in store.search_embeddings([tiny_encoder.encode_queries(QUERIES[2])], k=5, mode="native")[0]:
@@ -176,15 +185,18 @@ def test_default_window_size_is_qdrant_cap(tiny_encoder) -> None:
 def test_collection_layout(tiny_encoder) -> None:
     client = QdrantClient(":memory:")
     store = QdrantLateInteractionStore(
-        client, "layout", tiny_encoder, config=CollectionConfig(shard_number=2, replication_factor=1)
+        client,
+        "layout",
+        tiny_encoder,
+        config=CollectionConfig(shard_number=2, replication_factor=1, token_layout="fp16"),
     )
     info = client.get_collection("layout")
     tokens = info.config.params.vectors[TOKENS]
     assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert tokens.distance == models.Distance.DOT and tokens.size == tiny_encoder.dim
     marker = info.config.metadata["lateint"]
-    # An fp16 collection records layout 2 (older readers open it); 3 and 4 are the PLAID-codes layouts.
-    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 2 and LAYOUT_VERSION == 4
+    # An fp16 collection records layout 2 (older readers open it); 3 to 5 are the PLAID-codes layouts.
+    assert marker["dim"] == tiny_encoder.dim and marker["layout_version"] == 2 and LAYOUT_VERSION == 5
     assert marker["fingerprint"] == tiny_encoder.fingerprint.to_dict()
     assert marker["model_name"] == Path(tiny_encoder.name_or_path).name
     assert "QdrantLateInteractionStore" in repr(store)
@@ -274,7 +286,7 @@ def test_payload_indexes_are_created_with_the_collection(tiny_encoder) -> None:
 def test_payload_keys_and_indexes_are_recorded_and_read_back(tiny_encoder) -> None:
     client = QdrantClient(":memory:")
     keys = PayloadKeys(text="text", metadata="meta")
-    config = CollectionConfig(payload_keys=keys, payload_indexes={"year": "float"})
+    config = CollectionConfig(payload_keys=keys, payload_indexes={"year": "float"}, token_layout="fp16")
     store = QdrantLateInteractionStore(client, "mapped", tiny_encoder, config=config)
     store.add_texts(["protein gene", "heart brain"], [{"year": 2020}, {"year": 2021}], ["a", "b"])
     payload = client.retrieve("mapped", [point_id("a")], with_payload=True)[0].payload
@@ -297,10 +309,11 @@ def test_bad_payload_keys_are_refused(kwargs) -> None:
         PayloadKeys(**kwargs)
 
 
-def test_filtered_search_returns_k_hits_in_both_modes(filter_store) -> None:
+def test_filtered_search_returns_k_hits_in_both_modes(filter_store, tiny_encoder) -> None:
     # No client-side re-filter: Qdrant filters inside the prefetches, so k matching hits come back.
-    for mode in ("local", "native"):
-        hits = filter_store.search(QUERIES[0], k=3, filter={"topic": {"$in": TOPICS[:1]}}, mode=mode, candidate_depth=3)
+    fp16 = filled(QdrantClient(":memory:"), tiny_encoder, config=FP16)
+    for store, mode in ((filter_store, "local"), (fp16, "local"), (fp16, "native")):
+        hits = store.search(QUERIES[0], k=3, filter={"topic": {"$in": TOPICS[:1]}}, mode=mode, candidate_depth=3)
         assert len(hits) == 3 and all(h.metadata["topic"] == TOPICS[0] for h in hits)
     assert set(filter_store.search_options) == {"mode", "candidate_depth"}
     with pytest.raises(InvalidInputError, match="valid ones are candidate_depth, mode"):
@@ -433,28 +446,31 @@ def test_a_write_interrupted_part_way_leaves_the_old_document(tiny_encoder, call
     assert len(_points(store)) == points and store.repair() == 0
 
 
-def test_stale_windows_are_ignored_by_every_reader_and_removed_by_repair(client, tiny_encoder) -> None:
+@pytest.mark.parametrize("layout", ["fp16", "plaid"])
+def test_stale_windows_are_ignored_by_every_reader_and_removed_by_repair(client, tiny_encoder, layout) -> None:
     store = QdrantLateInteractionStore(client, collection(), tiny_encoder, max_tokens_per_point=4, device="cpu",
-                                       candidate_depth=100)  # fmt: skip
+                                       candidate_depth=100, config=CollectionConfig(token_layout=layout))  # fmt: skip
     texts = {"a": " ".join(WORDS[:14]), "b": "heart blood"}
     store.add_texts(list(texts.values()), [{"v": "a"}, {"v": "b"}], list(texts))
     clean = {p.id for p in _points(store)}
     want = store.get_embeddings(["a", "b"])
     # Leftovers of a killed write: windows of "a" (another write id, other vectors and metadata) and
     # windows of a document whose window 0 never landed.
-    vector = {TOKENS: torch.ones(4, tiny_encoder.dim).tolist(), "pooled": [1.0] * tiny_encoder.dim}
+    ones = torch.ones(4, tiny_encoder.dim)
+    vector = {TOKENS: ones.tolist()} if layout == "fp16" else {}
+    tokens = {} if layout == "fp16" else {TOKENS_FP16: encode_fp16(ones)}  # a plaid collection before its codec
     forged = [
         models.PointStruct(
             id=str(uuid.uuid4()),
-            vector=vector,
-            payload={"doc_id": d, "window": w, "n_windows": 3, "write_id": write, "metadata": {"v": "stale"}},
+            vector={**vector, "pooled": [1.0] * tiny_encoder.dim},
+            payload={"doc_id": d, "window": w, "n_windows": 3, "write_id": write, "metadata": {"v": "stale"}, **tokens},
         )
         for d, write in (("a", "killed-write"), ("ghost", "never-committed"))
         for w in (1, 2)
     ]
     client.upsert(store.collection_name, points=forged, wait=True)
     q = [torch.ones(2, tiny_encoder.dim) / tiny_encoder.dim**0.5]  # the forged windows would win any search
-    for mode in ("local", "native"):
+    for mode in ("local", "native") if layout == "fp16" else ("local",):
         assert {h.id for h in store.search_embeddings(q, k=10, mode=mode)[0]} == {"a", "b"}
         assert not store.search_embeddings(q, k=10, mode=mode, filter={"v": "stale"})[0]
         flt = models.Filter(must=[models.FieldCondition(key="metadata.v", match=models.MatchValue(value="stale"))])
@@ -487,7 +503,7 @@ def test_layout_1_collections_are_read_and_rewritten(tiny_encoder, monkeypatch) 
     client = QdrantClient(":memory:")
     for where in (layout, collection, writing):  # windows at uuid5(doc_id, window), as version 1 wrote
         monkeypatch.setattr(where, "LAYOUT_VERSION", 1)
-    old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu")
+    old = QdrantLateInteractionStore(client, "v1", tiny_encoder, max_tokens_per_point=4, device="cpu", config=FP16)
     old.add_texts([" ".join(WORDS[:14]), "heart"], ids=["a", "b"])
     assert module.point_id("a", 1) in {p.id for p in _points(old)}
     monkeypatch.undo()
@@ -773,7 +789,7 @@ def test_a_bare_str_where_a_list_is_expected_is_an_error(tiny_encoder) -> None:
 
 def test_an_empty_collection_opens_and_reads(tiny_encoder, tmp_path) -> None:
     client = QdrantClient(path=str(tmp_path / "q"))
-    QdrantLateInteractionStore(client, "empty", tiny_encoder)
+    QdrantLateInteractionStore(client, "empty", tiny_encoder, config=FP16)
     client.close()
     client = QdrantClient(path=str(tmp_path / "q"))
     store = QdrantLateInteractionStore(client, "empty", tiny_encoder, create=False)

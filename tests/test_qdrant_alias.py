@@ -43,7 +43,8 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> QdrantClient:
 
 
 def _old(client: QdrantClient, encoder: ColBERTEncoder, name: str = "docs_v1") -> QdrantLateInteractionStore:
-    store = QdrantLateInteractionStore(client, name, encoder)
+    # fp16: the test searches in both modes (native rescoring needs the token multivector).
+    store = QdrantLateInteractionStore(client, name, encoder, config=CollectionConfig(token_layout="fp16"))
     store.add_texts(TEXTS, METAS, IDS)
     return store
 

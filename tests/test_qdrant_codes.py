@@ -19,7 +19,7 @@ import torch
 from _texts import WORDS as ALL_WORDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lateint_plugins.core import ColBERTEncoder, LateInteractionStore
+from lateint_plugins.core import ColBERTEncoder, ExactIndex, LateInteractionStore
 from lateint_plugins.core.codec import ResidualCodec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
@@ -44,26 +44,32 @@ from lateint_plugins.qdrant.codes import (
     codec_points,
     decode_centroid_set,
     encode_centroid_set,
+    encode_fp16,
+    train,
 )
 from lateint_plugins.qdrant.layout import (
     _MARKER,
     CENTROID_IDS,
     CENTROID_SET,
+    CODEC_TRAINING_TOKENS,
     REFINEMENT,
     RESIDUALS,
     TOKENS,
+    TOKENS_FP16,
     marker_version,
     recorded_config,
 )
 
 WORDS = ALL_WORDS[:16]  # the first 16 of the shared vocabulary
 QUERIES = ["protein cell", "cancer drug trial", "immune virus", "brain heart blood"]
-PLAID = CollectionConfig(token_layout="plaid", nbits=4)
+PLAID = CollectionConfig(token_layout="plaid", nbits=4, codec_training_tokens=0)
+FP16 = CollectionConfig(token_layout="fp16")
 
 
 def plaid_config(codec: ResidualCodec) -> CollectionConfig:
     """The plaid layout that takes ``codec`` (one stage or two)."""
-    return CollectionConfig(token_layout="plaid", nbits=codec.nbits, quantizer="rq" if codec.stages > 1 else "pq")
+    quantizer = "rq" if codec.stages > 1 else "pq"
+    return CollectionConfig(token_layout="plaid", nbits=codec.nbits, quantizer=quantizer, codec_training_tokens=0)
 
 
 def corpus(n: int = 40, seed: int = 0) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -181,7 +187,7 @@ def test_a_residual_quantiser_reads_its_later_stages_for_the_best_n_refine_only(
 ) -> None:
     client = QdrantClient(":memory:")
     ids, texts, metas = corpus()
-    config = CollectionConfig(token_layout="plaid", nbits=nbits, quantizer="rq")
+    config = CollectionConfig(token_layout="plaid", nbits=nbits, quantizer="rq", codec_training_tokens=0)
     store = QdrantLateInteractionStore(client, name(), tiny_encoder, config=config, device="cpu", n_full_scores=8,
                                        n_refine=4, candidate_depth=1000)  # fmt: skip
     store.add_texts(texts, metas, ids)
@@ -214,7 +220,7 @@ def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, ti
     ids, texts, metas = corpus(12)
     store = QdrantLateInteractionStore(client, "coded", tiny_encoder, config=PLAID, device="cpu")
     store.add_texts(texts, metas, ids)
-    fp16 = QdrantLateInteractionStore(client, "plain", tiny_encoder, device="cpu")
+    fp16 = QdrantLateInteractionStore(client, "plain", tiny_encoder, device="cpu", config=FP16)
     fp16.add_texts(texts[:2], ids=ids[:2])
     info = client.get_collection("coded")
     marker = info.config.metadata[_MARKER]
@@ -231,7 +237,7 @@ def test_layout_is_recorded_and_read_back_whatever_the_config(tmp_path: Path, ti
     want = store.search_batch(QUERIES, k=4)
     client.close()
     client = QdrantClient(path=path)
-    # Opened with the default (fp16) config, each collection keeps its recorded layout and codec.
+    # Opened without a config, each collection keeps its recorded layout and codec.
     again = QdrantLateInteractionStore(client, "coded", tiny_encoder, device="cpu")
     assert (again.config.token_layout, again.config.nbits, again.config.quantizer) == ("plaid", 4, "rq")
     assert codec_points(again.codec)[0]["id"] == marker["codec"]["id"]
@@ -259,8 +265,16 @@ def test_config_defaults_and_collections_of_older_layouts() -> None:
     # A layout-3 marker records nbits only: its codec is a product quantiser. fp16 ones record neither.
     old = recorded_config({"token_layout": "plaid", "nbits": 4, "layout_version": 3})
     assert (old.nbits, old.quantizer, marker_version(old)) == (4, "pq", 3)
-    assert recorded_config({"token_layout": "fp16", "nbits": None, "lexical": {"k1": 1.2}}) == CollectionConfig()
-    assert marker_version(CollectionConfig(token_layout="plaid")) == 4 and marker_version(CollectionConfig()) == 2
+    assert recorded_config({"token_layout": "fp16", "nbits": None, "lexical": {"k1": 1.2}}) == FP16
+    assert marker_version(FP16) == 2 and marker_version(PLAID) == 4
+    # The default: plaid, fp16 tokens in the payload until the codec is trained (layout 5). Markers
+    # written before layout 5 trained on the first write.
+    assert (CollectionConfig().token_layout, marker_version(CollectionConfig())) == ("plaid", 5)
+    assert CollectionConfig().codec_training_tokens == CODEC_TRAINING_TOKENS
+    assert recorded_config({"token_layout": "plaid", "nbits": 6, "quantizer": "rq"}).codec_training_tokens == 0
+    for bad in (-1, True, 1.5, "100"):
+        with pytest.raises(InvalidInputError, match="codec_training_tokens"):
+            CollectionConfig(codec_training_tokens=bad)  # type: ignore[arg-type]
 
 
 def test_first_write_trains_the_codec_and_later_writes_reuse_it(tiny_encoder: ColBERTEncoder, caplog) -> None:
@@ -302,7 +316,7 @@ def test_long_documents_split_into_windows_score_as_one(tiny_encoder: ColBERTEnc
 def test_add_codes_checks_the_codec(tiny_encoder: ColBERTEncoder, plaid_store) -> None:
     codec = plaid_store.index.codec
     codes, residuals = plaid_store.index.document_codes(["doc-0"])[0]
-    fp16 = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder)
+    fp16 = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder, config=FP16)
     with pytest.raises(InvalidInputError, match="token_layout='plaid'"):
         fp16.add_codes(["t"], [codes], [residuals], codec=codec)
     with pytest.raises(CollectionMismatchError, match="stage"):  # a codec of the other quantizer
@@ -396,3 +410,108 @@ def test_sync_of_codes_is_incremental_and_refuses_another_codec(tiny_encoder: Co
     other.add_texts(["protein cell gene"] * 12, ids=[f"o{i}" for i in range(12)])
     with pytest.raises(CollectionMismatchError, match="another codec"):
         sync_to_qdrant(other, client, collection)
+
+
+# ---------------------------------------------------------------------- fp16 until the codec is trained
+def deferred(client: Any, encoder: ColBERTEncoder, threshold: int, **kwargs: Any) -> QdrantLateInteractionStore:
+    """A default-layout store that trains its codec once it holds ``threshold`` tokens."""
+    config = CollectionConfig(codec_training_tokens=threshold, n_centroids=16)
+    every = {"candidate_depth": 1000, "n_full_scores": 1000, "n_refine": 1000}
+    return QdrantLateInteractionStore(client, name(), encoder, config=config, device="cpu", **every, **kwargs)
+
+
+def fp16_windows(store: QdrantLateInteractionStore) -> list[str]:
+    points, _ = store.client.scroll(store.collection_name, limit=10_000, with_payload=["doc_id", TOKENS_FP16])
+    return [p.payload["doc_id"] for p in points if TOKENS_FP16 in (p.payload or {})]
+
+
+def ranked(store: QdrantLateInteractionStore, k: int = 6) -> list[list[tuple[str, float]]]:
+    return [[(h.id, round(h.score, 4)) for h in row] for row in store.search_batch(QUERIES, k=k)]
+
+
+def test_a_plaid_collection_keeps_fp16_tokens_until_it_trains_its_codec(client, tiny_encoder) -> None:
+    ids, texts, metas = corpus()
+    docs = dict(zip(ids, [d.half().float() for d in tiny_encoder.encode_documents(texts)], strict=True))
+    first = sum(docs[i].shape[0] for i in ids[:20])
+    store = deferred(client, tiny_encoder, threshold=first + 1, max_tokens_per_point=8)
+    store.add_texts(texts[:20], metas[:20], ids[:20], batch_size=7)
+    # Below the threshold: no codec, fp16 tokens in the payload, exact MaxSim (as the fp16 layout).
+    assert store.codec is None and "codec" not in client.get_collection(store.collection_name).config.metadata[_MARKER]
+    assert set(fp16_windows(store)) == set(ids[:20])
+    exact = LateInteractionStore(tiny_encoder, ExactIndex(device="cpu"))
+    exact.add_texts(texts[:20], metas[:20], ids[:20])
+    for got, want in zip(store.search_batch(QUERIES, k=6), exact.search_batch(QUERIES, k=6), strict=True):
+        assert [h.id for h in got] == [h.id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+    assert {i: m.tolist() for i, m in store.get_embeddings(ids[:20]).items()} == {i: docs[i].tolist() for i in ids[:20]}
+    assert sorted(sync_from_qdrant(client, store.collection_name, tiny_encoder, device="cpu").index.ids) == sorted(
+        ids[:20]
+    )
+    # The write that crosses it trains the codec on every token so far and compresses the earlier documents.
+    store.add_texts(texts[20:], metas[20:], ids[20:])
+    codec = store.codec
+    assert codec is not None and fp16_windows(store) == []
+    assert client.get_collection(store.collection_name).config.metadata[_MARKER]["fp16_compressed"] is True
+    for i, got in store.get_embeddings(ids).items():
+        torch.testing.assert_close(got, codec.decompress(*codec.compress(docs[i])), atol=1e-6, rtol=0)
+    for query in QUERIES:
+        q = tiny_encoder.encode_queries(query)
+        want = sorted(((decompressed_maxsim(codec, q, d), i) for i, d in docs.items()), reverse=True)[:5]
+        assert [h.id for h in store.search(query, k=5)] == [i for _, i in want]
+
+
+def test_windows_left_fp16_by_an_interrupted_compression_read_as_their_codes(tiny_encoder) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    docs = dict(zip(ids, [d.half() for d in tiny_encoder.encode_documents(texts)], strict=True))
+    store = deferred(client, tiny_encoder, threshold=1, max_tokens_per_point=8)
+    store.add_texts(texts, metas, ids)
+    want_hits, want_vectors = ranked(store), store.get_embeddings(ids)
+    want_codes = {d.id: (c.codes.tolist(), c.residuals.tolist()) for d, c in store.iter_codes()}
+    # Undo the compression of every other window, as a kill part-way through it leaves them.
+    points, _ = client.scroll(store.collection_name, limit=10_000, with_payload=True)
+    undone = 0
+    for p in points[::2]:
+        if "doc_id" not in p.payload:
+            continue  # a codec point
+        payload = {k: v for k, v in p.payload.items() if k not in (CENTROID_IDS, CENTROID_SET, RESIDUALS, REFINEMENT)}
+        tokens = docs[p.payload["doc_id"]][8 * p.payload["window"] : 8 * (p.payload["window"] + 1)]
+        client.overwrite_payload(store.collection_name, {**payload, TOKENS_FP16: encode_fp16(tokens)}, [p.id])
+        undone += 1
+    assert len(fp16_windows(store)) == undone > 0
+    # Every reader computes their codes: the same hits, vectors and codes, through arrays or the public API.
+    for arrays in (True, False):
+        store._read_arrays = arrays
+        assert ranked(store) == want_hits
+    got = store.get_embeddings(ids)
+    assert all(got[i].tolist() == want_vectors[i].tolist() for i in ids)
+    assert {d.id: (c.codes.tolist(), c.residuals.tolist()) for d, c in store.iter_codes()} == want_codes
+    # The next store object's first write does not rescan (the marker says it is done); repair does.
+    fresh = QdrantLateInteractionStore(client, store.collection_name, tiny_encoder, device="cpu")
+    fresh.add_texts(["gene protein"], ids=["late"])
+    assert len(fp16_windows(store)) == undone
+    assert fresh.repair() == 0 and fp16_windows(store) == []
+    assert [row for row in ranked(store)] == [[x for x in row] for row in ranked(fresh)]
+
+
+def test_compression_leaves_a_document_rewritten_meanwhile_alone(tiny_encoder, monkeypatch) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus(8)
+    store = deferred(client, tiny_encoder, threshold=10**6)
+    store.add_texts(texts, metas, ids)
+    assert store.codec is None and len(fp16_windows(store)) == len(ids)
+    other = QdrantLateInteractionStore(client, store.collection_name, tiny_encoder, device="cpu")
+    real = client.batch_update_points
+
+    def rewrite_first(*args: Any, **kwargs: Any) -> Any:
+        # Another writer replaces doc-0 after the compression read it, before its payload is replaced.
+        monkeypatch.setattr(client, "batch_update_points", real)
+        QdrantLateInteractionStore._write(other, ["doc-0"], [torch.ones(3, tiny_encoder.dim) / 4], ["new text"],
+                                          [{"v": 2}], [], ["doc-0"])  # fmt: skip
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "batch_update_points", rewrite_first)
+    codec = store._record_codec(train([store.get_embeddings(ids)[i] for i in ids], 6, 16, quantizer="rq"))
+    store._compress_fp16(codec)
+    assert [(r.text, r.metadata) for r in store.get(["doc-0"])] == [("new text", {"v": 2})]  # not the old version
+    assert fp16_windows(store) == [] and store.get_embeddings(["doc-0"])["doc-0"].shape[0] == 3

@@ -30,12 +30,20 @@ from lateint_plugins.core import ColBERTEncoder
 from lateint_plugins.core.scoring import maxsim
 from qdrant_client import QdrantClient
 
-from lateint_plugins.qdrant import QdrantLateInteractionStore
+from lateint_plugins.qdrant import CollectionConfig, QdrantLateInteractionStore
+from lateint_plugins.qdrant.layout import TOKENS_FP16
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash harness forks a child writer (POSIX only)")
 
 WINDOW = 4  # max_tokens_per_point: documents of 5+ tokens span several points
 KILLED = 77  # the child's exit code when it killed itself at the chosen step
+LAYOUTS = {
+    "fp16": CollectionConfig(token_layout="fp16"),  # a token multivector: native scores checked too
+    "plaid-fp16": CollectionConfig(),  # the default, below codec_training_tokens: fp16 tokens in the payload
+    # The old documents' 27 tokens are below 40, with the new ones above: the write under test trains the
+    # codec and compresses the documents written before it (kills land in each of those steps too).
+    "plaid-trains": CollectionConfig(codec_training_tokens=40, n_centroids=8),
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,12 @@ def _versions(dim: int) -> tuple[dict[str, Version], dict[str, Version | None]]:
         "d": v("d", "new", "vaccine tumor signal", 6, 13),
     }
     return old, new
+
+
+def _stored(store: QdrantLateInteractionStore, tokens: torch.Tensor) -> torch.Tensor:
+    """The token vectors ``store`` reads back for ``tokens``: as they are, or through its codec once it has one."""
+    codec = store.codec
+    return tokens if codec is None else codec.decompress(*codec.compress(tokens))
 
 
 def _open(client: QdrantClient, name: str, encoder: ColBERTEncoder, **kwargs: Any) -> QdrantLateInteractionStore:
@@ -123,16 +137,18 @@ def assert_consistent(
         assert matches, f"{d}: text/metadata {got[d].text!r} {got[d].metadata} are neither old nor new"
         version = options[matches[0]]
         assert version is not None and d in vectors, f"{d}: text of {matches[0]} but its vectors are unreadable"
-        torch.testing.assert_close(vectors[d], version.tokens, atol=0, rtol=0, msg=f"{d}: vectors mixed")
+        want = _stored(store, version.tokens)
+        torch.testing.assert_close(vectors[d], want, atol=1e-6, rtol=0, msg=f"{d}: vectors mixed")
         state[d], present[d] = matches[0], version
     assert len(store) == len(present) and sorted(store.ids()) == sorted(present)
     q = _unit(5, store.encoder.dim, 99)
-    for mode in ("local", "native"):
+    for mode in ("local", "native") if store.config.token_layout == "fp16" else ("local",):
         hits = store.search_embeddings([q], k=10, mode=mode)[0]
         assert sorted(h.id for h in hits) == sorted(present), f"{mode} search sees {[h.id for h in hits]}"
         for h in hits:
             v = present[h.id]
-            want = maxsim([q], [v.tokens])[0, 0].item() if mode == "local" else _window_scores(q, v.tokens)
+            tokens = _stored(store, v.tokens)
+            want = maxsim([q], [tokens])[0, 0].item() if mode == "local" else _window_scores(q, v.tokens)
             assert h.score == pytest.approx(want, abs=1e-4), f"{mode} score of {h.id} is not its {state[h.id]} one"
             assert (h.text, h.metadata) == (v.text, v.metadata)
         for tag in ("old", "new"):  # stale windows carry the other version's metadata: never let them through
@@ -145,6 +161,7 @@ def assert_consistent(
 def assert_clean(store: QdrantLateInteractionStore, state: dict[str, str | None], old, new) -> None:
     """After repair: exactly the committed documents' points remain."""
     points, _ = store.client.scroll(store.collection_name, limit=1000, with_payload=["doc_id"])
+    points = [p for p in points if p.payload]  # codec points have no doc_id
     want = sum((old if s == "old" else new)[d].n_windows for d, s in state.items() if s is not None)
     assert len(points) == want, f"{len(points)} points left, {want} committed"
     assert store.repair() == 0
@@ -195,11 +212,11 @@ def versions(tiny_encoder: ColBERTEncoder) -> tuple[dict[str, Version], dict[str
 class _PathHarness:
     """A baseline folder holding the old documents; each case writes on a copy of it."""
 
-    def __init__(self, root: Path, encoder: ColBERTEncoder, old: dict[str, Version]) -> None:
-        self.root, self.encoder, self.name = root, encoder, "crash"
+    def __init__(self, root: Path, encoder: ColBERTEncoder, old: dict[str, Version], config: CollectionConfig) -> None:
+        self.root, self.encoder, self.name, self.config = root, encoder, "crash", config
         self.base = root / "base"
         client = QdrantClient(path=str(self.base))
-        store = _open(client, self.name, encoder)
+        store = _open(client, self.name, encoder, config=config)
         store.add_embeddings([v.text for v in old.values()], [v.tokens for v in old.values()],
                              [v.metadata for v in old.values()], list(old))  # fmt: skip
         client.close()
@@ -234,18 +251,21 @@ class _PathHarness:
             client.close()
 
 
-@pytest.fixture
-def path_harness(tmp_path, tiny_encoder, versions, monkeypatch) -> _PathHarness:
+@pytest.fixture(params=list(LAYOUTS))
+def path_harness(request, tmp_path, tiny_encoder, versions, monkeypatch) -> _PathHarness:
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # the children are forked
-    return _PathHarness(tmp_path, tiny_encoder, versions[0])
+    return _PathHarness(tmp_path, tiny_encoder, versions[0], LAYOUTS[request.param])
 
 
 def test_path_mode_survives_a_kill_at_every_write_step(path_harness, versions, tmp_path) -> None:
     old, new = versions
     counter = tmp_path / "steps"
-    assert path_harness.write(path_harness.copy("dry"), new, None, counter) == 0
+    dry = path_harness.copy("dry")
+    assert path_harness.write(dry, new, None, counter) == 0
     n_steps = int(counter.read_text())
     assert n_steps >= 10  # windows, commits, stale windows and the delete: each its own step
+    with path_harness.reopen(dry) as store:  # the write trained a codec where the layout says so
+        assert (store.codec is not None) == (path_harness.config is LAYOUTS["plaid-trains"])
     seen = set()
     for kill_at in range(1, n_steps + 1):
         folder = path_harness.copy(f"kill-{kill_at}")
@@ -281,7 +301,10 @@ def test_path_mode_survives_two_kills_in_a_row_and_the_next_write_cleans_up(path
             state = assert_consistent(store, old, new)
             assert state == {"a": "new", "b": "new", "c": None, "d": "new"}
             # c's own leftovers (its window 0 went first) are the only ones a write cannot reach.
-            points, _ = store.client.scroll(store.collection_name, limit=1000, with_payload=["doc_id"])
+            points, _ = store.client.scroll(store.collection_name, limit=1000, with_payload=["doc_id", TOKENS_FP16])
+            points = [p for p in points if p.payload]  # codec points have no doc_id
+            if store.codec is not None:  # the write that trained it compressed what was written before
+                assert not [p.payload["doc_id"] for p in points if TOKENS_FP16 in p.payload]
             assert {p.payload["doc_id"] for p in points} <= {"a", "b", "c", "d"}
             assert sum(p.payload["doc_id"] != "c" for p in points) == sum(v.n_windows for v in new.values() if v)
             store.repair()

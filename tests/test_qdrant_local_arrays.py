@@ -38,6 +38,9 @@ def client(request: pytest.FixtureRequest, tmp_path: Path):
     c.close()
 
 
+FP16 = CollectionConfig(token_layout="fp16")
+
+
 def make_store(client: QdrantClient, encoder: ColBERTEncoder, **kwargs) -> QdrantLateInteractionStore:
     ids, texts, metas = corpus()
     store = QdrantLateInteractionStore(client, f"t-{uuid.uuid4().hex[:8]}", encoder, device="cpu", **kwargs)
@@ -61,8 +64,9 @@ def assert_identical(arrays: list, public: list) -> None:
 
 
 @pytest.mark.parametrize("depth", [3, 1000])
-def test_array_reads_equal_the_public_api(client, tiny_encoder, depth) -> None:
-    store = make_store(client, tiny_encoder, candidate_depth=depth)
+@pytest.mark.parametrize("layout", ["fp16", "plaid"])  # plaid: the default, fp16 tokens before its codec
+def test_array_reads_equal_the_public_api(client, tiny_encoder, depth, layout) -> None:
+    store = make_store(client, tiny_encoder, candidate_depth=depth, config=CollectionConfig(token_layout=layout))
     assert _local.local_collection(client, store.collection_name) is not None
     arrays, public = both_ways(store, k=5)
     assert all(arrays)
@@ -73,7 +77,7 @@ def test_array_reads_equal_the_public_api(client, tiny_encoder, depth) -> None:
 @pytest.mark.parametrize("depth", [3, 1000])
 @pytest.mark.parametrize("quantizer", ["pq", "rq"])
 def test_the_plaid_layout_reads_its_candidates_from_arrays_too(client, tiny_encoder, depth, quantizer) -> None:
-    config = CollectionConfig(token_layout="plaid", nbits=4, quantizer=quantizer)
+    config = CollectionConfig(token_layout="plaid", nbits=4, quantizer=quantizer, codec_training_tokens=0)
     store = make_store(client, tiny_encoder, config=config, candidate_depth=depth, max_tokens_per_point=8)
     arrays, public = both_ways(store, k=5)
     assert all(arrays[:-1])
@@ -82,9 +86,11 @@ def test_the_plaid_layout_reads_its_candidates_from_arrays_too(client, tiny_enco
 
 
 def test_split_documents_and_pooled_multivectors_read_from_arrays(tiny_encoder) -> None:
-    windows = make_store(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=4, candidate_depth=6)
+    windows = make_store(QdrantClient(":memory:"), tiny_encoder, max_tokens_per_point=4, candidate_depth=6, config=FP16)
     assert_identical(*both_ways(windows, k=6))
-    pooled = make_store(QdrantClient(":memory:"), tiny_encoder, config=CollectionConfig(pooled_vectors=3))
+    pooled = make_store(
+        QdrantClient(":memory:"), tiny_encoder, config=CollectionConfig(pooled_vectors=3, token_layout="fp16")
+    )
     assert_identical(*both_ways(pooled, k=6))
     embeddings = windows.get_embeddings(["d0", "d1"])
     windows._read_arrays = False
@@ -122,7 +128,7 @@ def test_prefetch_rankings_match_local_mode_to_the_bit(tiny_encoder) -> None:
 
 
 def test_the_inverted_index_follows_writes(client, tiny_encoder) -> None:
-    store = make_store(client, tiny_encoder, candidate_depth=2)
+    store = make_store(client, tiny_encoder, candidate_depth=2, config=FP16)
     before = store.search("zeppelin protein", k=3)  # builds the inverted index
     other = QdrantLateInteractionStore(client, store.collection_name, tiny_encoder, device="cpu", create=False)
     other.add_texts(["zeppelin zeppelin"], ids=["new"])  # a write through another store object

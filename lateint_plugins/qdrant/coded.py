@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -28,22 +28,22 @@ from lateint_plugins.core._checks import check_k
 from lateint_plugins.core.codec import ResidualCodec, stages_for
 from lateint_plugins.core.errors import InvalidInputError
 from lateint_plugins.core.index import Metadata
-from lateint_plugins.core.scoring import segment_max
+from lateint_plugins.core.scoring import maxsim, segment_max
 from lateint_plugins.core.store import SearchResult
 from lateint_plugins.qdrant.codes import (
     CodedTokens,
     check_codes,
     code_fields,
+    code_payload,
     codec_from_parts,
     codec_point_id,
     codec_points,
     decode_centroid_set,
+    decode_fp16,
     decode_ids,
     decode_residual_fields,
     decode_residuals,
-    encode_centroid_set,
-    encode_ids,
-    encode_residual_fields,
+    encode_fp16,
     residual_fields,
     train,
 )
@@ -58,6 +58,7 @@ from lateint_plugins.qdrant.layout import (
     REFINEMENT,
     RESIDUALS,
     TOKENS,
+    TOKENS_FP16,
     StoredDocument,
     _in_commit,
     _n_windows,
@@ -92,6 +93,7 @@ class _Coded(_Writer):
         if codec is not None and not isinstance(codec, ResidualCodec):
             raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
         self._given_codec, self._codec = codec, None
+        self._fp16_compressed = False
         self.n_full_scores = check_k(n_full_scores, "n_full_scores")
         self.n_refine = check_k(n_refine, "n_refine")
 
@@ -131,21 +133,81 @@ class _Coded(_Writer):
             logger.warning("Collection %r has its own codec; the codec passed is ignored", self.collection_name)
         return self._codec
 
-    def _codec_for_write(self, samples: Sequence[Any]) -> ResidualCodec:
-        """The collection's codec; the first write records the one given to the store or trains one on ``samples``."""
+    def _codec_for_write(self, samples: Sequence[Any]) -> ResidualCodec | None:
+        """The codec a write compresses with; None: too few tokens to train one yet (the write stays fp16).
+
+        A collection without a codec records the one given to the store; otherwise it trains one
+        once its fp16 documents and ``samples`` hold ``codec_training_tokens`` tokens, on all of
+        them. The documents written as fp16 before are then compressed too.
+        """
         codec = self._current_codec()
-        if codec is not None:
-            return codec
-        matrices = [s for s in samples if isinstance(s, torch.Tensor)]
-        if self._given_codec is None and not matrices:
-            raise InvalidInputError(
-                f"Collection {self.collection_name!r} has no codec yet: pass codec= to the store, or add "
-                "embeddings (a codec is trained on the first documents written)."
-            )
-        codec = self._given_codec or train(
-            matrices, self.config.nbits, self.config.n_centroids, quantizer=self.config.quantizer or "pq"
-        )
-        return self._record_codec(codec)
+        if codec is None:
+            if self._given_codec is not None:
+                codec = self._record_codec(self._given_codec)
+            else:
+                matrices = [s for s in samples if isinstance(s, torch.Tensor)]
+                stored = sum(int(p.get("n_tokens") or 0) for p in self._scroll(["n_tokens"]))
+                if stored + sum(m.shape[0] for m in matrices) < self.config.codec_training_tokens:
+                    return None
+                if stored:  # the documents kept as fp16 so far are part of the sample
+                    matrices += list(self._assemble(self._scroll_points(_HEAD, vectors=True)).values())
+                if not matrices:
+                    raise InvalidInputError(
+                        f"Collection {self.collection_name!r} has no codec yet: pass codec= to the store, or add "
+                        "embeddings (a codec is trained on the first documents written)."
+                    )
+                quantizer = self.config.quantizer or "pq"
+                codec = self._record_codec(train(matrices, self.config.nbits, self.config.n_centroids,
+                                                 quantizer=quantizer))  # fmt: skip
+        self._compress_fp16(codec)
+        return codec
+
+    def _compress_fp16(self, codec: ResidualCodec, *, recheck: bool = False) -> int:
+        """Compress the windows still stored as fp16 tokens (written before the codec); returns how many.
+
+        Each window's payload is replaced in one step, and only while its ``write_id`` is the one
+        read (a document rewritten meanwhile is left to its writer). Runs once per store object
+        unless ``recheck``: the marker records when every such window was compressed.
+        """
+        from qdrant_client import models
+
+        if not self.config.codec_training_tokens or (self._fp16_compressed and not recheck):
+            return 0
+        if self.marker.get("fp16_compressed") and not recheck:
+            self._fp16_compressed = True
+            return 0
+        left = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=TOKENS_FP16))])
+        offset, done = None, 0
+        while True:
+            page, offset = self._call("scroll points", self.client.scroll, self.collection_name,
+                                      scroll_filter=left, limit=_SCROLL_PAGE, offset=offset, with_payload=True,
+                                      with_vectors=False)  # fmt: skip
+            operations = []
+            for p in page:
+                payload = dict(p.payload or {})
+                codes = window_codes(payload, codec)
+                if codes is None or "write_id" not in payload:
+                    continue
+                del payload[TOKENS_FP16]
+                unchanged = models.MatchValue(value=payload["write_id"])
+                same = models.Filter(must=[models.HasIdCondition(has_id=[p.id]),
+                                           models.FieldCondition(key="write_id", match=unchanged)])  # fmt: skip
+                overwrite = models.SetPayload(payload={**payload, **code_payload(*codes, codec)}, filter=same)
+                operations.append(models.OverwritePayloadOperation(overwrite_payload=overwrite))
+            if operations:
+                self._call("compress points", self.client.batch_update_points, self.collection_name,
+                           update_operations=operations, wait=True)  # fmt: skip
+                done += len(operations)
+            if offset is None:
+                break
+        info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection, self.collection_name)
+        marker = {**recorded_marker(info), "fp16_compressed": True}
+        self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
+                   self.collection_name, metadata={_MARKER: marker})  # fmt: skip
+        self.marker, self._fp16_compressed = marker, True
+        if done:
+            logger.info("Collection %r: compressed %d windows written before its codec", self.collection_name, done)
+        return done
 
     def _record_codec(self, codec: ResidualCodec) -> ResidualCodec:
         """Write ``codec``'s points, then name it in the marker (the commit); a codec recorded meanwhile wins."""
@@ -233,33 +295,51 @@ class _Coded(_Writer):
                 progress.close()
         return ids
 
-    def _write(self, ids: list[str], vectors: Sequence[Any], *args: Any, **kwargs: Any) -> None:
+    def _write(
+        self,
+        ids: list[str],
+        vectors: Sequence[Any],
+        texts: list[str],
+        metas: list[Metadata],
+        written: list[str],
+        all_ids: list[str],
+        **kwargs: Any,
+    ) -> None:
         if self._plaid:
-            self._codec_for_write(vectors)  # the first write trains (or records) the codec
-        super()._write(ids, vectors, *args, **kwargs)
+            self._prepare_codec(vectors, written, all_ids, ids)
+        super()._write(ids, vectors, texts, metas, written, all_ids, **kwargs)
+
+    def _prepare_codec(self, samples: Sequence[Any], written: list[str], all_ids: list[str], ids: list[str]) -> None:
+        """:meth:`_codec_for_write` with the write path's retries (:class:`PartialWriteError` in the end)."""
+        self._retrying(lambda: self._codec_for_write(samples), "prepare the codec", written, all_ids, ids)
 
     def _points(
         self, doc_id: str, tokens: Any, text: str, meta: Metadata, write_id: str, lexical: list[int]
     ) -> list[models.PointStruct]:
         if not self._plaid:
             return super()._points(doc_id, tokens, text, meta, write_id, lexical)
-        codec = self._codec_for_write([tokens])
+        codec = self._codec  # what _write's _codec_for_write found: None while the collection has no codec
         if isinstance(tokens, CodedTokens):
+            codec = cast(ResidualCodec, codec)
             codes, residuals = tokens.codes, tokens.residuals
             dense = codec.decompress(codes.to(codec.centroids.device).long(), residuals.to(codec.centroids.device))
-        else:
+        elif codec is not None:
             dense = tokens.detach().to(codec.centroids.device).half().float()
             codes, residuals = codec.compress(dense)
+        else:
+            dense = tokens.detach().to("cpu").half().float()
         # The fp16 layout's points (windows, pooled and lexical vectors, payload), their token
-        # multivector swapped for the codes of the same tokens.
+        # multivector swapped for the codes of the same tokens (or, before there is a codec, their fp16 bytes).
         points = super()._points(doc_id, dense.cpu(), text, meta, write_id, lexical)
         step = self.max_tokens_per_point
         for w, point in enumerate(points):
             cast(dict, point.vector).pop(TOKENS)
-            window = codes[w * step : (w + 1) * step]
-            point.payload = {**(point.payload or {}), CENTROID_IDS: encode_ids(window),
-                             CENTROID_SET: encode_centroid_set(window),
-                             **encode_residual_fields(residuals[w * step : (w + 1) * step], codec)}  # fmt: skip
+            rows = slice(w * step, (w + 1) * step)
+            if codec is None:
+                fields = {TOKENS_FP16: encode_fp16(dense[rows])}
+            else:
+                fields = code_payload(codes[rows], residuals[rows], codec)
+            point.payload = {**(point.payload or {}), **fields}
         return points
 
     # ------------------------------------------------------------------ reading vectors: decompressed
@@ -281,20 +361,23 @@ class _Coded(_Writer):
         yield from self._decompressed(page)
 
     def _decompressed(self, points: list[Any]) -> list[Any]:
-        """``points`` with ``vector = {"tokens": (n, dim) float32 array}`` decompressed from their payload codes."""
+        """``points`` with ``vector = {"tokens": (n, dim) float32 array}`` from their payload codes (or fp16 tokens)."""
         codec = self._current_codec()
+        coded, ids, residuals = [], [], []
         for p in points:
-            p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no codes: an incomplete window
-        if codec is None:
-            return points
-        fields = code_fields(codec)
-        coded = [p for p in points if p.payload and all(f in p.payload for f in fields)]
+            payload = p.payload or {}
+            p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no tokens: an incomplete window
+            if codec is None:
+                if TOKENS_FP16 in payload:
+                    p.vector = {TOKENS: decode_fp16(payload[TOKENS_FP16], self.encoder.dim).numpy()}
+            elif (window := window_codes(payload, codec)) is not None:
+                coded.append(p)
+                ids.append(window[0])
+                residuals.append(window[1])
         if not coded:
             return points
-        device = codec.centroids.device
-        ids = [decode_ids(p.payload[CENTROID_IDS]) for p in coded]
-        residuals = torch.cat([decode_residual_fields(p.payload, codec) for p in coded])
-        dense = codec.decompress(torch.cat(ids).to(device).long(), residuals.to(device)).cpu().numpy()
+        device = cast(ResidualCodec, codec).centroids.device
+        dense = codec.decompress(torch.cat(ids).to(device).long(), torch.cat(residuals).to(device)).cpu().numpy()  # type: ignore[union-attr]
         for p, part in zip(coded, np.split(dense, np.cumsum([len(i) for i in ids])[:-1]), strict=True):
             p.vector = {TOKENS: part}
         return points
@@ -349,7 +432,7 @@ class _Coded(_Writer):
         keys = self.config.payload_keys
         fields = [*_HEAD, "content_hash", keys.metadata, *([keys.text] if with_text else [])]
         page: list[Any] = []
-        code_keys = code_fields(codec)
+        code_keys = [*code_fields(codec), TOKENS_FP16]
         pages = super()._scroll_points([*fields, *code_keys])
         for p in itertools.chain(pages, [None]):
             if p is not None:
@@ -357,9 +440,13 @@ class _Coded(_Writer):
             if page and (p is None or len(page) >= _SCROLL_PAGE):
                 windows, heads, _ = self._coded_windows(page, code_keys, fields)
                 for d, parts in windows.items():
+                    got = [window_codes(q.payload, codec) for q in parts]
+                    if any(g is None for g in got):
+                        logger.warning("Document %r has a window without codes or tokens; skipped (re-add it)", d)
+                        continue
                     doc = self._result(d, 0.0, heads[d])
-                    codes = torch.cat([decode_ids(q.payload[CENTROID_IDS]) for q in parts])
-                    res = torch.cat([decode_residual_fields(q.payload, codec) for q in parts])
+                    codes = torch.cat([g[0] for g in got])  # type: ignore[index]
+                    res = torch.cat([g[1] for g in got])  # type: ignore[index]
                     yield (StoredDocument(d, doc.text, doc.metadata, heads[d].get("content_hash")),
                            CodedTokens(codes, res, codec.dim))  # fmt: skip
                 page = []
@@ -375,11 +462,10 @@ class _Coded(_Writer):
     ) -> list[list[SearchResult]]:
         """Stages A (centroid sets of the candidates), B (codes of the best) and C (see the module docstring)."""
         codec = self._current_codec()
-        if codec is None:
-            return [[] for _ in queries]
+        fields = [CENTROID_SET, TOKENS_FP16]
         # Embedded local mode: the same candidates from its arrays (see _local), unless a filter applies.
         candidates = (
-            self._local_candidates(self._local(), queries, lexical, depth, [*_HEAD, CENTROID_SET], None)
+            self._local_candidates(self._local(), queries, lexical, depth, [*_HEAD, *fields], None)
             if qfilter is None
             else None
         )
@@ -390,8 +476,15 @@ class _Coded(_Writer):
             candidates = [list(r.points) for r in responses]
         ranked: list[list[tuple[str, float]]] = []
         for q, points in zip(queries, candidates, strict=True):
-            windows, heads, vouched = self._coded_windows(points, [CENTROID_SET])
-            sets = self._centroid_sets(self._admitted(list(windows), heads, vouched, qfilter), windows)
+            windows, heads, vouched = self._coded_windows(points, fields)
+            admitted = self._admitted(list(windows), heads, vouched, qfilter)
+            if codec is None:  # every document is still fp16: exact MaxSim
+                ranked.append(self._rank_fp16(q, admitted, windows, k))
+                continue
+            # Windows written before the codec and not compressed yet: their codes, computed here.
+            pending = {str(p.id): c for d in admitted for p in windows[d] if CENTROID_SET not in p.payload
+                       and (c := window_codes(p.payload, codec)) is not None}  # fmt: skip
+            sets = self._centroid_sets(admitted, windows, pending)
             if not sets:
                 ranked.append([])
                 continue
@@ -402,12 +495,12 @@ class _Coded(_Writer):
                                  torch.tensor([len(c) for c in sets.values()])).sum(0)  # fmt: skip
             best = [doc_ids[i] for i in torch.topk(approx, min(len(doc_ids), max(k, self.n_full_scores))).indices]
             ids: dict[str, torch.Tensor] = {}
-            residuals = self._read_part(codec, 0, best, windows, ids)
+            residuals = self._read_part(codec, 0, best, windows, ids, pending)
             best = [d for d in best if d in residuals]
             scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], [residuals[d] for d in best])
             if codec.stages > 1 and best:
                 best = [best[i] for i in torch.topk(scores, min(len(best), max(k, self.n_refine))).indices]
-                later = self._read_part(codec, 1, best, windows, ids)
+                later = self._read_part(codec, 1, best, windows, ids, pending)
                 best = [d for d in best if d in later]
                 full = [torch.cat([residuals[d], later[d]], dim=1) for d in best]
                 scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], full)
@@ -415,12 +508,31 @@ class _Coded(_Writer):
             ranked.append([(best[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
         return self._results(ranked)
 
-    def _centroid_sets(self, doc_ids: list[str], windows: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
+    def _rank_fp16(
+        self, q: torch.Tensor, doc_ids: list[str], windows: dict[str, list[Any]], k: int
+    ) -> list[tuple[str, float]]:
+        """The best ``k`` of ``doc_ids`` by exact MaxSim over their fp16 tokens (a collection without a codec yet)."""
+        matrices: dict[str, torch.Tensor] = {}
+        for d in sorted(doc_ids):  # in id order, as the fp16 layout scores: ties do not depend on arrival order
+            if all(TOKENS_FP16 in p.payload for p in windows[d]):  # else compressed since the codec was looked up
+                matrices[d] = torch.cat([decode_fp16(p.payload[TOKENS_FP16], self.encoder.dim) for p in windows[d]])
+        if not matrices:
+            return []
+        scores = maxsim([q], list(matrices.values()), device=self.device)[0].cpu()
+        top = torch.topk(scores, min(k, len(matrices)))
+        names = list(matrices)
+        return [(names[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+
+    def _centroid_sets(
+        self, doc_ids: list[str], windows: dict[str, list[Any]], pending: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """Each document's centroid ids for centroid interaction (its windows' sets; repeats change no maximum).
 
-        Windows written before ``centroid_set`` existed are read through their ids (one more request).
+        Windows written before ``centroid_set`` existed are read through their ids (one more request);
+        ``pending`` holds the codes of windows not compressed yet (point id -> ids, residuals).
         """
-        old = [str(p.id) for d in doc_ids for p in windows[d] if CENTROID_SET not in p.payload]
+        old = [str(p.id) for d in doc_ids for p in windows[d] if CENTROID_SET not in p.payload
+               and str(p.id) not in pending]  # fmt: skip
         got = {str(p.id): p.payload for p in self._retrieve(old, payload=[CENTROID_IDS], vectors=False)}
         out: dict[str, torch.Tensor] = {}
         for d in doc_ids:
@@ -428,6 +540,8 @@ class _Coded(_Writer):
             for p in windows[d]:
                 if CENTROID_SET in p.payload:
                     parts.append(decode_centroid_set(p.payload[CENTROID_SET]))
+                elif str(p.id) in pending:
+                    parts.append(torch.unique(pending[str(p.id)][0].long()))
                 elif CENTROID_IDS in got.get(str(p.id), {}):
                     parts.append(decode_ids(got[str(p.id)][CENTROID_IDS]).long())
                 else:  # deleted since stage A
@@ -443,29 +557,43 @@ class _Coded(_Writer):
         doc_ids: list[str],
         windows: dict[str, list[Any]],
         ids: dict[str, torch.Tensor],
+        pending: dict[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
         """The residual field ``part`` (0: the first stage, 1: the others) of each of ``doc_ids``, read now.
 
         Part 0 also reads the centroid ids, into ``ids``; a later part must match them. A document
-        rewritten since stage A has other codes now (another ``write_id``): it is left out.
+        rewritten since stage A has other codes now (another ``write_id``): it is left out. Windows
+        in ``pending`` (codes computed from their fp16 tokens) are not read.
         """
-        name, width = residual_fields(codec)[part]
+        layout = residual_fields(codec)
+        name, width = layout[part]
+        start = sum(w for _, w in layout[:part])
         fields = ["write_id", name, *([CENTROID_IDS] if part == 0 else [])]
-        pids = [str(p.id) for d in doc_ids for p in windows[d]]
+        pids = [str(p.id) for d in doc_ids for p in windows[d] if str(p.id) not in pending]
         got = {str(p.id): p for p in self._retrieve(pids, payload=fields, vectors=False)}
         wanted = set(fields)
         out: dict[str, torch.Tensor] = {}
         for d in doc_ids:
-            parts = [got.get(str(p.id)) for p in windows[d]]
-            if any(r is None or r.payload.get("write_id") != p.payload.get("write_id") or not wanted <= set(r.payload)
-                   for r, p in zip(parts, windows[d], strict=True)):  # fmt: skip
-                logger.debug("Document %r changed while it was searched; left out", d)
-                continue
-            res = torch.cat([decode_residuals(r.payload[name], width) for r in parts])  # type: ignore[union-attr]
-            if part == 0:
-                ids[d] = torch.cat([decode_ids(r.payload[CENTROID_IDS]) for r in parts])  # type: ignore[union-attr]
-            if res.shape[0] == ids[d].shape[0]:
-                out[d] = res
+            codes, res = [], []
+            for p in windows[d]:
+                if str(p.id) in pending:
+                    window_ids, window_residuals = pending[str(p.id)]
+                    codes.append(window_ids)
+                    res.append(window_residuals[:, start : start + width])
+                    continue
+                r = got.get(str(p.id))
+                if r is None or r.payload.get("write_id") != p.payload.get("write_id") or not wanted <= set(r.payload):
+                    logger.debug("Document %r changed while it was searched; left out", d)
+                    break
+                res.append(decode_residuals(r.payload[name], width))
+                if part == 0:
+                    codes.append(decode_ids(r.payload[CENTROID_IDS]))
+            else:
+                if part == 0:
+                    ids[d] = torch.cat(codes)
+                residuals = torch.cat(res)
+                if residuals.shape[0] == ids[d].shape[0]:
+                    out[d] = residuals
         return out
 
     @staticmethod
@@ -486,7 +614,7 @@ class _Coded(_Writer):
         from qdrant_client import models
 
         sources = self._prefetches(q, terms, depth, qfilter)
-        fields = [*_HEAD, CENTROID_SET]
+        fields = [*_HEAD, CENTROID_SET, TOKENS_FP16]
         if len(sources) == 1:
             return models.QueryRequest(query=sources[0].query, using=POOLED, filter=qfilter, limit=depth,
                                        with_payload=fields, with_vector=False)  # fmt: skip
@@ -499,4 +627,19 @@ def _with_codes(payload: Any) -> Any:
     """A ``with_payload`` selector that also returns the codes."""
     if payload is True:
         return True
-    return [*(payload or []), CENTROID_IDS, RESIDUALS, REFINEMENT]
+    return [*(payload or []), CENTROID_IDS, RESIDUALS, REFINEMENT, TOKENS_FP16]
+
+
+def window_codes(payload: Mapping[str, Any], codec: ResidualCodec) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A window's centroid ids ``(n,)`` and residuals ``(n, bytes_per_token)`` from its payload.
+
+    As stored, or for a window written before the codec (``tokens_fp16``, not compressed yet) its
+    tokens compressed now: the codes that compressing it will store. None when it has neither.
+    """
+    if all(f in payload for f in code_fields(codec)):
+        return decode_ids(payload[CENTROID_IDS]), decode_residual_fields(payload, codec)
+    if TOKENS_FP16 in payload:
+        tokens = decode_fp16(payload[TOKENS_FP16], codec.dim).to(codec.centroids.device)
+        codes, residuals = codec.compress(tokens)
+        return codes.cpu(), residuals.cpu()
+    return None

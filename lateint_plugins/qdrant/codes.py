@@ -41,7 +41,7 @@ import torch
 
 from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, train_codec
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
-from lateint_plugins.qdrant.layout import CENTROID_IDS, REFINEMENT, RESIDUALS
+from lateint_plugins.qdrant.layout import CENTROID_IDS, CENTROID_SET, REFINEMENT, RESIDUALS, TOKENS_FP16
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,20 @@ def decode_residuals(text: str, bytes_per_token: int) -> torch.Tensor:
     return torch.from_numpy(raw.reshape(-1, bytes_per_token).copy())
 
 
+def encode_fp16(tokens: torch.Tensor) -> str:
+    """Token vectors ``(n, dim)`` -> the base64 of their float16 little-endian bytes (row-major)."""
+    values = tokens.detach().to("cpu", torch.float16).contiguous().numpy().astype("<f2")
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def decode_fp16(text: str, dim: int) -> torch.Tensor:
+    """Inverse of :func:`encode_fp16`: ``(n, dim)`` float32."""
+    raw = np.frombuffer(base64.b64decode(text), dtype="<f2")
+    if raw.size % dim or not raw.size:
+        raise CorruptIndexError(f"a {TOKENS_FP16} field holds {raw.size} numbers, not a positive multiple of {dim}.")
+    return torch.from_numpy(raw.astype(np.float32).reshape(-1, dim))
+
+
 def residual_fields(codec: ResidualCodec) -> tuple[tuple[str, int], ...]:
     """The payload fields a window's residuals are stored in, with their bytes per token.
 
@@ -163,6 +177,15 @@ def encode_residual_fields(residuals: torch.Tensor, codec: ResidualCodec) -> dic
         out[name] = encode_residuals(residuals[:, start : start + width])
         start += width
     return out
+
+
+def code_payload(codes: torch.Tensor, residuals: torch.Tensor, codec: ResidualCodec) -> dict[str, str]:
+    """A window's payload fields of its codes ``(n,)`` and residuals ``(n, bytes_per_token)``: ids, set, residuals."""
+    return {
+        CENTROID_IDS: encode_ids(codes),
+        CENTROID_SET: encode_centroid_set(codes),
+        **encode_residual_fields(residuals, codec),
+    }
 
 
 def decode_residual_fields(payload: Mapping[str, Any], codec: ResidualCodec) -> torch.Tensor:

@@ -36,14 +36,16 @@ from lateint_plugins.core.errors import (
 if TYPE_CHECKING:
     from qdrant_client import models
 
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 """Newest collection layout this version reads (recorded in the collection metadata; newer ones are refused).
 
 1: windows 1.. at ``uuid5(doc_id, window)`` (read, never written any more); 2: windows 1.. under fresh
 point ids per write, window 0 the commit point; 3: ``token_layout="plaid"`` (PLAID codes in the
 payload, the codec in codec points); 4: a two-stage codec (``quantizer="rq"``), its residuals split
-into ``residuals`` (first stage) and ``residuals_2`` (second). An fp16 collection records 2 and a
-one-stage PLAID one 3, so older readers still open them.
+into ``residuals`` (first stage) and ``residuals_2`` (second); 5: a PLAID collection that keeps its
+first documents' tokens uncompressed (``tokens_fp16``) until it trains its codec
+(``codec_training_tokens``). Each collection records the oldest version that reads it (fp16: 2, a
+PLAID one that trained on its first write: 3 or 4), so older readers still open those.
 """
 MAX_MULTIVECTOR_FLOATS = 1_048_576
 """Qdrant's cap on the floats of one multivector (tokens x dim) in one point."""
@@ -53,6 +55,7 @@ CENTROID_IDS = "centroid_ids"
 CENTROID_SET = "centroid_set"
 RESIDUALS = "residuals"
 REFINEMENT = "residuals_2"
+TOKENS_FP16 = "tokens_fp16"
 POOLED = "pooled"
 LEXICAL = "lexical"
 BM25_K1, BM25_B, BM25_AVG_LEN = 1.2, 0.75, 256.0
@@ -65,6 +68,9 @@ _EXTRA = "qdrant"
 _PAYLOAD_SCHEMAS = ("keyword", "integer", "float", "bool", "text", "datetime", "uuid", "geo")
 # Payload of a window-0 point that readers need to find its committed windows.
 _HEAD = ["doc_id", "window", "n_windows", "n_tokens", "write_id", "layout"]
+
+CODEC_TRAINING_TOKENS = 131_072
+"""Tokens a new ``token_layout="plaid"`` collection keeps uncompressed before it trains its codec on them."""
 
 _FLOAT16_MAX = 65504.0
 """Largest finite float16: token vectors are stored at float16 precision."""
@@ -92,7 +98,12 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
     """The layout options recorded in a collection's marker (what readers need); older markers give the defaults."""
     plaid = recorded.get("token_layout") == "plaid"
     # fp16 collections record no codec settings; PLAID ones before layout 4 only nbits (a product quantiser).
-    codec: dict[str, Any] = {"nbits": int(recorded.get("nbits") or 2), "quantizer": recorded.get("quantizer") or "pq"}
+    # Before layout 5 a PLAID collection trained its codec on its first write.
+    codec: dict[str, Any] = {
+        "nbits": int(recorded.get("nbits") or 2),
+        "quantizer": recorded.get("quantizer") or "pq",
+        "codec_training_tokens": int(recorded.get("codec_training_tokens") or 0),
+    }
     return CollectionConfig(
         pooled_vectors=int(recorded.get("pooled_vectors", 1)),
         lexical=bool(recorded.get("lexical")),
@@ -106,7 +117,10 @@ def recorded_config(recorded: Mapping[str, Any]) -> CollectionConfig:
 
 def marker_version(config: CollectionConfig) -> int:
     """The layout version a collection in ``config`` records: the oldest that reads it."""
-    oldest = 2 if config.token_layout == "fp16" else 4 if config.quantizer == "rq" else 3
+    if config.token_layout == "fp16":
+        oldest = 2
+    else:
+        oldest = 5 if config.codec_training_tokens else 4 if config.quantizer == "rq" else 3
     return min(LAYOUT_VERSION, oldest)
 
 
@@ -129,6 +143,7 @@ _RESERVED_KEYS = frozenset(
         CENTROID_SET,
         RESIDUALS,
         REFINEMENT,
+        TOKENS_FP16,
     }
 )
 TokenLayout = Literal["fp16", "plaid"]
@@ -232,10 +247,11 @@ class CollectionConfig:
     hnsw_ef_construct: int = 100
     payload_indexes: Mapping[str, str] = field(default_factory=dict)
     payload_keys: PayloadKeys = field(default_factory=PayloadKeys)
-    token_layout: TokenLayout = "fp16"
+    token_layout: TokenLayout = "plaid"
     nbits: int = 6
     quantizer: Literal["pq", "rq"] | None = None
     n_centroids: int | None = None
+    codec_training_tokens: int = CODEC_TRAINING_TOKENS
 
     def __post_init__(self) -> None:
         if self.token_layout not in ("fp16", "plaid"):
@@ -245,6 +261,15 @@ class CollectionConfig:
         if self.quantizer not in ("pq", "rq"):
             raise InvalidInputError(f"quantizer must be 'pq' or 'rq', got {self.quantizer!r}.")
         check_quantizer(self.nbits, self.quantizer)
+        if (
+            isinstance(self.codec_training_tokens, bool)
+            or not isinstance(self.codec_training_tokens, int)
+            or (self.codec_training_tokens < 0)
+        ):
+            raise InvalidInputError(
+                f"codec_training_tokens must be an int >= 0 (0: train on the first write), got "
+                f"{self.codec_training_tokens!r}."
+            )
         if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         if not isinstance(self.payload_keys, PayloadKeys):
@@ -350,6 +375,7 @@ def _marker(encoder: ColBERTEncoder, config: CollectionConfig) -> dict[str, Any]
         "token_layout": config.token_layout,
         "nbits": config.nbits if config.token_layout == "plaid" else None,
         "quantizer": config.quantizer if config.token_layout == "plaid" else None,
+        "codec_training_tokens": config.codec_training_tokens if config.token_layout == "plaid" else None,
         "payload_keys": asdict(config.payload_keys),
         "payload_indexes": dict(config.payload_indexes),
         "encoder_config": encoder_config,

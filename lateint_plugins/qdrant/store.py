@@ -177,7 +177,7 @@ class QdrantLateInteractionStore(_Coded):
         check_recorded(name, recorded, self.encoder, self.marker, self.allow_model_mismatch)
         existing = recorded_config(recorded)
         recorded_fields = ("pooled_vectors", "lexical", "payload_indexes", "payload_keys", "token_layout", "nbits",
-                           "quantizer")  # fmt: skip
+                           "quantizer", "codec_training_tokens")  # fmt: skip
         if config != CollectionConfig() and any(getattr(existing, f) != getattr(config, f) for f in recorded_fields):
             logger.warning("Collection %r exists with %s; the config passed is ignored", name, existing)
         self.marker = recorded
@@ -283,7 +283,7 @@ class QdrantLateInteractionStore(_Coded):
             if not replace:
                 self._refuse_existing(ids)
             if self._plaid:
-                self._codec_for_write(matrices)  # a codec trained on all of them, not on the first batch
+                self._prepare_codec(matrices, [], ids, ids)  # a codec trained on all of them, not on the first batch
             progress = _progress(len(ids), show_progress_bar, "Writing to Qdrant")
             written: list[str] = []
             try:
@@ -467,6 +467,8 @@ class QdrantLateInteractionStore(_Coded):
                                self.collection_name, damaged[:20])  # fmt: skip
             if stale:
                 logger.info("Collection %r: deleted %d uncommitted or stale points", self.collection_name, len(stale))
+            if self._plaid and (codec := self._current_codec()) is not None:
+                self._compress_fp16(codec, recheck=True)  # windows a concurrent first writer left as fp16
             return len(stale)
 
     def __repr__(self) -> str:

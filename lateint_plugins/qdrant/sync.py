@@ -145,8 +145,9 @@ def sync_from_qdrant(
         index: ``"exact"`` (an :class:`ExactIndex` of the stored vectors; decompressed ones from a
             ``token_layout="plaid"`` collection) or ``"plaid"`` (a
             :class:`~lateint_plugins.core.plaid.PLAIDIndex`: the collection's codes and codec as
-            they are, so it searches exactly as the index that was synced in; from an fp16
-            collection, one trained on its vectors). Default: the collection's own layout.
+            they are, so it searches exactly as the index that was synced in; from fp16 vectors,
+            one trained on them). Default: ``"plaid"`` for a collection with a codec, else ``"exact"``
+            (an fp16 collection, or a ``"plaid"`` one still below ``codec_training_tokens``).
         search_config: the new PLAID index's search settings.
         device: device of a loaded encoder and of the new index.
         allow_model_mismatch: as in :class:`QdrantLateInteractionStore`.
@@ -166,12 +167,14 @@ def sync_from_qdrant(
     remote = QdrantLateInteractionStore(
         client, collection_name, encoder, create=False, allow_model_mismatch=allow_model_mismatch
     )
-    coded = remote.config.token_layout == "plaid"
-    kind = index or ("plaid" if coded else "exact")
     codec = remote.codec
+    coded = codec is not None  # a "plaid" collection without a codec yet holds fp16 tokens
+    kind = index or ("plaid" if coded else "exact")
     if kind == "plaid":
-        quantizer = codec.quantizer if codec is not None else "pq"
-        config = PLAIDConfig(nbits=codec.nbits if codec else remote.config.nbits, quantizer=quantizer)
+        if codec is not None:
+            config = PLAIDConfig(nbits=codec.nbits, quantizer=codec.quantizer)
+        else:
+            config = PLAIDConfig(nbits=remote.config.nbits, quantizer=remote.config.quantizer or "pq")
         target = PLAIDIndex(encoder.dim, config=config, search_config=search_config, codec=codec, device=device)
         store = LateInteractionStore(encoder, target)
     else:
