@@ -79,8 +79,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--depth", default="128", help="candidate_depth values to sweep (points per prefetch)")
     parser.add_argument(
-        "--plaid", default="2pq,6rq", help="plaid layouts to build, as NBITS+QUANTIZER (e.g. 2pq,4pq,4rq,6rq)"
+        "--plaid",
+        default="default,2pq,6rq",
+        help="plaid layouts to build, as NBITS+QUANTIZER (e.g. 2pq,4pq,4rq,6rq: a codec trained on a sample of the "
+        "whole corpus, written in one call), or 'default': CollectionConfig() written --write-batch documents per "
+        "call, as add_texts writes (fp16 until codec_training_tokens, then a codec trained on those)",
     )
+    parser.add_argument("--write-batch", type=int, default=256, help="documents per write call of the 'default' layout")
     parser.add_argument("--full-scores", default="16,32,64", help="n_full_scores values to sweep")
     parser.add_argument("--refine", default="16", help="n_refine values to sweep (two-stage 'rq' codecs)")
     parser.add_argument("--n-centroids", type=int, default=None, help="CollectionConfig.n_centroids (default: auto)")
@@ -173,9 +178,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     layouts = [] if args.no_fp16 else [("fp16", CollectionConfig())]
     layouts += [
         (
-            f"plaid {spec[:-2]}-bit {spec[-2:]}",
-            CollectionConfig(
-                token_layout="plaid", nbits=int(spec[:-2]), quantizer=spec[-2:], n_centroids=args.n_centroids
+            "plaid default" if spec == "default" else f"plaid {spec[:-2]}-bit {spec[-2:]}",
+            CollectionConfig(n_centroids=args.n_centroids)
+            if spec == "default"
+            else CollectionConfig(
+                token_layout="plaid",
+                nbits=int(spec[:-2]),
+                quantizer=spec[-2:],
+                n_centroids=args.n_centroids,
+                codec_training_tokens=0,
             ),
         )
         for spec in args.plaid.split(",")
@@ -186,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = QdrantLateInteractionStore(client, "scifact", encoder, config=cfg, device="cpu", write_batch_size=256)
         start = time.perf_counter()
         logger.info("%s: upserting %d documents", label, len(doc_ids))
-        store.add_embeddings([texts[i] for i in doc_ids], docs, ids=doc_ids)
+        step = args.write_batch if label == "plaid default" else len(doc_ids)
+        for at in range(0, len(doc_ids), step):
+            chunk = doc_ids[at : at + step]
+            store.add_embeddings([texts[i] for i in chunk], docs[at : at + step], ids=chunk)
         build[label] = time.perf_counter() - start
         meter = WireMeter(client)
         for depth in [int(x) for x in args.depth.split(",")]:
@@ -200,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     store.n_full_scores, store.n_refine = full, refine or store.n_refine
                     more = {"n_refine": refine} if refine else {}
                     run(label, store, meter, depth, n_full_scores=full, **more,
-                        n_centroids=codec.n_centroids if codec else None)  # fmt: skip
+                        n_centroids=codec.n_centroids if codec else None,
+                        codec_training_tokens=cfg.codec_training_tokens)  # fmt: skip
         client.close()
 
     report = {

@@ -20,7 +20,7 @@ from _texts import WORDS as ALL_WORDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lateint_plugins.core import ColBERTEncoder, ExactIndex, LateInteractionStore
-from lateint_plugins.core.codec import ResidualCodec
+from lateint_plugins.core.codec import ResidualCodec, default_n_centroids
 from lateint_plugins.core.errors import CorruptIndexError, InvalidInputError
 from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
 from lateint_plugins.core.scoring import maxsim
@@ -515,3 +515,23 @@ def test_compression_leaves_a_document_rewritten_meanwhile_alone(tiny_encoder, m
     store._compress_fp16(codec)
     assert [(r.text, r.metadata) for r in store.get(["doc-0"])] == [("new text", {"v": 2})]  # not the old version
     assert fp16_windows(store) == [] and store.get_embeddings(["doc-0"])["doc-0"].shape[0] == 3
+
+
+def test_a_codec_trained_on_first_documents_gets_the_centroids_of_a_larger_collection(tiny_encoder, monkeypatch):
+    from lateint_plugins.qdrant import coded
+
+    asked: list[int | None] = []
+    real = coded.train
+
+    def spy(samples, nbits, n_centroids, **kwargs):
+        asked.append(n_centroids)
+        return real(samples, nbits, 8, **kwargs)
+
+    monkeypatch.setattr(coded, "train", spy)
+    store = QdrantLateInteractionStore(QdrantClient(":memory:"), name(), tiny_encoder,
+                                       config=CollectionConfig(codec_training_tokens=100), device="cpu")  # fmt: skip
+    matrices = [torch.nn.functional.normalize(torch.randn(60, tiny_encoder.dim), dim=-1) for _ in range(2)]
+    store.add_embeddings(["a"], matrices[:1], ids=["a"])
+    assert asked == [] and store.codec is None  # 60 tokens: below the threshold
+    store.add_embeddings(["b"], matrices[1:], ids=["b"])
+    assert asked == [default_n_centroids(coded.GROWTH * 120, 6)] and store.codec is not None

@@ -24,14 +24,17 @@ collection meta    ``{"lateint": {"layout_version", "model", "model_name", "dim"
                    ...}}``: the model check on open (``ModelMismatchError``).
 =================  ==========================================================================
 
-**Compressed layout** (``CollectionConfig(token_layout="plaid")``, layout version 3, or 4 for a
-residual quantiser): no ``tokens`` vector; each point's payload carries the PLAID codes of its
-tokens (``centroid_ids``, ``centroid_set``, ``residuals``, and ``residuals_2`` for the later stages
-of a residual quantiser) and the codec lives in codec points of the collection (:mod:`.codes`). A
-query reads the candidates' distinct centroids, ranks them by centroid interaction, then reads and
-decompresses the codes of the best ``n_full_scores`` only (and the later stages of the best
-``n_refine``): under 1 MB per query on SciFact instead of ~21 MB over gRPC (:mod:`.coded`).
-``sync_to_qdrant`` pushes a PLAID index's codes as they are.
+**Compressed layout** (``token_layout="plaid"``, the default; layout version 3, 4 for a residual
+quantiser, 5 with ``codec_training_tokens``): no ``tokens`` vector; each point's payload carries the
+PLAID codes of its tokens (``centroid_ids``, ``centroid_set``, ``residuals``, and ``residuals_2`` for
+the later stages of a residual quantiser) and the codec lives in codec points of the collection
+(:mod:`.codes`). A query reads the candidates' distinct centroids, ranks them by centroid
+interaction, then reads and decompresses the codes of the best ``n_full_scores`` only (and the later
+stages of the best ``n_refine``): under 1 MB per query on SciFact instead of ~21 MB over gRPC
+(:mod:`.coded`). Until the collection holds ``codec_training_tokens`` tokens its points carry
+``tokens_fp16`` (the fp16 bytes) instead, scored exactly; the write that reaches it trains the codec
+and compresses them. ``sync_to_qdrant`` pushes a PLAID index's codes as they are.
+``token_layout="fp16"`` keeps the ``tokens`` multivector below (and ``mode="native"``).
 
 **Writes are crash-safe per document.** Window 0 (point id ``uuid5(doc_id, 0)``) is the document's
 commit point: it carries the text, metadata and lexical vector and names the ``write_id`` and

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lateint_plugins.core._checks import check_k
-from lateint_plugins.core.codec import ResidualCodec, stages_for
+from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, stages_for
 from lateint_plugins.core.errors import InvalidInputError
 from lateint_plugins.core.index import Metadata
 from lateint_plugins.core.scoring import maxsim, segment_max
@@ -78,6 +78,11 @@ N_FULL_SCORES = 48
 """Default candidates per query whose residuals are read and scored exactly (``token_layout="plaid"``)."""
 N_REFINE = 16
 """Default candidates per query whose later stages' residuals are read too (a codec of several stages)."""
+GROWTH = 8
+"""A codec trained once a collection holds ``codec_training_tokens`` gets the default centroids of a
+collection this many times larger: on SciFact (1.2M tokens, codec trained on the first 131,072 at 6 bits)
+8,192 centroids kept 0.941 of the exact top 10 over 100 queries, 16,384 kept 0.951
+(benchmarks/bench_qdrant_layouts.py)."""
 
 
 class _Coded(_Writer):
@@ -156,8 +161,14 @@ class _Coded(_Writer):
                         f"Collection {self.collection_name!r} has no codec yet: pass codec= to the store, or add "
                         "embeddings (a codec is trained on the first documents written)."
                     )
+                n_centroids = self.config.n_centroids
+                if n_centroids is None and self.config.codec_training_tokens:
+                    # The collection is expected to grow past the tokens it trains on: the centroids of
+                    # one GROWTH times that size (16,384 at 6 bits for 131,072 tokens, not 8,192).
+                    total = sum(m.shape[0] for m in matrices)
+                    n_centroids = default_n_centroids(GROWTH * total, self.config.nbits)
                 quantizer = self.config.quantizer or "pq"
-                codec = self._record_codec(train(matrices, self.config.nbits, self.config.n_centroids,
+                codec = self._record_codec(train(matrices, self.config.nbits, n_centroids,
                                                  quantizer=quantizer))  # fmt: skip
         self._compress_fp16(codec)
         return codec

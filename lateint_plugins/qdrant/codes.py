@@ -12,7 +12,8 @@ candidate, then the ids and residuals (~7.5 KB at 96-d, 2 bits) of the few it sc
 Points written before ``centroid_set`` existed are read through their ids. A residual
 quantiser's codes (``quantizer="rq"``, stages of 2 bits) are split: ``residuals`` holds the first
 stage's bytes and ``residuals_2`` the later stages', read for the fewer candidates scored on the full
-codes. Base64 costs 4/3 of the raw
+codes. Before the collection has a codec (``codec_training_tokens``) a window carries
+``tokens_fp16`` instead: the base64 of its float16 token matrix. Base64 costs 4/3 of the raw
 bytes, in JSON and in protobuf alike (a string), and keeps the payload plain JSON.
 
 **The codec** (centroids in fp16, codebooks, rotation, levels: ~0.9 MB at 4096 x 96-d centroids) is

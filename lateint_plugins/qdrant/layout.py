@@ -213,24 +213,33 @@ class CollectionConfig:
             Recorded in the collection's metadata and read back on open.
         payload_keys: where each point's text and metadata live in the payload (:class:`PayloadKeys`);
             recorded in the collection's metadata and read back on open.
-        token_layout: how token vectors are stored. ``"fp16"``: a float16 ``MAX_SIM`` multivector
-            per point (exact local MaxSim; ``mode="native"`` works). ``"plaid"``: PLAID codes in the
+        token_layout: how token vectors are stored. ``"plaid"`` (the default): PLAID codes in the
             payload, a centroid id (int16) and ``dim * nbits / 8`` residual bytes per token, the
             codec in the collection (:mod:`lateint_plugins.qdrant.codes`); a query reads the
             candidates' distinct centroids, then the codes of the best few dozen only
-            (``n_full_scores``, ``n_refine``): under 1/20 of the bytes on SciFact (``mode="local"``
-            only). The codec is trained on the first write unless ``codec=`` is given: make it
-            representative. Recorded in the collection's metadata and read back on open.
+            (``n_full_scores``, ``n_refine``): 1/27 of the bytes on SciFact (``mode="local"``
+            only). Until the codec is trained (``codec_training_tokens``) documents are stored
+            as fp16 tokens in the payload and scored exactly. ``"fp16"``: a float16 ``MAX_SIM``
+            multivector per point (exact local MaxSim of every candidate; ``mode="native"``
+            works). Recorded in the collection's metadata and read back on open.
         nbits: residual bits per dimension of the ``"plaid"`` layout: 1, 2 or 4, or with
             ``quantizer="rq"`` 4, 6 (the default) or 8.
-        quantizer: the residual quantiser of a codec trained by the first write: ``"pq"``, or
+        quantizer: the residual quantiser of a codec the collection trains: ``"pq"``, or
             ``"rq"``: stages of 2 bits (``nbits / 2`` of them), stored in two payload fields, so a
             query reads the first stage's bytes for the best ``n_full_scores`` candidates and the
             other stages' for the best ``n_refine`` only: about the bytes of 2 bits with the
             accuracy of ``nbits``. Default: ``"rq"`` where ``nbits`` allows it (4, 6, 8), else
             ``"pq"``. Recorded and read back on open.
-        n_centroids: centroids of a codec trained by the first write (default from the number of
-            tokens written, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
+        n_centroids: centroids of a codec the collection trains (default from the number of
+            tokens it is trained on, as :class:`~lateint_plugins.core.plaid.PLAIDIndex` does).
+        codec_training_tokens: a ``"plaid"`` collection without a codec (none passed as
+            ``codec=``) stores its documents as fp16 tokens until it holds this many tokens; the
+            write that reaches it trains the codec on all of them (a sample of at most 131,072)
+            and compresses the earlier documents too, each in one step (a kill part-way leaves
+            the rest fp16: readers compress them on the fly, the next write or ``repair()``
+            finishes). So a collection started with a handful of documents never compresses
+            everything after with a codec fitted to those. 0: train on the first write (its
+            documents only; under 16,384 tokens with a warning). Recorded and read back on open.
     """
 
     pooled_vectors: int = 1

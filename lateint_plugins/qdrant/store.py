@@ -80,7 +80,8 @@ class QdrantLateInteractionStore(_Coded):
         config: layout options for a new collection (:class:`CollectionConfig`).
         create: create the collection when it does not exist; otherwise raise
             :class:`CollectionNotFoundError`.
-        mode: ``"local"`` (exact MaxSim of the candidates here) or ``"native"`` (Qdrant rescores).
+        mode: ``"local"`` (MaxSim of the candidates here) or ``"native"`` (Qdrant rescores: needs a
+            ``token_layout="fp16"`` collection).
         candidate_depth: points fetched per query by each prefetch (pooled, BM25): up to twice as many
             are scored. 128 reaches 0.95+ of the exact top 10 on SciFact (benchmarks/bench_qdrant.py).
         device: where local MaxSim runs (default CUDA, then MPS, then CPU; resolved once).
@@ -93,7 +94,8 @@ class QdrantLateInteractionStore(_Coded):
             (scores then mix two vector spaces; the width must still match).
         codec: a trained :class:`~lateint_plugins.core.codec.ResidualCodec` (e.g. a
             ``PLAIDIndex``'s ``codec``) that a ``token_layout="plaid"`` collection without one
-            records on its first write, instead of training one on the documents of that write.
+            records on its first write, instead of training one once it holds
+            ``CollectionConfig.codec_training_tokens`` tokens.
         n_full_scores: candidates per query scored exactly in a ``token_layout="plaid"``
             collection (their residuals read); the rest are ranked by their centroids only.
         n_refine: with a residual quantiser (``quantizer="rq"``), those of the ``n_full_scores``
@@ -435,7 +437,10 @@ class QdrantLateInteractionStore(_Coded):
         Such points are windows of a write or a delete that was killed (or failed) part-way: readers
         never use them, and the next write to the same id deletes them too; ``repair`` finds them
         all in one scan of the collection's payloads. Committed documents missing a window (damage
-        from outside this library) are logged, not removed. Takes the collection's write lock.
+        from outside this library) are logged, not removed. In a ``token_layout="plaid"``
+        collection with a codec, windows still stored as fp16 tokens (a compression killed part-way,
+        or written by a writer that had not seen the codec yet) are compressed. Takes the
+        collection's write lock.
         """
         from qdrant_client import models
 
