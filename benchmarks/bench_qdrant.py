@@ -79,9 +79,10 @@ logger = logging.getLogger("bench_qdrant")
 
 
 def _config(**kwargs: Any) -> Any:
+    """An fp16 collection (what native mode rescores); ``benchmarks/bench_qdrant_layouts.py`` measures the others."""
     from lateint_plugins.qdrant import CollectionConfig
 
-    return CollectionConfig(**kwargs)
+    return CollectionConfig(token_layout="fp16", **kwargs)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,9 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "fp16": Layout("float16 token multivector; prefetch: mean-pooled vector + BM25 sparse vector (the default)"),
+    "fp16": Layout(
+        "float16 token multivector; prefetch: mean-pooled vector + BM25 sparse vector (the default prefetch)"
+    ),
     "fp16-nolex": Layout("float16 tokens; prefetch: mean-pooled vector only", lambda: _config(lexical=False)),
     "fp16-pool4": Layout(
         "float16 tokens; prefetch: 4 k-means pooled vectors (MAX_SIM) + BM25", lambda: _config(pooled_vectors=4)

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append({"layout": "exact index", "n_queries": n, "recall@10_vs_exact": 1.0,
                  **evaluate(exact, qrels, metrics=("ndcg@10",)),
                  "p50_ms_local_mode": statistics.median(exact_seconds) * 1e3})  # fmt: skip
-    layouts = [] if args.no_fp16 else [("fp16", CollectionConfig())]
+    layouts = [] if args.no_fp16 else [("fp16", CollectionConfig(token_layout="fp16"))]
     layouts += [
         (
             "plaid default" if spec == "default" else f"plaid {spec[:-2]}-bit {spec[-2:]}",

@@ -1,10 +1,12 @@
-"""Qdrant as the document store: Qdrant holds and filters the documents, exact MaxSim runs here.
+"""Qdrant as the document store: Qdrant holds and filters the documents, MaxSim runs here.
 
 Use this approach when your documents already live in (or should live in) Qdrant: a cluster
 scales past one machine, payload filters run inside the database, and the collection is the
-system of record (``sync_from_qdrant`` rebuilds a local exact index from it). Candidates come from
-a mean-pooled vector and BM25 terms; their token vectors are scored exactly on the local device
-(CUDA when available). ``mode="native"`` lets Qdrant rescore with its own ``MAX_SIM`` instead.
+system of record (``sync_from_qdrant`` rebuilds a local index from it). Candidates come from a
+mean-pooled vector and BM25 terms; their token vectors (fp16 in a collection this small; PLAID
+codes once it holds enough tokens to train its codec) are scored on the local device (CUDA when
+available). ``CollectionConfig(token_layout="fp16")`` with ``mode="native"`` lets Qdrant rescore
+with its own ``MAX_SIM`` instead.
 
 Run: python examples/qdrant_store.py [--model PATH_OR_HUB_ID] [--url http://localhost:6333 | --path DIR]
 """

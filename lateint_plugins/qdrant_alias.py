@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lateint_plugins.core._checks import check_encoder, check_k, check_text
@@ -129,6 +130,9 @@ def reembed_collection(
     target = _target_name(client, alias, source, new_collection)
 
     layout = recorded_config(recorded_marker(client.get_collection(source)))
+    if layout.token_layout == "plaid" and not layout.codec_training_tokens:  # recorded before layout 5
+        # A new collection: its codec is trained once enough documents are copied, not on the first batch.
+        layout = replace(layout, codec_training_tokens=CollectionConfig().codec_training_tokens)
     store = QdrantLateInteractionStore(client, target, encoder, config=config or layout)
     n_source = int(client.count(source, count_filter=_first_windows(), exact=True).count)
     logger.info("Re-embedding %d documents of %r into %r", n_source, source, target)

@@ -374,22 +374,21 @@ class _Coded(_Writer):
     def _decompressed(self, points: list[Any]) -> list[Any]:
         """``points`` with ``vector = {"tokens": (n, dim) float32 array}`` from their payload codes (or fp16 tokens)."""
         codec = self._current_codec()
-        coded, ids, residuals = [], [], []
         for p in points:
-            payload = p.payload or {}
             p.vector = {TOKENS: np.zeros((0, self.encoder.dim), dtype=np.float32)}  # no tokens: an incomplete window
-            if codec is None:
-                if TOKENS_FP16 in payload:
-                    p.vector = {TOKENS: decode_fp16(payload[TOKENS_FP16], self.encoder.dim).numpy()}
-            elif (window := window_codes(payload, codec)) is not None:
-                coded.append(p)
-                ids.append(window[0])
-                residuals.append(window[1])
+        if codec is None:  # a collection still below codec_training_tokens
+            for p in points:
+                if TOKENS_FP16 in (p.payload or {}):
+                    p.vector = {TOKENS: decode_fp16(p.payload[TOKENS_FP16], self.encoder.dim).numpy()}
+            return points
+        coded = [(p, c) for p in points if (c := window_codes(p.payload or {}, codec)) is not None]
         if not coded:
             return points
-        device = cast(ResidualCodec, codec).centroids.device
-        dense = codec.decompress(torch.cat(ids).to(device).long(), torch.cat(residuals).to(device)).cpu().numpy()  # type: ignore[union-attr]
-        for p, part in zip(coded, np.split(dense, np.cumsum([len(i) for i in ids])[:-1]), strict=True):
+        device = codec.centroids.device
+        ids = torch.cat([c[0] for _, c in coded]).to(device).long()
+        dense = codec.decompress(ids, torch.cat([c[1] for _, c in coded]).to(device)).cpu().numpy()
+        ends = np.cumsum([len(c[0]) for _, c in coded])[:-1]
+        for (p, _), part in zip(coded, np.split(dense, ends), strict=True):
             p.vector = {TOKENS: part}
         return points
 
