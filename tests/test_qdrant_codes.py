@@ -490,8 +490,9 @@ def test_windows_left_fp16_by_an_interrupted_compression_read_as_their_codes(tin
     fresh = QdrantLateInteractionStore(client, store.collection_name, tiny_encoder, device="cpu")
     fresh.add_texts(["gene protein"], ids=["late"])
     assert len(fp16_windows(store)) == undone
+    before = ranked(fresh)
     assert fresh.repair() == 0 and fp16_windows(store) == []
-    assert [row for row in ranked(store)] == [[x for x in row] for row in ranked(fresh)]
+    assert ranked(fresh) == before  # compressed as the readers compressed them on the fly
 
 
 def test_compression_leaves_a_document_rewritten_meanwhile_alone(tiny_encoder, monkeypatch) -> None:

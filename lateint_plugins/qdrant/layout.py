@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from lateint_plugins.core._checks import (
     check_k,
     check_metadata,
+    check_non_negative,
     check_sequence,
     check_text,
 )
@@ -270,15 +271,9 @@ class CollectionConfig:
         if self.quantizer not in ("pq", "rq"):
             raise InvalidInputError(f"quantizer must be 'pq' or 'rq', got {self.quantizer!r}.")
         check_quantizer(self.nbits, self.quantizer)
-        if (
-            isinstance(self.codec_training_tokens, bool)
-            or not isinstance(self.codec_training_tokens, int)
-            or (self.codec_training_tokens < 0)
-        ):
-            raise InvalidInputError(
-                f"codec_training_tokens must be an int >= 0 (0: train on the first write), got "
-                f"{self.codec_training_tokens!r}."
-            )
+        object.__setattr__(
+            self, "codec_training_tokens", check_non_negative(self.codec_training_tokens, "codec_training_tokens")
+        )
         if self.n_centroids is not None and not 1 <= check_k(self.n_centroids, "n_centroids") <= 32768:
             raise InvalidInputError(f"n_centroids must be in [1, 32768] or None, got {self.n_centroids!r}.")
         if not isinstance(self.payload_keys, PayloadKeys):
