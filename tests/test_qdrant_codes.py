@@ -43,6 +43,7 @@ from lateint_plugins.qdrant.codes import (
     codec_from_parts,
     codec_points,
     decode_centroid_set,
+    decode_fp16,
     encode_centroid_set,
     encode_fp16,
     train,
@@ -57,6 +58,7 @@ from lateint_plugins.qdrant.layout import (
     TOKENS,
     TOKENS_FP16,
     marker_version,
+    point_id,
     recorded_config,
 )
 
@@ -536,3 +538,22 @@ def test_a_codec_trained_on_first_documents_gets_the_centroids_of_a_larger_colle
     assert asked == [] and store.codec is None  # 60 tokens: below the threshold
     store.add_embeddings(["b"], matrices[1:], ids=["b"])
     assert asked == [default_n_centroids(coded.GROWTH * 120, 6)] and store.codec is not None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.sampled_from([1, 16, 96]), st.integers(0, 2**31 - 1))
+def test_fp16_tokens_round_trip_at_fp16_precision(n: int, dim: int, seed: int) -> None:
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 100
+    assert decode_fp16(encode_fp16(x), dim).tolist() == x.half().float().tolist()
+
+
+def test_a_damaged_fp16_tokens_field_is_named(tiny_encoder: ColBERTEncoder) -> None:
+    for broken, dim in (("", 16), (base64.b64encode(bytes(6)).decode(), 16)):  # empty; 3 numbers of a 16-d vector
+        with pytest.raises(CorruptIndexError, match=TOKENS_FP16):
+            decode_fp16(broken, dim)
+    client = QdrantClient(":memory:")
+    store = deferred(client, tiny_encoder, threshold=10**6)
+    store.add_texts(["protein cell gene", "heart blood"], ids=["a", "b"])
+    client.set_payload(store.collection_name, {TOKENS_FP16: base64.b64encode(bytes(6)).decode()}, [point_id("a")])
+    with pytest.raises(CorruptIndexError, match=TOKENS_FP16):
+        store.search("protein", k=2)
