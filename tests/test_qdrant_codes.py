@@ -557,3 +557,23 @@ def test_a_damaged_fp16_tokens_field_is_named(tiny_encoder: ColBERTEncoder) -> N
     client.set_payload(store.collection_name, {TOKENS_FP16: base64.b64encode(bytes(6)).decode()}, [point_id("a")])
     with pytest.raises(CorruptIndexError, match=TOKENS_FP16):
         store.search("protein", k=2)
+
+
+def test_a_codec_trained_while_a_search_runs_is_used(tiny_encoder: ColBERTEncoder, monkeypatch) -> None:
+    client = QdrantClient(":memory:")
+    ids, texts, metas = corpus()
+    store = deferred(client, tiny_encoder, threshold=1)
+    store.add_texts(texts, metas, ids)
+    want = ranked(store)
+    reader = QdrantLateInteractionStore(client, store.collection_name, tiny_encoder, device="cpu",
+                                        candidate_depth=1000, n_full_scores=1000, n_refine=1000)  # fmt: skip
+    looked_up = []
+    real = QdrantLateInteractionStore._current_codec
+
+    def stale_once(self):  # the first look-up happened before the writer recorded its codec
+        looked_up.append(1)
+        return None if len(looked_up) == 1 else real(self)
+
+    monkeypatch.setattr(QdrantLateInteractionStore, "_current_codec", stale_once)
+    got = ranked(reader)
+    assert got == want and len(looked_up) >= 2

@@ -484,6 +484,8 @@ class _Coded(_Writer):
             responses = self._call("query points", self.client.query_batch_points, self.collection_name,
                                    requests=requests)  # fmt: skip
             candidates = [list(r.points) for r in responses]
+        if codec is None and any(CENTROID_SET in (p.payload or {}) for points in candidates for p in points):
+            codec = self._current_codec()  # trained since it was looked up: codes land only after the marker names it
         ranked: list[list[tuple[str, float]]] = []
         for q, points in zip(queries, candidates, strict=True):
             windows, heads, vouched = self._coded_windows(points, fields)
