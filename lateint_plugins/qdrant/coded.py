@@ -28,7 +28,7 @@ from lateint_plugins.core._checks import check_k
 from lateint_plugins.core.codec import ResidualCodec, default_n_centroids, stages_for
 from lateint_plugins.core.errors import InvalidInputError
 from lateint_plugins.core.index import Metadata
-from lateint_plugins.core.scoring import maxsim, segment_max
+from lateint_plugins.core.scoring import segment_max
 from lateint_plugins.core.store import SearchResult
 from lateint_plugins.qdrant.codes import (
     CodedTokens,
@@ -67,6 +67,7 @@ from lateint_plugins.qdrant.layout import (
     point_id,
     recorded_marker,
 )
+from lateint_plugins.qdrant.reading import _top
 from lateint_plugins.qdrant.writing import _progress, _Writer
 
 if TYPE_CHECKING:
@@ -98,7 +99,6 @@ class _Coded(_Writer):
         if codec is not None and not isinstance(codec, ResidualCodec):
             raise InvalidInputError(f"codec must be a trained ResidualCodec or None, got {type(codec).__name__}.")
         self._given_codec, self._codec = codec, None
-        self._fp16_compressed = False
         self.n_full_scores = check_k(n_full_scores, "n_full_scores")
         self.n_refine = check_k(n_refine, "n_refine")
 
@@ -177,15 +177,12 @@ class _Coded(_Writer):
         """Compress the windows still stored as fp16 tokens (written before the codec); returns how many.
 
         Each window's payload is replaced in one step, and only while its ``write_id`` is the one
-        read (a document rewritten meanwhile is left to its writer). Runs once per store object
-        unless ``recheck``: the marker records when every such window was compressed.
+        read (a document rewritten meanwhile is left to its writer). Skipped once the marker records
+        that every such window was compressed, unless ``recheck``.
         """
         from qdrant_client import models
 
-        if not self.config.codec_training_tokens or (self._fp16_compressed and not recheck):
-            return 0
-        if self.marker.get("fp16_compressed") and not recheck:
-            self._fp16_compressed = True
+        if not self.config.codec_training_tokens or (self.marker.get("fp16_compressed") and not recheck):
             return 0
         left = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=TOKENS_FP16))])
         offset, done = None, 0
@@ -215,7 +212,7 @@ class _Coded(_Writer):
         marker = {**recorded_marker(info), "fp16_compressed": True}
         self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
                    self.collection_name, metadata={_MARKER: marker})  # fmt: skip
-        self.marker, self._fp16_compressed = marker, True
+        self.marker = marker
         if done:
             logger.info("Collection %r: compressed %d windows written before its codec", self.collection_name, done)
         return done
@@ -516,24 +513,19 @@ class _Coded(_Writer):
                 best = [d for d in best if d in later]
                 full = [torch.cat([residuals[d], later[d]], dim=1) for d in best]
                 scores = self._maxsim_codes(qd, codec, [ids[d] for d in best], full)
-            top = torch.topk(scores, min(k, len(best)))
-            ranked.append([(best[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
+            ranked.append(_top(best, scores, k))
         return self._results(ranked)
 
     def _rank_fp16(
         self, q: torch.Tensor, doc_ids: list[str], windows: dict[str, list[Any]], k: int
     ) -> list[tuple[str, float]]:
         """The best ``k`` of ``doc_ids`` by exact MaxSim over their fp16 tokens (a collection without a codec yet)."""
-        matrices: dict[str, torch.Tensor] = {}
-        for d in sorted(doc_ids):  # in id order, as the fp16 layout scores: ties do not depend on arrival order
-            if all(TOKENS_FP16 in p.payload for p in windows[d]):  # else compressed since the codec was looked up
-                matrices[d] = torch.cat([decode_fp16(p.payload[TOKENS_FP16], self.encoder.dim) for p in windows[d]])
-        if not matrices:
-            return []
-        scores = maxsim([q], list(matrices.values()), device=self.device)[0].cpu()
-        top = torch.topk(scores, min(k, len(matrices)))
-        names = list(matrices)
-        return [(names[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        matrices = {
+            d: torch.cat([decode_fp16(p.payload[TOKENS_FP16], self.encoder.dim) for p in windows[d]])
+            for d in sorted(doc_ids)  # in id order, as the fp16 layout ranks: ties do not depend on arrival order
+            if all(TOKENS_FP16 in p.payload for p in windows[d])  # else compressed since the codec was looked up
+        }
+        return self._rank_exact(q, matrices, k)
 
     def _centroid_sets(
         self, doc_ids: list[str], windows: dict[str, list[Any]], pending: dict[str, tuple[torch.Tensor, torch.Tensor]]

@@ -266,13 +266,17 @@ class _Reader:
             matrices, heads, vouched = self._committed(points, head_payload=fields)
             # In id order: scores and ties then do not depend on the order candidates arrived in.
             doc_ids = self._admitted(sorted(matrices), heads, vouched, qfilter)
-            if not doc_ids:
-                ranked.append([])
-                continue
-            scores = maxsim([q], [matrices[d] for d in doc_ids], device=self.device)[0].cpu()
-            top = torch.topk(scores, min(k, len(doc_ids)))
-            ranked.append([(doc_ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
+            ranked.append(self._rank_exact(q, {d: matrices[d] for d in doc_ids}, k))
         return self._results(ranked)
+
+    def _rank_exact(self, q: torch.Tensor, matrices: Mapping[str, torch.Tensor], k: int) -> list[tuple[str, float]]:
+        """The best ``k`` of ``matrices`` (doc id -> ``(n_tokens, dim)``) by exact MaxSim with ``q``, best first.
+
+        Ties fall in the mapping's order: callers pass ids sorted, so they do not depend on arrival order.
+        """
+        if not matrices:
+            return []
+        return _top(list(matrices), maxsim([q], list(matrices.values()), device=self.device)[0].cpu(), k)
 
     def _query_candidates(
         self,
@@ -430,3 +434,9 @@ class _Reader:
         """Attach the committed texts and metadata (one retrieve for all queries)."""
         payloads = self._payloads(list(dict.fromkeys(d for row in ranked for d, _ in row)))
         return [[self._result(d, s, payloads[d]) for d, s in row if d in payloads] for row in ranked]
+
+
+def _top(names: Sequence[str], scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
+    """The ``k`` best ``(name, score)`` pairs of ``scores (len(names),)``, best first."""
+    top = torch.topk(scores, min(k, len(names)))
+    return [(names[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
