@@ -213,17 +213,21 @@ class QueryTables:
     def rows_per_query(self) -> int:
         return self.n_centroids + 256 * self.bytes_per_token
 
-    def centroid_scores(self, codes: torch.Tensor, owners: torch.Tensor | None = None) -> torch.Tensor:
-        """Cosines of the query tokens with the tokens' centroids, ``(n, q_len)``, for ``codes (n,)``."""
-        rows = codes.long() if owners is None else codes.long() + owners * self.rows_per_query
-        return F.embedding(rows, self.table)
+    def centroid_scores(self, codes: torch.Tensor, owners: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Cosines of the query tokens with the tokens' centroids, ``(n, q_len)``, for ``codes (n,)``.
+
+        ``owners`` (for a batch of queries): the query every token is scored against, ``(n,)``, or
+        one query's index for all of them.
+        """
+        rows, first = codes.long(), self._first_rows(owners)
+        return F.embedding(rows + first if isinstance(first, torch.Tensor) or first else rows, self.table)
 
     def token_scores(
         self,
         codes: torch.Tensor,
         residuals: torch.Tensor,
         inverse_norms: torch.Tensor,
-        owners: torch.Tensor | None = None,
+        owners: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
         """Cosines of the decompressed tokens with the query tokens, ``(n, q_len)``.
 
@@ -233,7 +237,8 @@ class QueryTables:
             codes: ``(n,)`` centroid ids; residuals: ``(n, bytes_per_token)`` uint8, or a residual
                 quantiser's first stages (``j * bytes_per_stage`` columns).
             inverse_norms: ``(n,)`` from :meth:`ResidualCodec.inverse_norms` (of the same bytes).
-            owners: ``(n,)`` the query each token is scored against (for a batch of queries).
+            owners: for a batch of queries, the query each token is scored against ``(n,)``, or one
+                query's index for all of them.
         """
         width = residuals.shape[1]  # bytes_per_token, or fewer to score a residual quantiser's first stages
         device = residuals.device
@@ -242,11 +247,18 @@ class QueryTables:
         byte_rows = rows[:, 1:]
         byte_rows.copy_(residuals)
         byte_rows += self.n_centroids + 256 * torch.arange(width, device=device, dtype=torch.int32)
-        if owners is not None:
-            rows += (owners * self.rows_per_query).to(torch.int32)[:, None]
+        first = self._first_rows(owners)
+        if isinstance(first, torch.Tensor):
+            rows += first.to(torch.int32)[:, None]
+        elif first:
+            rows += first
         scores = F.embedding_bag(rows, self.table, mode="sum")
         scores *= inverse_norms.to(scores.device, torch.float32)[:, None]
         return scores
+
+    def _first_rows(self, owners: torch.Tensor | int | None) -> torch.Tensor | int:
+        """Where each owner's rows start in :attr:`table`."""
+        return 0 if owners is None else owners * self.rows_per_query
 
 
 @dataclass(frozen=True)

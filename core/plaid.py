@@ -49,7 +49,7 @@ from .codec import (
 from .errors import CorruptIndexError, InvalidInputError, UnknownIdError
 from .index import GrowthBuffer, Index, Metadata, _default_device, ragged_rows
 from .ivf import InvertedLists
-from .scoring import _chunks, maxsim_stored
+from .scoring import _chunks
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ class SearchConfig:
             vectors in a narrow cone (every centroid scores above 0.7), where a fixed cosine
             threshold prunes nothing.
         n_full_scores: candidates scored by full centroid interaction (all their tokens); the best
-            quarter (at least ``k``) are decompressed and scored exactly.
+            quarter (at least ``k``) are decompressed and scored exactly. Where that would be
+            three quarters of them or more, all are decompressed, with no centroid pass: so at
+            ``k >= 3 * n_full_scores / 4`` a smaller ``k`` returns the first hits of a larger one.
         rescore: of those, how many to score again against the fp16 vectors (0 = off; needs
             ``PLAIDConfig(keep_fp16=True)``).
         n_refine: with a residual quantiser (``PLAIDConfig(quantizer="rq")``), the decompressed
@@ -469,11 +471,9 @@ class PLAIDIndex(Index):
         def run(batch: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             slots, scores = search.run(torch.stack([queries[i] for i in batch]).to(self.device, torch.float32))
             out = []
-            for row, i in enumerate(batch):
+            for row in range(len(batch)):
                 found = slots[row] >= 0
                 chosen_slots, chosen_scores = slots[row][found].cpu(), scores[row][found].cpu()
-                if self._fp16 is not None and cfg.rescore > 0:
-                    chosen_slots, chosen_scores = self._rescore(self._fp16, queries[i], chosen_slots, chosen_scores)
                 out.append((chosen_scores[:k], slot_to_position[chosen_slots[:k]]))
             return out
 
@@ -500,17 +500,6 @@ class PLAIDIndex(Index):
         width = max(s.numel() for s in all_scores)
         # Rows can be shorter than k (few candidates); pad for stacking, and trim in the caller.
         return _stack_ragged(all_scores, width, -math.inf), _stack_ragged(all_positions, width, -1)
-
-    def _rescore(
-        self, fp16: _Fp16Store, query: torch.Tensor, slots: torch.Tensor, scores: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The best ``rescore`` of ``slots`` scored again against their fp16 vectors, and re-ranked."""
-        n = self.search_config.rescore
-        head = slots[:n]
-        rows = torch.from_numpy(fp16.rows(self._token_rows(head).cpu()))
-        exact = maxsim_stored([query.float()], rows, self._lengths[head], device=self.device)[0].cpu()
-        order = torch.argsort(exact, descending=True, stable=True)
-        return torch.cat([head[order], slots[n:]]), torch.cat([exact[order], scores[n:]])
 
     # ------------------------------------------------------------------ persistence
     def _write(self, folder: Path) -> dict[str, Any]:
@@ -824,14 +813,14 @@ class _Search:
             chosen = self._probe(centroid_scores, tables)
         codes, residuals = self.index._codes, self.index._residuals
 
-        def decompressed(first_stage: bool) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        def decompressed(first_stage: bool) -> Callable[[torch.Tensor, int], torch.Tensor]:
             stored = residuals[:, : self.codec.bytes_per_stage] if first_stage else residuals
             norms = cast(torch.Tensor, self.first_norm_offsets) if first_stage else self.norm_offsets
-            return lambda rows, owners: tables.token_scores(
+            return lambda rows, query: tables.token_scores(
                 codes.index_select(0, rows),
                 stored.index_select(0, rows),
                 norms.index_select(0, rows).float().add_(1),
-                owners,
+                query,
             )
 
         scores = self._maxsim(chosen, decompressed(self.refine))
@@ -839,14 +828,31 @@ class _Search:
         top = torch.topk(scores, min(keep, scores.shape[1]), dim=1)
         slots, values = chosen.gather(1, top.indices), top.values
         slots[values == -math.inf] = -1
-        if self.refine:
-            # The best n_refine again on all their bytes, re-ranked among themselves (as rescore does).
-            n = self.config.n_refine
-            full = self._maxsim(slots[:, :n], decompressed(False))
-            order = torch.sort(full, dim=1, descending=True, stable=True)
-            slots = torch.cat([slots[:, :n].gather(1, order.indices), slots[:, n:]], dim=1)
-            values = torch.cat([order.values, values[:, n:]], dim=1)
+        if self.refine:  # the best n_refine again on all their bytes
+            slots, values = self._rerank_head(slots, values, self.config.n_refine, decompressed(False))
+        fp16 = self.index._fp16
+        if fp16 is not None and self.config.rescore:  # the best rescore again on their original vectors
+
+            def original(rows: torch.Tensor, query: int) -> torch.Tensor:
+                vectors = torch.from_numpy(fp16.rows(rows.cpu())).to(queries.device, torch.float32)
+                return vectors @ queries[query].T
+
+            slots, values = self._rerank_head(slots, values, self.config.rescore, original)
         return slots[:, : self.depth], values[:, : self.depth]
+
+    def _rerank_head(
+        self,
+        slots: torch.Tensor,
+        values: torch.Tensor,
+        n: int,
+        token_scores: Callable[[torch.Tensor, int], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` of each row of ``slots`` (best first) scored again by ``token_scores`` and
+        re-ranked among themselves; the rest keep their places and scores."""
+        better = self._maxsim(slots[:, :n], token_scores)
+        order = torch.sort(better, dim=1, descending=True, stable=True)
+        slots = torch.cat([slots[:, :n].gather(1, order.indices), slots[:, n:]], dim=1)
+        return slots, torch.cat([order.values, values[:, n:]], dim=1)
 
     def _probe(self, centroid_scores: torch.Tensor, tables: QueryTables) -> torch.Tensor:
         """Stages 1-3: per query, the slots to decompress ``(n_queries, <=max(depth, n_full_scores // 4))``."""
@@ -886,22 +892,21 @@ class _Search:
         approx = best.sum(1).masked_fill_(~candidate, -math.inf)
         chosen = _top_columns(approx, min(cfg.n_full_scores, self.n_slots))
         # Stage 3, full centroid interaction: every token of the chosen documents scored by its
-        # centroid; the best quarter go on to decompression.
+        # centroid; the best quarter go on to decompression. When at least three quarters would go
+        # on (a large k), all do: decompressing the rest costs less than scoring every centroid.
         n_decompress = max(self.depth, cfg.n_full_scores // 4)
-        if chosen.shape[1] <= n_decompress:
+        if 4 * n_decompress >= 3 * chosen.shape[1]:
             return chosen
         codes = self.index._codes
-        scores = self._maxsim(chosen, lambda rows, owners: tables.centroid_scores(codes.index_select(0, rows), owners))
+        scores = self._maxsim(chosen, lambda rows, query: tables.centroid_scores(codes.index_select(0, rows), query))
         columns = _top_columns(scores, n_decompress)
         return torch.where(columns >= 0, chosen.gather(1, columns.clamp(min=0)), -1)
 
-    def _maxsim(
-        self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-    ) -> torch.Tensor:
+    def _maxsim(self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
         """MaxSim of each query with each of its ``chosen (n_queries, width)`` slots; ``-inf`` where the slot is -1.
 
-        ``token_scores(rows, owners)`` gives the ``(n, q_len)`` cosines of the tokens at ``rows``
-        with the query tokens of the queries ``owners`` (None for a batch of one query).
+        ``token_scores(rows, query)`` gives the ``(n, q_len)`` cosines of the tokens at ``rows``
+        with the query tokens of the batch's query ``query``.
 
         Pairs are scored query by query (its lookup tables stay in cache), shortest document first,
         a run of at most about ``_PAIR_TOKENS`` tokens at a time, each run padded to its longest
@@ -911,6 +916,8 @@ class _Search:
         device = chosen.device
         out = torch.full(chosen.shape, -math.inf, device=device)
         owners, columns = (chosen >= 0).nonzero(as_tuple=True)
+        if not owners.numel():
+            return out
         slots = chosen[owners, columns].cpu()
         lengths = self.index._lengths[slots]
         order = torch.argsort(owners.cpu() * (int(lengths.max()) + 1) + lengths)
@@ -923,14 +930,13 @@ class _Search:
         starts = self.token_starts[slots]
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
         first = 0
-        for n_pairs in torch.bincount(owners.cpu()).tolist():
+        for query, n_pairs in enumerate(torch.bincount(owners.cpu(), minlength=chosen.shape[0]).tolist()):
             runs = _chunks(offsets[first : first + n_pairs + 1] - offsets[first], _PAIR_TOKENS)
             for a, b in ((first + a, first + b) for a, b in runs):
                 longest = int(lengths[b - 1])
                 steps = torch.arange(longest)
                 rows = starts[a:b, None] + torch.where(steps < lengths[a:b, None], steps, 0)  # (pairs, longest)
-                token_owners = owners[a:b, None].expand(-1, longest).reshape(-1) if chosen.shape[0] > 1 else None
-                scores = token_scores(rows.view(-1).to(device), token_owners)
+                scores = token_scores(rows.view(-1).to(device), query)
                 out[owners[a:b], columns[a:b]] = scores.view(b - a, longest, -1).amax(1).sum(1)
             first += n_pairs
         return out
@@ -1087,6 +1093,8 @@ class _Fp16Store:
 
     def rows(self, index: torch.Tensor) -> np.ndarray:
         idx = index.numpy()
+        if self._base is not None and (idx.size == 0 or idx.max() < self.n_base):
+            return np.take(self._base, idx, axis=0)  # several times faster than fancy indexing a memmap
         out = np.empty((idx.size, self._dim), dtype=np.float16)
         in_base = idx < self.n_base
         if in_base.any():

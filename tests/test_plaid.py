@@ -305,6 +305,17 @@ def test_full_precision_rescore_matches_exact(corpus, exact) -> None:
                 assert h.score == pytest.approx(common[h.id], abs=1e-4)
 
 
+def test_a_smaller_k_returns_the_first_hits_when_most_candidates_are_decompressed(corpus) -> None:
+    # With k at least three quarters of n_full_scores every candidate is decompressed, so the
+    # ranking no longer depends on k (a centroid pass choosing k of them would make it depend).
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(device="cpu", search_config=SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64))
+    ix.add(ids, docs, meta)
+    for query in queries:
+        everything = [h.id for h in ix.search(query, k=64)]
+        assert [h.id for h in ix.search(query, k=48)] == everything[:48]
+
+
 def test_filters_restrict_candidates_before_scoring(corpus, exact) -> None:
     ids, docs, meta, queries = corpus
     ix = PLAIDIndex(device="cpu")
