@@ -407,6 +407,24 @@ def test_pending_rows_roll_back_and_drain_in_order_in_memory_or_spilled(monkeypa
     assert pending.n_rows == 0 and pending._dir is None
 
 
+def test_fp16_rows_read_across_the_saved_base_and_the_scratch_file(tmp_path: Path) -> None:
+    from lateint_plugins.core.plaid import _Fp16Store
+
+    everything = np.arange(40 * 4, dtype=np.float16).reshape(40, 4)
+    np.save(tmp_path / "tokens_fp16.npy", everything[:10])
+    store = _Fp16Store.open(tmp_path / "tokens_fp16.npy", 10, 4)
+    store.append(everything[10:25])
+    mixed = torch.tensor([24, 3, 10, 9, 17])
+    np.testing.assert_array_equal(store.rows(mixed), everything[mixed.numpy()])
+    mark = store.mark()
+    store.append(everything[25:30])  # the scratch file grows under its map
+    np.testing.assert_array_equal(store.rows(torch.tensor([29, 11])), everything[[29, 11]])
+    store.rollback(mark)  # ... and shrinks: rows 25-29 are now the next ones appended
+    store.append(everything[30:40])
+    np.testing.assert_array_equal(store.rows(torch.tensor([25, 34, 0])), everything[[30, 39, 0]])
+    assert store.rows(torch.tensor([], dtype=torch.long)).shape == (0, 4)
+
+
 def test_inverted_lists_merge_equals_a_build_over_both() -> None:
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 20, (50,), generator=g)
