@@ -50,7 +50,6 @@ from lateint_plugins.qdrant.codes import (
 from lateint_plugins.qdrant.errors import CollectionMismatchError
 from lateint_plugins.qdrant.layout import (
     _HEAD,
-    _MARKER,
     _SCROLL_PAGE,
     CENTROID_IDS,
     CENTROID_SET,
@@ -65,7 +64,6 @@ from lateint_plugins.qdrant.layout import (
     _window_of,
     _window_point_id,
     point_id,
-    recorded_marker,
 )
 from lateint_plugins.qdrant.reading import _top
 from lateint_plugins.qdrant.writing import _progress, _Writer
@@ -125,9 +123,7 @@ class _Coded(_Writer):
             return self._codec
         entry = self.marker.get("codec")
         if entry is None:  # another store object (or process) may have written the first documents since
-            info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection,
-                              self.collection_name)  # fmt: skip
-            self.marker = recorded_marker(info) or self.marker
+            self.marker = self._read_marker() or self.marker
             entry = self.marker.get("codec")
         if entry is None:
             return None
@@ -208,11 +204,7 @@ class _Coded(_Writer):
                 done += len(operations)
             if offset is None:
                 break
-        info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection, self.collection_name)
-        marker = {**recorded_marker(info), "fp16_compressed": True}
-        self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
-                   self.collection_name, metadata={_MARKER: marker})  # fmt: skip
-        self.marker = marker
+        self._write_marker({**self._read_marker(), "fp16_compressed": True})
         if done:
             logger.info("Collection %r: compressed %d windows written before its codec", self.collection_name, done)
         return done
@@ -232,15 +224,13 @@ class _Coded(_Writer):
         points = [models.PointStruct(id=pid, vector={}, payload=payload) for pid, payload in parts]
         for point in points:  # one per request: each holds up to a megabyte
             self._call("upsert codec", self.client.upsert, self.collection_name, points=[point], wait=True)
-        info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection, self.collection_name)
-        recorded = recorded_marker(info)
+        recorded = self._read_marker()
         if recorded.get("codec") is None:
-            recorded = {**recorded, "codec": entry}
-            self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
-                       self.collection_name, metadata={_MARKER: recorded})  # fmt: skip
+            self._write_marker({**recorded, "codec": entry})
             logger.info("Collection %r: codec %s recorded (%d centroids, nbits=%d)", self.collection_name,
                         entry["id"], codec.n_centroids, codec.nbits)  # fmt: skip
-        self.marker = recorded
+        else:
+            self.marker = recorded
         self._codec = None
         return cast(ResidualCodec, self._current_codec())
 

@@ -38,6 +38,7 @@ from lateint_plugins.qdrant.layout import (
     _window_of,
     _window_point_id,
     point_id,
+    recorded_marker,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,11 @@ class _Reader:
             if _is_transport_error(exc):
                 raise _unavailable(exc, what) from exc
             raise
+
+    def _read_marker(self) -> dict[str, Any]:
+        """Our entry in the collection's metadata as the server holds it now (``{}`` when there is none)."""
+        info = self._call(f"read collection {self.collection_name!r}", self.client.get_collection, self.collection_name)
+        return recorded_marker(info)
 
     def _local(self) -> Any | None:
         """The embedded local-mode collection to read arrays from, or None (a server, or arrays turned off)."""

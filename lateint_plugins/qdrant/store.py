@@ -55,7 +55,6 @@ from lateint_plugins.qdrant.layout import (
     _window_of,
     point_id,
     recorded_config,
-    recorded_marker,
 )
 from lateint_plugins.qdrant.writing import _progress
 
@@ -169,8 +168,7 @@ class QdrantLateInteractionStore(_Coded):
                 )
             self._create(config)
             return config
-        info = self._call(f"read collection {name!r}", self.client.get_collection, name)
-        recorded = recorded_marker(info)
+        recorded = self._read_marker()
         if not recorded:
             raise CollectionMismatchError(
                 f"Collection {name!r} was not created by lateint-plugins (no {_MARKER!r} entry in its metadata); "

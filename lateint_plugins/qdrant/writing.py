@@ -205,11 +205,14 @@ class _Writer(_Reader):
         target = marker_version(self.config)
         if int(self.marker.get("layout_version", 1)) >= target:
             return
-        marker = {**self.marker, "layout_version": target}
+        before = self.marker.get("layout_version")
+        self._write_marker({**self.marker, "layout_version": target})
+        logger.info("Collection %r: layout version %s -> %s", self.collection_name, before, target)
+
+    def _write_marker(self, marker: dict[str, Any]) -> None:
+        """Record ``marker`` as our entry in the collection's metadata, and keep it as :attr:`marker`."""
         self._call(f"update collection {self.collection_name!r}", self.client.update_collection,
                    self.collection_name, metadata={_MARKER: marker})  # fmt: skip
-        logger.info("Collection %r: layout version %s -> %s", self.collection_name, self.marker.get("layout_version"),
-                    target)  # fmt: skip
         self.marker = marker
 
     def _retrying(self, fn: Any, what: str, written: list[str], all_ids: list[str], batch_ids: list[str]) -> None:
