@@ -247,17 +247,26 @@ class QueryTables:
         device = residuals.device
         rows = torch.empty((residuals.shape[0], width + 1), dtype=torch.int32, device=device)
         rows[:, 0] = codes
-        byte_rows = rows[:, 1:]
-        byte_rows.copy_(residuals)
-        byte_rows += self.n_centroids + 256 * torch.arange(width, device=device, dtype=torch.int32)
+        rows[:, 1:] = residuals
         first = self._first_rows(owners)
+        starts = self._row_starts(width, device)  # each column's first row in the table
         if isinstance(first, torch.Tensor):
             rows += first.to(torch.int32)[:, None]
         elif first:
-            rows += first
+            starts = starts + first
+        rows += starts
         scores = F.embedding_bag(rows, self.table, mode="sum")
         scores *= inverse_norms.to(scores.device, torch.float32)[:, None]
         return scores
+
+    def _row_starts(self, width: int, device: torch.device) -> torch.Tensor:
+        """``[0, n_centroids, n_centroids + 256, ...]``, ``(width + 1,)`` int32: where the centroid's
+        rows and each byte's rows start (built once per width)."""
+        cache: dict[int, torch.Tensor] = self.__dict__.setdefault("_row_starts_of", {})
+        if width not in cache:
+            bytes_ = self.n_centroids + 256 * torch.arange(width, device=device, dtype=torch.int32)
+            cache[width] = torch.cat([torch.zeros(1, dtype=torch.int32, device=device), bytes_])
+        return cache[width]
 
     def _first_rows(self, owners: torch.Tensor | int | None) -> torch.Tensor | int:
         """Where each owner's rows start in :attr:`table`."""

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -428,7 +429,7 @@ class PLAIDIndex(Index):
                 self._added_tokens += flat.shape[0]
             self._pending.append(codes.to(torch.int16), residuals)
             if self._fp16 is not None:
-                self._fp16.append(flat.half().cpu().numpy())
+                self._fp16.append(flat)
         self._append_slots(lengths)
 
     def _append_slots(self, lengths: torch.Tensor) -> None:
@@ -758,7 +759,7 @@ class PLAIDIndex(Index):
 
     def _original_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         if self._fp16 is not None:
-            return torch.from_numpy(self._fp16.rows(rows)).float()
+            return self._fp16.rows(rows).float()
         codec = self._require_codec()
         rows = rows.to(self.device)
         return codec.decompress(self._codes[rows], self._residuals[rows]).cpu()
@@ -835,7 +836,7 @@ class _Search:
         if fp16 is not None and self.config.rescore:  # the best rescore again on their original vectors
 
             def original(rows: torch.Tensor, query: int) -> torch.Tensor:
-                vectors = torch.from_numpy(fp16.rows(rows.cpu())).to(queries.device, torch.float32)
+                vectors = fp16.rows(rows).to(queries.device, torch.float32)
                 return vectors @ queries[query].T
 
             slots, values = self._rerank_head(slots, values, self.config.rescore, original)
@@ -909,37 +910,32 @@ class _Search:
         ``token_scores(rows, query)`` gives the ``(n, q_len)`` cosines of the tokens at ``rows``
         with the query tokens of the batch's query ``query``.
 
-        Pairs are scored query by query (its lookup tables stay in cache), shortest document first,
-        a run of at most about ``_PAIR_TOKENS`` tokens at a time, each run padded to its longest
-        document by repeating every document's first token (a maximum is unchanged by repeats):
-        one lookup and one reduction per run, little padding.
+        Pairs are scored query by query (its lookup tables stay in cache), a run of at most about
+        ``_PAIR_TOKENS`` tokens at a time, each run padded to its longest document by repeating
+        every document's last token (a maximum is unchanged by repeats): one lookup and one
+        reduction per run. When one query's documents need several runs, they go shortest first,
+        so that each run pads little.
         """
         device = chosen.device
         out = torch.full(chosen.shape, -math.inf, device=device)
-        owners, columns = (chosen >= 0).nonzero(as_tuple=True)
-        if not owners.numel():
-            return out
-        slots = chosen[owners, columns].cpu()
-        lengths = self.index._lengths[slots]
-        order = torch.argsort(owners.cpu() * (int(lengths.max()) + 1) + lengths)
-        owners, columns, slots, lengths = (
-            owners[order.to(device)],
-            columns[order.to(device)],
-            slots[order],
-            lengths[order],
-        )
-        starts = self.token_starts[slots]
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
-        first = 0
-        for query, n_pairs in enumerate(torch.bincount(owners.cpu(), minlength=chosen.shape[0]).tolist()):
-            runs = _chunks(offsets[first : first + n_pairs + 1] - offsets[first], _PAIR_TOKENS)
-            for a, b in ((first + a, first + b) for a, b in runs):
-                longest = int(lengths[b - 1])
-                steps = torch.arange(longest)
-                rows = starts[a:b, None] + torch.where(steps < lengths[a:b, None], steps, 0)  # (pairs, longest)
+        for query, row in enumerate(chosen):
+            columns = (row >= 0).nonzero().squeeze(1)
+            if not columns.numel():
+                continue
+            slots = row.index_select(0, columns).cpu()
+            lengths = self.index._lengths[slots]
+            runs = [(0, slots.numel())]
+            if int(lengths.sum()) > _PAIR_TOKENS:
+                order = torch.argsort(lengths)
+                columns, slots, lengths = columns[order.to(device)], slots[order], lengths[order]
+                runs = _chunks(torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)]), _PAIR_TOKENS)
+            starts = self.token_starts[slots]
+            for a, b in runs:
+                run_lengths = lengths[a:b, None]
+                longest = int(run_lengths.max())
+                rows = starts[a:b, None] + torch.minimum(torch.arange(longest), run_lengths - 1)  # (pairs, longest)
                 scores = token_scores(rows.view(-1).to(device), query)
-                out[owners[a:b], columns[a:b]] = scores.view(b - a, longest, -1).amax(1).sum(1)
-            first += n_pairs
+                out[query, columns[a:b]] = scores.view(b - a, longest, -1).amax(1).sum(1)
         return out
 
 
@@ -1060,12 +1056,12 @@ class _Fp16Store:
     """
 
     def __init__(self, base: np.ndarray | None = None) -> None:
-        self._base = base
+        self._dim = base.shape[1] if base is not None else 0
+        self._base = _tensor_view(base) if base is not None else torch.empty((0, self._dim), dtype=torch.float16)
         self._scratch_dir = tempfile.TemporaryDirectory(prefix="lateint-fp16-")
         self._scratch_path = Path(self._scratch_dir.name) / "tokens.f16"
         self._scratch_rows = 0
-        self._scratch_map: np.ndarray | None = None
-        self._dim = base.shape[1] if base is not None else 0
+        self._scratch_map: torch.Tensor | None = None
 
     @classmethod
     def open(cls, path: Path, n_tokens: int, dim: int) -> _Fp16Store:
@@ -1074,7 +1070,7 @@ class _Fp16Store:
 
     @property
     def n_base(self) -> int:
-        return 0 if self._base is None else self._base.shape[0]
+        return self._base.shape[0]
 
     def mark(self) -> tuple[int, int]:
         """The current ``(scratch rows, dim)``, for :meth:`rollback`."""
@@ -1088,33 +1084,33 @@ class _Fp16Store:
             os.truncate(self._scratch_path, rows * dim * 2)
         self._scratch_rows, self._dim = rows, dim
 
-    def append(self, rows: np.ndarray) -> None:
+    def append(self, rows: torch.Tensor) -> None:
         self._dim = rows.shape[1]
         with open(self._scratch_path, "ab") as f:
-            f.write(np.ascontiguousarray(rows, dtype=np.float16).tobytes())
+            f.write(rows.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
         self._scratch_rows += rows.shape[0]
 
-    def rows(self, index: torch.Tensor) -> np.ndarray:
-        """The rows at ``index (n,)``, ``(n, dim)`` fp16 (``np.take``: several times faster than
-        fancy indexing a memory map)."""
-        idx = index.numpy()
-        in_base = idx < self.n_base
-        if self._base is not None and in_base.all():
-            return np.take(self._base, idx, axis=0)
-        if not in_base.any():
-            return np.take(self._scratch(), idx - self.n_base, axis=0)
-        out = np.empty((idx.size, self._dim), dtype=np.float16)
-        out[in_base] = np.take(self._base, idx[in_base], axis=0)  # type: ignore[arg-type]
-        out[~in_base] = np.take(self._scratch(), idx[~in_base] - self.n_base, axis=0)
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The rows at ``index (n,)``, ``(n, dim)`` fp16 (``index_select`` on tensors over the memory
+        maps: about twice as fast as NumPy's ``take`` on them)."""
+        index = index.cpu()
+        if not self._scratch_rows:
+            return self._base.index_select(0, index)
+        in_base = index < self.n_base
+        if not bool(in_base.any()):
+            return self._scratch().index_select(0, index - self.n_base)
+        if bool(in_base.all()):
+            return self._base.index_select(0, index)
+        out = torch.empty((index.numel(), self._dim), dtype=torch.float16)
+        out[in_base] = self._base.index_select(0, index[in_base])
+        out[~in_base] = self._scratch().index_select(0, index[~in_base] - self.n_base)
         return out
 
-    def _scratch(self) -> np.ndarray:
+    def _scratch(self) -> torch.Tensor:
         """The scratch file's rows, memory-mapped (kept mapped until the file changes)."""
         if self._scratch_map is None or self._scratch_map.shape[0] != self._scratch_rows:
-            self._scratch_map = (
+            self._scratch_map = _tensor_view(
                 np.memmap(self._scratch_path, dtype=np.float16, mode="r", shape=(self._scratch_rows, self._dim))
-                if self._scratch_rows
-                else np.empty((0, self._dim), dtype=np.float16)
             )
         return self._scratch_map
 
@@ -1131,9 +1127,17 @@ class _Fp16Store:
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(total, dim or self._dim))
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
-            out[start:stop] = self.rows(torch.arange(start, stop))
+            out[start:stop] = self.rows(torch.arange(start, stop)).numpy()
         out.flush()
         del out
+
+
+def _tensor_view(array: np.ndarray) -> torch.Tensor:
+    """A tensor over a read-only array's memory (a memory map), without a copy. Only read from it:
+    PyTorch's warning that it could write to read-only memory is silenced here for that reason."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 # Manifest schema of the two configs (types checked before the dataclasses see the values).

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lateint_plugins.core import plaid
 from lateint_plugins.core.codec import (
     CentroidGroups,
     ResidualCodec,
@@ -321,6 +322,20 @@ def test_a_smaller_k_returns_the_first_hits_when_most_candidates_are_decompresse
         assert [h.id for h in ix.search(query, k=48)] == everything[:48]
 
 
+def test_scoring_in_several_runs_per_query_changes_nothing(corpus, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A query's documents are scored in one padded run when they fit in _PAIR_TOKENS tokens, else
+    # in several, shortest first; the hits and scores must not depend on which.
+    ids, docs, meta, queries = corpus
+    ix = PLAIDIndex(config=PLAIDConfig(keep_fp16=True), device="cpu", search_config=SearchConfig(rescore=16))
+    ix.add(ids, docs, meta)
+    one_run = ix.search(queries, k=20)
+    monkeypatch.setattr(plaid, "_PAIR_TOKENS", 40)  # a few documents a run
+    several = ix.search(queries, k=20)
+    for a, b in zip(one_run, several, strict=True):
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-6)
+
+
 def test_filters_restrict_candidates_before_scoring(corpus, exact) -> None:
     ids, docs, meta, queries = corpus
     ix = PLAIDIndex(device="cpu")
@@ -415,18 +430,18 @@ def test_pending_rows_roll_back_and_drain_in_order_in_memory_or_spilled(monkeypa
 def test_fp16_rows_read_across_the_saved_base_and_the_scratch_file(tmp_path: Path) -> None:
     from lateint_plugins.core.plaid import _Fp16Store
 
-    everything = np.arange(40 * 4, dtype=np.float16).reshape(40, 4)
-    np.save(tmp_path / "tokens_fp16.npy", everything[:10])
+    everything = torch.arange(40 * 4, dtype=torch.float16).reshape(40, 4)
+    np.save(tmp_path / "tokens_fp16.npy", everything[:10].numpy())
     store = _Fp16Store.open(tmp_path / "tokens_fp16.npy", 10, 4)
     store.append(everything[10:25])
     mixed = torch.tensor([24, 3, 10, 9, 17])
-    np.testing.assert_array_equal(store.rows(mixed), everything[mixed.numpy()])
+    assert torch.equal(store.rows(mixed), everything[mixed])
     mark = store.mark()
     store.append(everything[25:30])  # the scratch file grows under its map
-    np.testing.assert_array_equal(store.rows(torch.tensor([29, 11])), everything[[29, 11]])
+    assert torch.equal(store.rows(torch.tensor([29, 11])), everything[[29, 11]])
     store.rollback(mark)  # ... and shrinks: rows 25-29 are now the next ones appended
     store.append(everything[30:40])
-    np.testing.assert_array_equal(store.rows(torch.tensor([25, 34, 0])), everything[[30, 39, 0]])
+    assert torch.equal(store.rows(torch.tensor([25, 34, 0])), everything[[30, 39, 0]])
     assert store.rows(torch.tensor([], dtype=torch.long)).shape == (0, 4)
 
 
