@@ -35,6 +35,10 @@ plain search, an add, the first search after it: add + first search - plain sear
 * ``plaid-{1,2,4}bit accurate``: the same index, ``SearchConfig()`` (defaults).
 * ``plaid-2bit+fp16 fast+rescore16``, ``fast8+rescore16``: those settings, and the best 16
   re-scored against the original fp16 vectors.
+* ``plaid-2bit+fp16 fast8+fp16-only``, ``fast6+fp16-only``: ``n_full_scores=100, rescore=100``
+  with ``n_centroid_interaction`` 8 or 6: the best 100 candidates by centroid interaction, scored
+  on their fp16 vectors only (a re-score covering every candidate skips the codes). 6 comes
+  from a sweep of 4, 6 and 8 over the same queries (4 fell below R@10 0.95).
 * ``plaid-2bit+fp16 rescore64``: ``PLAIDConfig(nbits=2, keep_fp16=True)``, ``SearchConfig(rescore=64)``:
   the best 64 re-scored against the original vectors, memory-mapped from disk.
 * ``plaid-2bit-pool2 accurate``: ``PLAIDConfig(nbits=2, pool_factor=2)``.
@@ -103,6 +107,8 @@ PEERS_DIR = ROOT / "benchmarks" / "peers"
 
 FAST = {"n_ivf_probe": 2, "n_centroid_interaction": 16, "n_full_scores": 128}
 FAST8 = {**FAST, "n_centroid_interaction": 8}
+# The k=100 candidates scored on their fp16 vectors only (a rescore covering all of them).
+FP16_ONLY = {**FAST8, "n_full_scores": 100, "rescore": 100}
 # One entry per index build (one child process each): PLAIDConfig kwargs (None = ExactIndex) and
 # the search settings measured on that build, as SearchConfig kwargs. Plain data, so the parent
 # never needs to import torch to know what to run.
@@ -116,6 +122,8 @@ BUILDS: dict[str, dict[str, Any]] = {
         "searches": {
             "fast+rescore16": {**FAST, "rescore": 16},
             "fast8+rescore16": {**FAST8, "rescore": 16},
+            "fast8+fp16-only": FP16_ONLY,
+            "fast6+fp16-only": {**FP16_ONLY, "n_centroid_interaction": 6},
             "rescore64": {"rescore": 64},
         },
     },

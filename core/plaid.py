@@ -23,6 +23,7 @@ writes a compacted index, and :meth:`PLAIDIndex.compact` compacts in memory.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -122,7 +123,9 @@ class SearchConfig:
             three quarters of them or more, all are decompressed, with no centroid pass: so at
             ``k >= 3 * n_full_scores / 4`` a smaller ``k`` returns the first hits of a larger one.
         rescore: of those, how many to score again against the fp16 vectors (0 = off; needs
-            ``PLAIDConfig(keep_fp16=True)``).
+            ``PLAIDConfig(keep_fp16=True)``). When it covers every decompressed candidate, they are
+            scored on their fp16 vectors only, never on their codes: as fast as scoring the codes,
+            and the scores are exact MaxSim.
         n_refine: with a residual quantiser (``PLAIDConfig(quantizer="rq")``), the decompressed
             candidates are scored on their first stage's bytes (a 2-bit code's cost) and the best
             ``n_refine`` again on all their bytes, like ``rescore`` (0 = every candidate on all
@@ -808,7 +811,8 @@ class _Search:
     def run(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best ``depth`` slots and their scores per query of ``(n_queries, q_len, dim)``, best first."""
         centroid_scores = queries @ self.codec.centroids.T  # (n_queries, q_len, n_centroids)
-        tables = self.codec.query_tables(queries, centroid_scores)
+        # Built on first use: a search that scores only original vectors never needs them.
+        tables = functools.cache(lambda: self.codec.query_tables(queries, centroid_scores))
         if self.exhaustive:  # few documents allowed (a narrow filter or a small index): score them all
             chosen = self.allowed.nonzero().squeeze(1).expand(queries.shape[0], -1)
         else:
@@ -818,28 +822,31 @@ class _Search:
         def decompressed(first_stage: bool) -> Callable[[torch.Tensor, int], torch.Tensor]:
             stored = residuals[:, : self.codec.bytes_per_stage] if first_stage else residuals
             norms = cast(torch.Tensor, self.first_norm_offsets) if first_stage else self.norm_offsets
-            return lambda rows, query: tables.token_scores(
+            return lambda rows, query: tables().token_scores(
                 codes.index_select(0, rows),
                 stored.index_select(0, rows),
                 norms.index_select(0, rows).float().add_(1),
                 query,
             )
 
-        scores = self._maxsim(chosen, decompressed(self.refine))
+        fp16 = self.index._fp16
+        rescore = self.config.rescore if fp16 is not None else 0
+
+        def original(rows: torch.Tensor, query: int) -> torch.Tensor:
+            vectors = cast(_Fp16Store, fp16).rows(rows).to(queries.device, torch.float32)
+            return vectors @ queries[query].T
+
+        # When every candidate would be re-scored, they are scored on their original vectors only.
+        direct = rescore >= chosen.shape[1]
+        scores = self._maxsim(chosen, original if direct else decompressed(self.refine))
         keep = max(self.depth, self.config.n_refine) if self.refine else self.depth
         top = torch.topk(scores, min(keep, scores.shape[1]), dim=1)
         slots, values = chosen.gather(1, top.indices), top.values
         slots[values == -math.inf] = -1
-        if self.refine:  # the best n_refine again on all their bytes
+        if self.refine and not direct:  # the best n_refine again on all their bytes
             slots, values = self._rerank_head(slots, values, self.config.n_refine, decompressed(False))
-        fp16 = self.index._fp16
-        if fp16 is not None and self.config.rescore:  # the best rescore again on their original vectors
-
-            def original(rows: torch.Tensor, query: int) -> torch.Tensor:
-                vectors = fp16.rows(rows).to(queries.device, torch.float32)
-                return vectors @ queries[query].T
-
-            slots, values = self._rerank_head(slots, values, self.config.rescore, original)
+        if rescore and not direct:  # the best rescore again on their original vectors
+            slots, values = self._rerank_head(slots, values, rescore, original)
         return slots[:, : self.depth], values[:, : self.depth]
 
     def _rerank_head(
@@ -856,7 +863,7 @@ class _Search:
         slots = torch.cat([slots[:, :n].gather(1, order.indices), slots[:, n:]], dim=1)
         return slots, torch.cat([order.values, values[:, n:]], dim=1)
 
-    def _probe(self, centroid_scores: torch.Tensor, tables: QueryTables) -> torch.Tensor:
+    def _probe(self, centroid_scores: torch.Tensor, tables: Callable[[], QueryTables]) -> torch.Tensor:
         """Stages 1-3: per query, the slots to decompress ``(n_queries, <=max(depth, n_full_scores // 4))``."""
         cfg = self.config
         n_queries, q_len, n_centroids = centroid_scores.shape
@@ -900,7 +907,7 @@ class _Search:
         if 4 * n_decompress >= 3 * chosen.shape[1]:
             return chosen
         codes = self.index._codes
-        scores = self._maxsim(chosen, lambda rows, query: tables.centroid_scores(codes.index_select(0, rows), query))
+        scores = self._maxsim(chosen, lambda rows, query: tables().centroid_scores(codes.index_select(0, rows), query))
         columns = _top_columns(scores, n_decompress)
         return torch.where(columns >= 0, chosen.gather(1, columns.clamp(min=0)), -1)
 

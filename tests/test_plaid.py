@@ -14,6 +14,7 @@ import torch
 from lateint_plugins.core import plaid
 from lateint_plugins.core.codec import (
     CentroidGroups,
+    QueryTables,
     ResidualCodec,
     assign,
     default_n_centroids,
@@ -309,6 +310,33 @@ def test_full_precision_rescore_matches_exact(corpus, exact) -> None:
         for h in a:
             if h.id in common:
                 assert h.score == pytest.approx(common[h.id], abs=1e-4)
+
+
+@pytest.mark.parametrize("n_docs", [None, 40])  # probed candidates; an index small enough to score every document
+def test_a_rescore_covering_every_candidate_scores_the_fp16_vectors_only(corpus, monkeypatch, n_docs) -> None:
+    ids, docs, meta, queries = corpus
+    ids, docs, meta = ids[:n_docs], docs[:n_docs], meta[:n_docs]
+    ix = PLAIDIndex(
+        config=PLAIDConfig(keep_fp16=True),
+        device="cpu",
+        search_config=SearchConfig(n_ivf_probe=2, n_centroid_interaction=8, n_full_scores=64),
+    )
+    ix.add(ids, docs, meta)
+    codes_scored = ix.search(queries, k=64)  # every candidate, scored on its codes
+
+    def no_codes(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a compressed token was scored")
+
+    monkeypatch.setattr(QueryTables, "token_scores", no_codes)
+    ix.search_config = dataclasses.replace(ix.search_config, rescore=64)
+    got = ix.search(queries, k=64)
+    by_id = dict(zip(ids, docs, strict=True))
+    for query, hits, before in zip(queries, got, codes_scored, strict=True):
+        # The same documents, each with its exact MaxSim over the stored fp16 vectors, best first.
+        assert {h.id for h in hits} == {h.id for h in before}
+        exact_scores = maxsim([query], [by_id[h.id].half().float() for h in hits])[0]
+        np.testing.assert_allclose([h.score for h in hits], exact_scores.numpy(), rtol=1e-5, atol=1e-5)
+        assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
 
 
 def test_a_smaller_k_returns_the_first_hits_when_most_candidates_are_decompressed(corpus) -> None:
