@@ -37,8 +37,9 @@ plain search, an add, the first search after it: add + first search - plain sear
   re-scored against the original fp16 vectors.
 * ``plaid-2bit+fp16 fast8+fp16-only``, ``fast6+fp16-only``: ``n_full_scores=100, rescore=100``
   with ``n_centroid_interaction`` 8 or 6: the best 100 candidates by centroid interaction, scored
-  on their fp16 vectors only (a re-score covering every candidate skips the codes). 6 comes
-  from a sweep of 4, 6 and 8 over the same queries (4 fell below R@10 0.95).
+  on their fp16 vectors only (a re-score covering every candidate skips the codes). From a sweep
+  over the same queries of ``n_centroid_interaction`` 4, 6 and 8 (4 fell below R@10 0.95),
+  ``n_full_scores`` 100 to 128 and ``n_ivf_probe`` 1 and 2 (1: no faster in the bench).
 * ``plaid-2bit+fp16 rescore64``: ``PLAIDConfig(nbits=2, keep_fp16=True)``, ``SearchConfig(rescore=64)``:
   the best 64 re-scored against the original vectors, memory-mapped from disk.
 * ``plaid-2bit-pool2 accurate``: ``PLAIDConfig(nbits=2, pool_factor=2)``.
