@@ -124,8 +124,8 @@ class SearchConfig:
             ``k >= 3 * n_full_scores / 4`` a smaller ``k`` returns the first hits of a larger one.
         rescore: of those, how many to score again against the fp16 vectors (0 = off; needs
             ``PLAIDConfig(keep_fp16=True)``). When it covers every decompressed candidate, they are
-            scored on their fp16 vectors only, never on their codes: as fast as scoring the codes,
-            and the scores are exact MaxSim.
+            scored on their fp16 vectors only, never on their codes: about as fast as scoring the
+            codes, and every score is the exact MaxSim of the stored vectors.
         n_refine: with a residual quantiser (``PLAIDConfig(quantizer="rq")``), the decompressed
             candidates are scored on their first stage's bytes (a 2-bit code's cost) and the best
             ``n_refine`` again on all their bytes, like ``rescore`` (0 = every candidate on all
@@ -837,7 +837,7 @@ class _Search:
             return vectors @ queries[query].T
 
         # When every candidate would be re-scored, they are scored on their original vectors only.
-        direct = rescore >= chosen.shape[1]
+        direct = rescore > 0 and rescore >= chosen.shape[1]
         scores = self._maxsim(chosen, original if direct else decompressed(self.refine))
         keep = max(self.depth, self.config.n_refine) if self.refine else self.depth
         top = torch.topk(scores, min(keep, scores.shape[1]), dim=1)
