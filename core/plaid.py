@@ -8,12 +8,14 @@ vectorised over tokens and documents:
    centroids per query token, plus every centroid scoring at least ``centroid_score_threshold``
    for some query token, select documents through the inverted lists (centroid -> documents).
 2. **Centroid interaction** (pruned): each candidate's approximate MaxSim uses only those kept
-   centroids, read straight from the inverted lists; the best ``n_full_scores`` go on, and full
-   centroid interaction (every token's centroid) keeps the best quarter of them (at least ``k``;
-   all of them, with no such pass, when that would be three quarters or more).
+   centroids, read straight from the inverted lists into a table over the candidates alone (its
+   size, like the work, follows the postings read, not the corpus); the best ``n_full_scores`` go
+   on, and full centroid interaction (every token's centroid) keeps the best quarter of them (at
+   least ``k``; all of them, with no such pass, when that would be three quarters or more).
 3. **Exact scoring**: MaxSim of those on their codes, scored by table lookup without
    decompressing them. Optionally (``rescore > 0``) the best ``rescore`` are scored once more
-   against the original fp16 vectors, kept memory-mapped on disk rather than in RAM.
+   against the original fp16 vectors, kept memory-mapped on disk rather than in RAM; a
+   ``rescore`` covering every candidate scores the fp16 vectors only.
 
 Adds compress a chunk at a time and park the codes in scratch files until the next search, so a
 streamed build holds one input chunk plus the compressed index. Removals are tombstones
@@ -62,7 +64,7 @@ _ADD_CHUNK_TOKENS = 16_384  # tokens expanded to float32 at a time while adding 
 _PENDING_RAM_ROWS = 16_384  # added tokens kept in memory (not scratch files) until the next search
 _DELTA_FRACTION = 8  # lists over recent adds merge into the main lists at 1/8 of their postings
 _QUERY_BATCH = 16  # queries searched together on a GPU (fewer when the per-batch tables would be large)
-_TABLE_CELLS = 16_777_216  # cap on the dense (queries, q_len, slots) approximate-score table (64 MiB)
+_TABLE_CELLS = 16_777_216  # cap on the (queries, slots) -> candidate column map of a batch (int32, 64 MiB)
 _BATCH_POSTINGS = 4_194_304  # cap on the inverted-list postings one batch reads (estimated)
 _PAIR_TOKENS = 65_536  # tokens scored at a time when scoring query-document pairs
 
@@ -790,8 +792,8 @@ class _Search:
         self.token_starts = index._token_starts()
 
     def batch_size(self, q_len: int) -> int:
-        """Queries per batch: 1 on a CPU; on a GPU as many as keep the dense ``(batch, q_len, slots)``
-        table and the postings read bounded."""
+        """Queries per batch: 1 on a CPU; on a GPU as many as keep the ``(batch, slots)`` candidate
+        map and the postings read bounded."""
         if self.allowed.device.type == "cpu":
             return 1
         if self.exhaustive:
@@ -803,7 +805,7 @@ class _Search:
             1,
             min(
                 _QUERY_BATCH,
-                int(_TABLE_CELLS / max(1, q_len * self.n_slots)),
+                int(_TABLE_CELLS / max(1, self.n_slots)),
                 int(_BATCH_POSTINGS / max(1.0, postings)),
             ),
         )
@@ -886,20 +888,7 @@ class _Search:
             pair_centroid = torch.cat([pair_centroid, centroid])
             pair_score = torch.cat([pair_score, centroid_scores[query, token, centroid]])
             floor = torch.minimum(floor, torch.tensor(cfg.centroid_score_threshold, device=device))
-        # Stages 1 and 2 over the pairs' inverted lists: each posting is one scalar max into a
-        # dense (rows, slots) table, so the work is the postings read, not q_len times them.
-        candidate = torch.zeros(n_queries * self.n_slots, dtype=torch.bool, device=device)
-        best = floor[..., None].expand(n_queries, q_len, self.n_slots).contiguous()
-        pair_cell = pair_row * self.n_slots
-        for ivf in self.lists:
-            slots, owner = ivf.postings(pair_centroid)
-            cell = pair_cell.index_select(0, owner) + slots
-            head = int(torch.searchsorted(owner, n_probed))  # the probed pairs' postings
-            candidate[cell[:head] // (q_len * self.n_slots) * self.n_slots + slots[:head]] = True
-            best.view(-1).scatter_reduce_(0, cell, pair_score.index_select(0, owner), reduce="amax")
-        candidate = candidate.view(n_queries, self.n_slots) & self.allowed
-        approx = best.sum(1).masked_fill_(~candidate, -math.inf)
-        chosen = _top_columns(approx, min(cfg.n_full_scores, self.n_slots))
+        chosen = self._approximate_top(pair_row, pair_centroid, pair_score, n_probed, floor)
         # Stage 3, full centroid interaction: every token of the chosen documents scored by its
         # centroid; the best quarter go on to decompression. When at least three quarters would go
         # on (a large k), all do: decompressing the rest costs less than scoring every centroid.
@@ -910,6 +899,65 @@ class _Search:
         scores = self._maxsim(chosen, lambda rows, query: tables().centroid_scores(codes.index_select(0, rows), query))
         columns = _top_columns(scores, n_decompress)
         return torch.where(columns >= 0, chosen.gather(1, columns.clamp(min=0)), -1)
+
+    def _approximate_top(
+        self,
+        pair_row: torch.Tensor,
+        pair_centroid: torch.Tensor,
+        pair_score: torch.Tensor,
+        n_probed: int,
+        floor: torch.Tensor,
+    ) -> torch.Tensor:
+        """Stages 1 and 2: per query, the ``n_full_scores`` best candidates by approximate score,
+        ``(n_queries, n)`` slots in slot order, ``-1`` where a query has fewer.
+
+        A document is a candidate of a query when the list of one of its first ``n_probed`` pairs
+        holds it. Its approximate score sums, over the query tokens, the best kept centroid of the
+        token whose list holds it, else the token's ``floor (n_queries, q_len)``. Each posting is one
+        scalar max into a ``(q_len, candidates)`` table, reached through a ``(query, slot) ->
+        column`` map: the work and the floats follow the postings read, not the size of the corpus.
+        """
+        n_queries, q_len = floor.shape
+        device = floor.device
+        # Each posting's (query, slot) key; the probed pairs' postings are each list's first ones.
+        pair_base = (pair_row // q_len) * self.n_slots
+        keys, probed, owners = [], [], []
+        for ivf in self.lists:
+            slots, owner = ivf.postings(pair_centroid)
+            key = slots if n_queries == 1 else pair_base.index_select(0, owner) + slots
+            keys.append(key)
+            owners.append(owner)
+            probed.append(key[: int(torch.searchsorted(owner, n_probed))])
+        key, owner = (keys[0], owners[0]) if len(keys) == 1 else (torch.cat(keys), torch.cat(owners))
+        head = probed[0] if len(probed) == 1 else torch.cat(probed)
+        # Columns through a (query, slot) map, 0 for documents that are not candidates (a spare
+        # column). The candidates come without sorting the postings: each probed posting writes
+        # its number into the map, and the one whose number stays there stands for its key.
+        column = torch.zeros(n_queries * self.n_slots, dtype=torch.int32, device=device)
+        number = torch.arange(1, head.numel() + 1, dtype=torch.int32, device=device)
+        column[head] = number
+        candidates = head[column.index_select(0, head) == number].long().sort().values  # each query's in slot order
+        candidates = candidates[self.allowed[candidates % self.n_slots]]
+        n_candidates = candidates.numel()
+        column[head] = 0
+        column[candidates] = torch.arange(1, n_candidates + 1, dtype=torch.int32, device=device)
+        query = candidates // self.n_slots
+        # (q_len, 1 + candidates): per query token, each candidate's best kept centroid, else the floor.
+        best = torch.cat([floor.new_zeros((q_len, 1)), floor.index_select(0, query).T], dim=1)
+        cell = ((pair_row % q_len) * (n_candidates + 1)).index_select(0, owner) + column.index_select(0, key)
+        best.view(-1).scatter_reduce_(0, cell, pair_score.index_select(0, owner), reduce="amax")
+        approx = best[:, 1:].sum(0)
+        # One row per query: each query's candidates are a run of the sorted (query, slot) keys.
+        counts = torch.bincount(query, minlength=n_queries)
+        within = torch.arange(n_candidates, device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, query)
+        n = min(self.config.n_full_scores, self.n_slots)
+        width = max(int(counts.max()), n)
+        scores = torch.full((n_queries, width), -math.inf, device=device)
+        scores[query, within] = approx
+        slot_at = torch.full((n_queries, width), -1, dtype=torch.long, device=device)
+        slot_at[query, within] = candidates % self.n_slots
+        columns = _top_columns(scores, n)
+        return torch.where(columns >= 0, slot_at.gather(1, columns.clamp(min=0)), -1)
 
     def _maxsim(self, chosen: torch.Tensor, token_scores: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
         """MaxSim of each query with each of its ``chosen (n_queries, width)`` slots; ``-inf`` where the slot is -1.

@@ -350,6 +350,43 @@ def test_a_smaller_k_returns_the_first_hits_when_most_candidates_are_decompresse
         assert [h.id for h in ix.search(query, k=48)] == everything[:48]
 
 
+@pytest.mark.parametrize("n_queries", [1, 8])  # one query (a CPU search), several at once (a GPU batch)
+def test_candidates_and_their_approximate_scores_follow_the_definition(corpus, n_queries: int) -> None:
+    # Stages 1 and 2 against a direct computation: a document is a candidate when one of its
+    # centroids is among a query token's n_ivf_probe best; its approximate score sums, per query
+    # token, the best of the token's n_centroid_interaction centroids it holds, else the last kept
+    # one's score; the n_full_scores best candidates come back, ties to the lower slot.
+    ids, docs, _, queries = corpus
+    config = SearchConfig(n_ivf_probe=2, n_centroid_interaction=4, n_full_scores=24)
+    ix = PLAIDIndex(device="cpu", search_config=config)
+    ix.add(ids[:380], docs[:380])
+    ix.search(queries[0])  # builds the inverted lists; the next add's documents get lists of their own
+    ix.add(ids[380:], docs[380:])
+    ix.remove(ids[::7])
+    ix._consolidate()
+    assert len(ix._inverted_lists()) == 2
+    search = plaid._Search(ix, ix.codec, ix._alive.clone(), depth=config.n_full_scores)
+    batch = torch.stack(queries[:n_queries])
+    scores = batch @ ix.codec.centroids.T
+    chosen = search._probe(scores, lambda: ix.codec.query_tables(batch, scores))
+    centroids_of = [set(ix._codes[ix._token_rows(torch.tensor([slot]))].tolist()) for slot in range(len(ix._lengths))]
+    for row, query_scores in zip(chosen, scores, strict=True):
+        kept = query_scores.topk(config.n_centroid_interaction, dim=1)
+        approx = {}
+        for slot, held in enumerate(centroids_of):
+            if not ix._alive[slot] or not held & set(kept.indices[:, : config.n_ivf_probe].flatten().tolist()):
+                continue
+            approx[slot] = sum(
+                max([float(values[-1])] + [float(v) for c, v in zip(cs.tolist(), values, strict=True) if c in held])
+                for cs, values in zip(kept.indices, kept.values, strict=True)
+            )
+        ranked = sorted(approx, key=lambda slot: (-approx[slot], slot))
+        want, got = set(ranked[: config.n_full_scores]), set(row[row >= 0].tolist())
+        assert row[row >= 0].tolist() == sorted(got) and len(got) == min(config.n_full_scores, len(approx))
+        cut = approx[ranked[len(got) - 1]]
+        assert all(abs(approx[slot] - cut) < 1e-5 for slot in want ^ got)  # only float near-ties at the cut differ
+
+
 def test_scoring_in_several_runs_per_query_changes_nothing(corpus, monkeypatch: pytest.MonkeyPatch) -> None:
     # A query's documents are scored in one padded run when they fit in _PAIR_TOKENS tokens, else
     # in several, shortest first; the hits and scores must not depend on which.
