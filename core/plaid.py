@@ -211,6 +211,7 @@ class PLAIDIndex(Index):
         self._ivf_covers = 0
         self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
         self._starts_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (lengths, their starts), cached
+        self._positions_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (slots, each slot's position), cached
         self._trained_error = 0.0
         self._added_error_sum = 0.0
         self._added_tokens = 0
@@ -458,11 +459,11 @@ class PLAIDIndex(Index):
         if candidates is not None:
             allowed[:] = False
             allowed[self._slots[candidates]] = True
-        slot_to_position = torch.full((allowed.numel(),), -1, dtype=torch.long)
-        slot_to_position[self._slots] = torch.arange(self._slots.numel())
+        n_allowed = len(self) if candidates is None else int(allowed.sum())
         cfg = self.search_config
-        depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, int(allowed.sum()))
-        search = _Search(self, codec, allowed.to(self.device), depth)
+        depth = min(max(k, cfg.rescore) if self._fp16 is not None else k, n_allowed)
+        search = _Search(self, codec, allowed.to(self.device), n_allowed, depth)
+        slot_to_position = self._slot_positions()
 
         # On a GPU, queries of one length are searched together, a batch at a time (each stage one
         # set of kernels for the whole batch). On a CPU a batch's arrays outgrow the caches and cost
@@ -717,6 +718,17 @@ class PLAIDIndex(Index):
             self._starts_of = cached
         return cached[1]
 
+    def _slot_positions(self) -> torch.Tensor:
+        """Each slot's document position in ``_ids``, -1 for a tombstone ``(n_slots,)`` (cached until the
+        slots change: ``_slots`` is replaced, never edited in place)."""
+        cached = self._positions_of
+        if cached is None or cached[0] is not self._slots:
+            positions = torch.full((self._alive.numel(),), -1, dtype=torch.long)
+            positions[self._slots] = torch.arange(self._slots.numel())
+            cached = (self._slots, positions)
+            self._positions_of = cached
+        return cached[1]
+
     def _token_rows(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.cpu()
         return ragged_rows(self._token_starts()[slots], self._lengths[slots])
@@ -778,11 +790,13 @@ class _Search:
     ``_PAIR_TOKENS`` tokens at a time, so memory stays bounded.
     """
 
-    def __init__(self, index: PLAIDIndex, codec: ResidualCodec, allowed: torch.Tensor, depth: int) -> None:
+    def __init__(
+        self, index: PLAIDIndex, codec: ResidualCodec, allowed: torch.Tensor, n_allowed: int, depth: int
+    ) -> None:
         self.index, self.codec, self.allowed, self.depth = index, codec, allowed, depth
         self.config = index.search_config
         self.n_slots = allowed.numel()
-        self.exhaustive = int(allowed.sum()) <= self.config.n_full_scores
+        self.exhaustive = n_allowed <= self.config.n_full_scores
         # Every lazily built part is built now: batches may then run in several threads.
         self.lists = [] if self.exhaustive else index._inverted_lists()
         self.norm_offsets = index._inverse_norm_offsets()

@@ -365,7 +365,7 @@ def test_candidates_and_their_approximate_scores_follow_the_definition(corpus, n
     ix.remove(ids[::7])
     ix._consolidate()
     assert len(ix._inverted_lists()) == 2
-    search = plaid._Search(ix, ix.codec, ix._alive.clone(), depth=config.n_full_scores)
+    search = plaid._Search(ix, ix.codec, ix._alive.clone(), len(ix), depth=config.n_full_scores)
     batch = torch.stack(queries[:n_queries])
     scores = batch @ ix.codec.centroids.T
     chosen = search._probe(scores, lambda: ix.codec.query_tables(batch, scores))
