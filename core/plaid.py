@@ -212,6 +212,7 @@ class PLAIDIndex(Index):
         self._fp16 = _Fp16Store() if self.config.keep_fp16 else None
         self._starts_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (lengths, their starts), cached
         self._positions_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (slots, each slot's position), cached
+        self._warned_outgrown = False
         self._trained_error = 0.0
         self._added_error_sum = 0.0
         self._added_tokens = 0
@@ -239,8 +240,23 @@ class PLAIDIndex(Index):
 
     @property
     def needs_retraining(self) -> bool:
-        """True when :attr:`drift` exceeds 1.25 (see :meth:`retrain`)."""
-        return self.drift > 1.25
+        """True when :attr:`drift` exceeds 1.25, or when the corpus has outgrown its centroids (see
+        :meth:`retrain`).
+
+        Outgrown: the default number of centroids for the tokens now stored is four times the one
+        trained (a streamed build sizes them by its first add unless :meth:`train` is given the
+        corpus size). Each centroid's inverted list then holds four times the documents it was
+        sized for, and each search reads that many more postings.
+        """
+        return self.drift > 1.25 or self._outgrown()
+
+    def _outgrown(self) -> bool:
+        codec = self.codec
+        return (
+            codec is not None
+            and self.config.n_centroids is None
+            and default_n_centroids(max(self.n_tokens, 1), self.config.nbits) >= 4 * codec.n_centroids
+        )
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held in memory per part (the optional fp16 store lives on disk and is not counted)."""
@@ -393,6 +409,16 @@ class PLAIDIndex(Index):
             if self._fp16 is not None and fp16_mark is not None:
                 self._fp16.rollback(fp16_mark)
             raise
+        if not self._warned_outgrown and self._outgrown():
+            self._warned_outgrown = True
+            logger.warning(
+                "This PLAID index holds %d tokens but %d centroids (the default for that many is %d), so "
+                "every search reads ever longer inverted lists; retrain() sizes them for the corpus (or "
+                "call train(sample, n_tokens=<corpus size>) before a streamed build).",
+                self.n_tokens,
+                self._require_codec().n_centroids,
+                default_n_centroids(self.n_tokens, self.config.nbits),
+            )
 
     def _compress_and_append(self, vectors: list[torch.Tensor]) -> None:
         if self.config.pool_factor > 1:

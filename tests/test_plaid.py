@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -598,6 +599,27 @@ def test_drift_signal_and_retrain(corpus, exact) -> None:
     ix.retrain()
     assert ix.drift == 1.0 and not ix.needs_retraining
     assert recall_vs_exact(ix, exact, queries) >= 0.85
+
+
+def test_a_streamed_build_that_outgrows_its_centroids_says_so_and_retrain_resizes(corpus, caplog) -> None:
+    ids, docs, *_ = corpus
+    ix = PLAIDIndex(device="cpu")
+    ix.add(ids[:12], docs[:12])  # the first add sizes the centroids for its own ~220 tokens
+    first = ix.codec.n_centroids
+    assert not ix.needs_retraining
+    with caplog.at_level(logging.WARNING, logger="lateint_plugins.core.plaid"):
+        for start in range(12, 400, 50):  # 16x more tokens: 4x more centroids would be the default
+            ix.add(ids[start : start + 50], docs[start : start + 50])
+    assert ix.needs_retraining and ix.drift < 1.25  # the centroids still fit; there are too few of them
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # said once
+    assert "retrain()" in caplog.records[0].message
+    ix.retrain()
+    assert ix.codec.n_centroids >= 4 * first and not ix.needs_retraining
+    sized = PLAIDIndex(device="cpu")  # trained for the corpus size up front: never outgrown
+    sized.train(torch.cat(docs[::2]), n_tokens=sum(len(d) for d in docs))
+    for start in range(0, 400, 50):
+        sized.add(ids[start : start + 50], docs[start : start + 50])
+    assert not sized.needs_retraining
 
 
 def test_bad_input(corpus) -> None:
