@@ -16,8 +16,10 @@ documents from those real token vectors (the real documents plus mixtures of spa
 Each build runs in its own child process (this script re-invoked with ``--only BUILD``; a peer's
 driver under its own interpreter), so its peak RSS is its own and builds cannot warm each other's
 caches. Our child streams the documents from the export ``--chunk-docs`` at a time (plain file reads,
-no memory map, so only one chunk of input is ever resident) into ``index.add`` and times only the
-index calls (``add`` plus the lazily built consolidation / inverted lists), saves the index to a
+no memory map, so only one chunk of input is ever resident) into ``index.add`` (where the whole
+corpus needs more centroids than its first chunk, as in the scale-up, PLAID first trains them on the
+first chunk sized for the corpus: ``train(sample, n_tokens=total)``) and times only the index calls
+(``train``, ``add`` plus the lazily built consolidation / inverted lists), saves the index to a
 temporary folder (for the on-disk size), then for each search setting runs a few warm-up queries and
 times every query alone (``index.search(q, k=100)``, ``time.perf_counter``), then all of them in
 one call (``index.search(queries, k=100)``, which ``LateInteractionStore.search_batch`` reaches:
@@ -497,6 +499,7 @@ def folder_sizes(folder: Path) -> dict[str, int]:
 def run_build(args: argparse.Namespace) -> dict[str, Any]:
     """Build one index streamed from the export and time its searches (runs in a child process)."""
     import torch
+    from lateint_plugins.core.codec import default_n_centroids
     from lateint_plugins.core.index import ExactIndex
     from lateint_plugins.core.plaid import PLAIDConfig, PLAIDIndex, SearchConfig
 
@@ -527,6 +530,13 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
         chunk_bytes = max(chunk_bytes, rows.nbytes)
         read_seconds += time.perf_counter() - start
         start = time.perf_counter()
+        if isinstance(index, PLAIDIndex) and not index.is_trained:
+            # A streamed build's first add sizes the centroids for itself alone: where the whole
+            # corpus needs more (the scale-up), train them on the first chunk, sized for the corpus.
+            total_tokens = int(np.load(args.export / "doc_lengths.npy").sum())
+            nbits = index.config.nbits
+            if default_n_centroids(total_tokens, nbits) != default_n_centroids(rows.shape[0], nbits):
+                index.train(torch.from_numpy(rows), n_tokens=total_tokens)
         index.add(ids, docs)
         build_seconds += time.perf_counter() - start
         n_docs += len(ids)
