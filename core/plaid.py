@@ -252,11 +252,11 @@ class PLAIDIndex(Index):
 
     def _outgrown(self) -> bool:
         codec = self.codec
-        return (
-            codec is not None
-            and self.config.n_centroids is None
-            and default_n_centroids(max(self.n_tokens, 1), self.config.nbits) >= 4 * codec.n_centroids
-        )
+        if codec is None or self.config.n_centroids is not None:
+            return False
+        # n_tokens without summing every document's length: checked after every add.
+        n_tokens = len(self._code_rows) + self._pending.n_rows
+        return default_n_centroids(max(n_tokens, 1), self.config.nbits) >= 4 * codec.n_centroids
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held in memory per part (the optional fp16 store lives on disk and is not counted)."""
